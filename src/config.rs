@@ -1,0 +1,351 @@
+//! Configuration: one name per setting, three spellings (DESIGN.md, "Configuration").
+//!
+//! `--max-payload` (flag) overrides `HUBBUB_MAX_PAYLOAD` (environment), which overrides
+//! `max_payload` in the `hubbub.toml` chosen by `--config`, which overrides the default.
+//! Sizes take units (`1MiB`, `64KiB`, `1000`), durations too (`25s`, `300ms`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Identity mode at the upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthMode {
+    /// Development: the user is named by `/ws/{user}` or `?user=`; anonymous otherwise.
+    None,
+}
+
+/// The server's settings, typed. Every field documents its default.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:3000`: loopback until the operator decides.
+    pub bind: SocketAddr,
+    /// Identity mode. Default `none`.
+    pub auth: AuthMode,
+    /// API key for `/api/*`, `/rest/message` and `/metrics`; unset means loopback only.
+    pub api_key: Option<String>,
+    /// Messages a new room keeps. Default 100.
+    pub default_history: usize,
+    /// Heartbeat ping interval. Default 25 s (Socket.IO's pingInterval).
+    pub heartbeat_interval: Duration,
+    /// Time a pong may take before the connection is reaped. Default 20 s.
+    pub heartbeat_timeout: Duration,
+    /// Largest frame, reassembled or decompressed message, and HTTP body. Default 1 MiB.
+    pub max_payload: usize,
+    /// Connections at once; more get HTTP 503 at the upgrade. Default 100,000.
+    pub max_connections: usize,
+    /// Outbound bytes queued per connection before it is closed as a slow consumer. Default 1 MiB.
+    pub queue_limit: usize,
+    /// permessage-deflate threshold: messages at least this large are compressed; `None`
+    /// turns compression off. Default on, over 1 KiB (small messages do not gain).
+    pub compression: Option<usize>,
+    /// Seconds between info log lines with connection counts; zero is off. Default off.
+    pub stats_log_interval: Duration,
+    /// How long shutdown waits for clients to close before exiting. Default 5 s.
+    pub shutdown_timeout: Duration,
+    /// Fan-out adapter: `local` (one node). Default `local`.
+    pub adapter: String,
+    /// History store: `memory` or `sqlite`. Default `sqlite` (durable store lands with the
+    /// services; until then history is kept in memory).
+    pub store: String,
+    /// SQLite file. Default `./hubbub.db`.
+    pub db: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            auth: AuthMode::None,
+            api_key: None,
+            default_history: 100,
+            heartbeat_interval: Duration::from_secs(25),
+            heartbeat_timeout: Duration::from_secs(20),
+            max_payload: 1 << 20,
+            max_connections: 100_000,
+            queue_limit: 1 << 20,
+            compression: Some(1024),
+            stats_log_interval: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(5),
+            adapter: "local".into(),
+            store: "sqlite".into(),
+            db: PathBuf::from("./hubbub.db"),
+        }
+    }
+}
+
+/// A bad setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value did not parse.
+    #[error("setting `{name}`: {message}")]
+    Invalid {
+        /// The setting.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The config file could not be read or parsed.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+macro_rules! settings {
+    ($( $field:ident : $help:literal ),* $(,)?) => {
+        /// Command-line flags; each setting is also read from `HUBBUB_<NAME>`.
+        #[derive(Clone, Debug, Default, Parser)]
+        #[command(name = "hubbub", version, about = "Hubbub: real-time messaging server")]
+        pub struct Args {
+            /// A hubbub.toml file with any of the settings below (env `HUBBUB_CONFIG`).
+            #[arg(long, env = "HUBBUB_CONFIG")]
+            pub config: Option<PathBuf>,
+            $(
+                #[doc = $help]
+                #[arg(long)]
+                pub $field: Option<String>,
+            )*
+        }
+
+        impl Args {
+            /// Settings given as flags, falling back to `HUBBUB_<NAME>` variables.
+            fn given(&self, env: &dyn Fn(&str) -> Option<String>) -> BTreeMap<&'static str, String> {
+                let mut m = BTreeMap::new();
+                $(
+                    let name = stringify!($field);
+                    let value = self.$field.clone()
+                        .or_else(|| env(&format!("HUBBUB_{}", name.to_ascii_uppercase())));
+                    if let Some(v) = value { m.insert(name, v); }
+                )*
+                m
+            }
+        }
+
+        const NAMES: &[&str] = &[$( stringify!($field) ),*];
+    };
+}
+
+settings! {
+    bind: "Address to listen on [default: 127.0.0.1:3000]",
+    auth: "Identity mode: none [default: none]",
+    api_key: "API key protecting /api/*, /rest/message and /metrics [default: loopback only]",
+    default_history: "Messages a new room keeps [default: 100]",
+    heartbeat_interval: "Ping interval, e.g. 25s [default: 25s]",
+    heartbeat_timeout: "Pong timeout before reaping, e.g. 20s [default: 20s]",
+    max_payload: "Largest frame/message/body, e.g. 1MiB [default: 1MiB]",
+    max_connections: "Connections at once [default: 100000]",
+    queue_limit: "Outbound queue per connection, e.g. 1MiB [default: 1MiB]",
+    compression: "permessage-deflate: on, off, or a threshold size [default: 1KiB]",
+    stats_log_interval: "Interval of the connection-count log line; 0 is off [default: 0]",
+    shutdown_timeout: "Time allowed for clients to close at shutdown [default: 5s]",
+    adapter: "Fan-out adapter: local [default: local]",
+    store: "History store: sqlite or memory [default: sqlite]",
+    db: "SQLite file [default: ./hubbub.db]",
+}
+
+impl Config {
+    /// Builds the configuration from flags, environment and the optional file.
+    pub fn from_args(args: &Args) -> Result<Self, ConfigError> {
+        let mut values = match &args.config {
+            Some(path) => read_file(path)?,
+            None => BTreeMap::new(),
+        };
+        let env = |k: &str| std::env::var(k).ok();
+        values.extend(args.given(&env).into_iter().map(|(k, v)| (k.to_string(), v)));
+        Self::from_values(&values)
+    }
+
+    /// Builds the configuration from `name -> value` strings over the defaults.
+    pub fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut c = Config::default();
+        for (name, v) in values {
+            let invalid = |message: String| ConfigError::Invalid {
+                name: name.clone(),
+                message,
+            };
+            match name.as_str() {
+                "bind" => c.bind = v.parse().map_err(|e| invalid(format!("{e}: {v}")))?,
+                "auth" => {
+                    c.auth = match v.as_str() {
+                        "none" => AuthMode::None,
+                        "jwt" | "basic" | "cookie" => {
+                            return Err(invalid(format!(
+                                "auth mode `{v}` is not available in this version (only `none`)"
+                            )))
+                        }
+                        _ => return Err(invalid(format!("unknown auth mode `{v}`"))),
+                    }
+                }
+                "api_key" => c.api_key = (!v.is_empty()).then(|| v.clone()),
+                "default_history" => c.default_history = parse_count(v).map_err(invalid)?,
+                "heartbeat_interval" => c.heartbeat_interval = parse_duration(v).map_err(invalid)?,
+                "heartbeat_timeout" => c.heartbeat_timeout = parse_duration(v).map_err(invalid)?,
+                "max_payload" => c.max_payload = parse_size(v).map_err(invalid)?,
+                "max_connections" => c.max_connections = parse_count(v).map_err(invalid)?,
+                "queue_limit" => c.queue_limit = parse_size(v).map_err(invalid)?,
+                "compression" => {
+                    c.compression = match v.as_str() {
+                        "on" | "true" => Some(1024),
+                        "off" | "false" => None,
+                        _ => Some(parse_size(v).map_err(invalid)?),
+                    }
+                }
+                "stats_log_interval" => c.stats_log_interval = parse_duration(v).map_err(invalid)?,
+                "shutdown_timeout" => c.shutdown_timeout = parse_duration(v).map_err(invalid)?,
+                "adapter" => match v.as_str() {
+                    "local" => c.adapter = v.clone(),
+                    _ => return Err(invalid(format!("adapter `{v}` is not available (only `local`)"))),
+                },
+                "store" => match v.as_str() {
+                    "sqlite" | "memory" => c.store = v.clone(),
+                    _ => return Err(invalid(format!("unknown store `{v}`"))),
+                },
+                "db" => c.db = PathBuf::from(v),
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: other.to_string(),
+                        message: format!("unknown setting; known: {}", NAMES.join(", ")),
+                    })
+                }
+            }
+        }
+        if c.max_payload == 0 || c.queue_limit == 0 {
+            return Err(ConfigError::Invalid {
+                name: "max_payload".into(),
+                message: "sizes must be above zero".into(),
+            });
+        }
+        if c.heartbeat_interval.is_zero() || c.heartbeat_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "heartbeat_interval".into(),
+                message: "heartbeat durations must be above zero".into(),
+            });
+        }
+        Ok(c)
+    }
+}
+
+fn read_file(path: &PathBuf) -> Result<BTreeMap<String, String>, ConfigError> {
+    let err = |message: String| ConfigError::File {
+        path: path.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in table {
+        let s = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => return Err(err(format!("`{k}` has an unsupported value {other:?}"))),
+        };
+        out.insert(k, s);
+    }
+    Ok(out)
+}
+
+/// Parses `1MiB`, `64KiB`, `10kB`, `1000` into bytes.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 1MiB, 64KiB, 1000)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+    };
+    n.checked_mul(mult)
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// Parses `25s`, `300ms`, `1m`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration (e.g. 25s): {e}"))
+}
+
+fn parse_count(s: &str) -> Result<usize, String> {
+    s.trim()
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("64 KiB").unwrap(), 64 << 10);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert_eq!(parse_duration("25s").unwrap(), Duration::from_secs(25));
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn flags_override_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hubbub.toml");
+        std::fs::write(
+            &file,
+            "max_payload = \"64KiB\"\nqueue_limit = 4096\ncompression = false\n",
+        )
+        .unwrap();
+        let args = Args::try_parse_from([
+            "hubbub",
+            "--config",
+            file.to_str().unwrap(),
+            "--max-payload",
+            "2KiB",
+        ])
+        .unwrap();
+        let c = Config::from_args(&args).unwrap();
+        assert_eq!(c.max_payload, 2048);
+        assert_eq!(c.queue_limit, 4096);
+        assert_eq!(c.compression, None);
+        assert_eq!(c.default_history, 100);
+    }
+
+    #[test]
+    fn unknown_settings_and_bad_values_are_errors() {
+        let mut m = BTreeMap::new();
+        m.insert("max_paylod".to_string(), "1".to_string());
+        assert!(Config::from_values(&m).is_err());
+        let mut m = BTreeMap::new();
+        m.insert("max_payload".to_string(), "huge".to_string());
+        let e = Config::from_values(&m).unwrap_err().to_string();
+        assert!(e.contains("max_payload"), "{e}");
+    }
+}

@@ -1,0 +1,201 @@
+//! The message log of a history room.
+//!
+//! A room whose `history` setting is above zero numbers its messages (`seq`, from 1) and
+//! keeps the latest `history` of them. The log holds the same `Arc<Delivery>` that was fanned
+//! out, so a replay reuses the encoded bytes. This in-memory log is the hot tier; a durable
+//! store (SQLite, Redis) plugs in behind it by appending what the log appends and loading
+//! the tail when the room is first touched.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::delivery::Delivery;
+
+/// What a replay request yields.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Messages to send, oldest first.
+    pub messages: Vec<Arc<Delivery>>,
+    /// `since + 1` is no longer kept: the replay starts at the oldest kept message.
+    pub gap: bool,
+}
+
+/// The kept tail of a room's messages, in `seq` order.
+#[derive(Debug, Default)]
+pub struct HistoryLog {
+    capacity: usize,
+    last_seq: u64,
+    entries: VecDeque<(u64, Arc<Delivery>)>,
+}
+
+impl HistoryLog {
+    /// A log keeping at most `capacity` messages.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            last_seq: 0,
+            entries: VecDeque::new(),
+        }
+    }
+
+    /// Whether this room keeps history at all.
+    pub fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    /// The seq of the latest message, 0 before the first.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Whether no message is kept.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// How many messages the log keeps at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Reserves the next seq number.
+    pub fn next_seq(&mut self) -> u64 {
+        self.last_seq += 1;
+        self.last_seq
+    }
+
+    /// Appends a message that was given `seq` by [`Self::next_seq`].
+    pub fn append(&mut self, seq: u64, d: Arc<Delivery>) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.len() == self.capacity {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((seq, d));
+    }
+
+    fn oldest_seq(&self) -> Option<u64> {
+        self.entries.front().map(|(s, _)| *s)
+    }
+
+    /// Messages after `since`, oldest first, with `gap` when some were already dropped.
+    pub fn since(&self, since: u64) -> Replay {
+        let Some(oldest) = self.oldest_seq() else {
+            return Replay {
+                messages: Vec::new(),
+                gap: since < self.last_seq,
+            };
+        };
+        let gap = since + 1 < oldest;
+        let skip = since.saturating_sub(oldest - 1) as usize;
+        Replay {
+            messages: self
+                .entries
+                .iter()
+                .skip(skip)
+                .map(|(_, d)| d.clone())
+                .collect(),
+            gap,
+        }
+    }
+
+    /// The `n` latest messages, oldest first.
+    pub fn latest(&self, n: usize) -> Replay {
+        let skip = self.entries.len().saturating_sub(n);
+        Replay {
+            messages: self
+                .entries
+                .iter()
+                .skip(skip)
+                .map(|(_, d)| d.clone())
+                .collect(),
+            gap: false,
+        }
+    }
+
+    /// Up to `limit` messages with seq below `before` (all when `None`), newest first, and
+    /// the `before` to ask for the next page (`None` when there is no older message).
+    pub fn before(&self, before: Option<u64>, limit: usize) -> (Vec<Arc<Delivery>>, Option<u64>) {
+        let before = before.unwrap_or(u64::MAX);
+        let page: Vec<(u64, Arc<Delivery>)> = self
+            .entries
+            .iter()
+            .rev()
+            .filter(|(s, _)| *s < before)
+            .take(limit)
+            .cloned()
+            .collect();
+        let next = match (page.last(), self.oldest_seq()) {
+            (Some((s, _)), Some(oldest)) if *s > oldest => Some(*s),
+            _ => None,
+        };
+        (page.into_iter().map(|(_, d)| d).collect(), next)
+    }
+
+    /// Drops every kept message (the seq counter goes on).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::delivery::{Body, Message, Payload};
+
+    fn log_with(capacity: usize, n: u64) -> HistoryLog {
+        let mut log = HistoryLog::new(capacity);
+        for _ in 0..n {
+            let seq = log.next_seq();
+            let d = Delivery::new(Body::Message(Message {
+                room: Some("r".into()),
+                event: "e".into(),
+                data: Payload::json(&seq),
+                from: None,
+                seq: Some(seq),
+                ts: 0,
+            }));
+            log.append(seq, d);
+        }
+        log
+    }
+
+    fn seqs(r: &[Arc<Delivery>]) -> Vec<u64> {
+        r.iter().map(|d| d.message().unwrap().seq.unwrap()).collect()
+    }
+
+    #[test]
+    fn since_replays_after_the_given_seq() {
+        let log = log_with(10, 5);
+        let r = log.since(2);
+        assert_eq!(seqs(&r.messages), vec![3, 4, 5]);
+        assert!(!r.gap);
+        assert!(log.since(5).messages.is_empty());
+        assert_eq!(seqs(&log.since(0).messages), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn since_older_than_kept_reports_a_gap() {
+        let log = log_with(3, 10);
+        let r = log.since(2);
+        assert!(r.gap);
+        assert_eq!(seqs(&r.messages), vec![8, 9, 10]);
+        let r = log.since(7);
+        assert!(!r.gap);
+        assert_eq!(seqs(&r.messages), vec![8, 9, 10]);
+    }
+
+    #[test]
+    fn latest_and_before_page_through() {
+        let log = log_with(100, 7);
+        assert_eq!(seqs(&log.latest(3).messages), vec![5, 6, 7]);
+        assert_eq!(seqs(&log.latest(30).messages).len(), 7);
+        let (page, next) = log.before(None, 3);
+        assert_eq!((seqs(&page), next), (vec![7, 6, 5], Some(5)));
+        let (page, next) = log.before(Some(5), 3);
+        assert_eq!((seqs(&page), next), (vec![4, 3, 2], Some(2)));
+        let (page, next) = log.before(Some(2), 3);
+        assert_eq!((seqs(&page), next), (vec![1], None));
+    }
+}

@@ -1,0 +1,1104 @@
+//! The hub: connections, users, rooms, presence, history and fan-out, on one node.
+//!
+//! The hub knows nothing of wire formats. A front end registers each connection it accepts
+//! ([`Hub::register`]) and gets back an [`Arc<Conn>`] whose [`Outbox`] it drains into its
+//! socket; everything else (joins, publishes, pushes from the HTTP API or from library code
+//! through a cloned [`Hub`]) goes through hub methods that build one [`Delivery`] per message
+//! and push it to every recipient without awaiting anything.
+//!
+//! Locking: the conn, user and room maps are sharded `std::sync::Mutex<HashMap>`s held only
+//! for a lookup or an insert. Each room has its own mutex, held while a publish assigns its
+//! `seq` and pushes to every member, so members of a room see its messages in one order and a
+//! join's replay can never be overtaken by a live message. Lock order: map shard, then room,
+//! then a connection's outbox or room list. No lock is ever held across an `.await`.
+
+pub mod delivery;
+pub mod history;
+pub mod outbox;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use delivery::{now_ms, Body, Delivery, Message, Payload};
+use history::HistoryLog;
+pub use history::Replay;
+pub use outbox::{CloseRequest, OutFrame, Outbox, Push};
+
+use crate::error::{ErrorCode, HubError};
+use crate::stats::{Stats, Transport};
+
+const SHARDS: usize = 16;
+
+/// Settings the hub itself needs (the server's [`crate::Config`] fills them).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HubConfig {
+    /// Messages kept by a new room unless created with its own `history` (default 100).
+    pub default_history: usize,
+    /// Outbound bytes queued per connection before a slow consumer is closed (default 1 MiB).
+    pub queue_limit: usize,
+    /// Connections accepted at once; more are refused with 503 at the upgrade (default 100,000).
+    pub max_connections: usize,
+    /// How often the heartbeat pings every connection (default 25 s).
+    pub heartbeat_interval: Duration,
+    /// How long a pong may take before the connection is reaped (default 20 s).
+    pub heartbeat_timeout: Duration,
+    /// This node's name, unique in the cluster; prefixes connection ids.
+    pub node: String,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            default_history: 100,
+            queue_limit: 1 << 20,
+            max_connections: 100_000,
+            heartbeat_interval: Duration::from_secs(25),
+            heartbeat_timeout: Duration::from_secs(20),
+            node: random_node_id(),
+        }
+    }
+}
+
+fn random_node_id() -> String {
+    let seed = RandomState::new().hash_one(std::time::SystemTime::now());
+    format!("{:08x}", seed as u32)
+}
+
+/// A connection's key inside this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ConnId(pub u64);
+
+/// One client connection as the hub sees it.
+#[derive(Debug)]
+pub struct Conn {
+    key: ConnId,
+    wire_id: Arc<str>,
+    user: Arc<str>,
+    transport: Transport,
+    outbox: Outbox,
+    rooms: Mutex<Vec<Arc<str>>>,
+    awaiting_pong: AtomicBool,
+}
+
+impl Conn {
+    /// The key of this connection on this node.
+    pub fn id(&self) -> ConnId {
+        self.key
+    }
+
+    /// The connection id sent to clients, unique in the cluster.
+    pub fn wire_id(&self) -> &str {
+        &self.wire_id
+    }
+
+    /// The user this connection belongs to.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The user as a shared string.
+    pub fn user_arc(&self) -> Arc<str> {
+        self.user.clone()
+    }
+
+    /// The front end that accepted this connection.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// The outbound queue the front end drains.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Rooms this connection has joined.
+    pub fn rooms(&self) -> Vec<String> {
+        lock(&self.rooms).iter().map(|r| r.to_string()).collect()
+    }
+
+    /// Pushes a delivery, encoded for this connection's wire format.
+    pub fn deliver(&self, d: &Delivery, volatile: bool) -> Push {
+        self.outbox.push(self.frame_for(d), volatile)
+    }
+
+    fn frame_for(&self, d: &Delivery) -> OutFrame {
+        match self.transport {
+            Transport::Ws | Transport::SocketIo => d.v1_frame(),
+        }
+    }
+
+    /// Asks the connection to close with `code` and `reason`.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.outbox.close(CloseRequest::Close(code, reason.into()));
+    }
+
+    /// Records a pong (or any proof of life the front end accepts).
+    pub fn pong_received(&self) {
+        self.awaiting_pong.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Where a message goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// Every connection.
+    All,
+    /// The members of a room.
+    Room(Arc<str>),
+    /// Every connection of a user.
+    User(Arc<str>),
+    /// One connection.
+    Conn(ConnId),
+}
+
+/// How a message is delivered: the target and its modifiers. Serializable, so that the same
+/// options can travel to the other nodes of a cluster unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastOptions {
+    /// Who receives it.
+    pub target: Target,
+    /// Connections left out (typically the sender).
+    pub except: Vec<ConnId>,
+    /// The sender's user id, shown to recipients as `from`.
+    pub from: Option<Arc<str>>,
+    /// Drop rather than close a recipient whose queue is full.
+    pub volatile: bool,
+}
+
+/// The outcome of an emit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Emitted {
+    /// Connections the message was queued for.
+    pub delivered: usize,
+    /// The room seq, when the room keeps history.
+    pub seq: Option<u64>,
+    /// For a user target: whether the user had any connection.
+    pub online: Option<bool>,
+}
+
+/// Builds an emit: `hub.to_room("lobby").except(me).emit("chat", data)`.
+#[derive(Debug)]
+#[must_use = "an emitter does nothing until `emit` is called"]
+pub struct Emitter<'a> {
+    hub: &'a Hub,
+    opts: BroadcastOptions,
+}
+
+impl Emitter<'_> {
+    /// Leaves a connection out.
+    pub fn except(mut self, conn: ConnId) -> Self {
+        self.opts.except.push(conn);
+        self
+    }
+
+    /// Names the sender.
+    pub fn from(mut self, user: impl Into<Arc<str>>) -> Self {
+        self.opts.from = Some(user.into());
+        self
+    }
+
+    /// Makes the message volatile: dropped for recipients whose queue is full.
+    pub fn volatile(mut self) -> Self {
+        self.opts.volatile = true;
+        self
+    }
+
+    /// Sends `event` with `data`.
+    pub fn emit(self, event: &str, data: impl Into<Payload>) -> Result<Emitted, HubError> {
+        self.hub.dispatch(&self.opts, event.into(), data.into())
+    }
+}
+
+/// The settings of a room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSettings {
+    /// The room name.
+    pub name: String,
+    /// At most this many users (not connections) may be members; `None` is unlimited.
+    pub max_users: Option<usize>,
+    /// Private rooms need an explicit grant to join (enforced when auth is on).
+    #[serde(default)]
+    pub private: bool,
+    /// Messages kept for replay; 0 keeps none and numbers nothing.
+    pub history: usize,
+}
+
+/// A room as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RoomInfo {
+    /// The room name.
+    pub name: String,
+    /// Users in the room.
+    pub members: usize,
+    /// The user limit, `null` when unlimited.
+    pub max_users: Option<usize>,
+    /// Whether joining needs a grant.
+    pub private: bool,
+    /// Messages kept.
+    pub history: usize,
+}
+
+/// What a join returns; the front end turns it into its ack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joined {
+    /// The room.
+    pub room: Arc<str>,
+    /// The last seq, for history rooms.
+    pub seq: Option<u64>,
+    /// Users in the room after the join.
+    pub members: usize,
+    /// Some requested history was no longer kept.
+    pub gap: bool,
+}
+
+/// Which history a join replays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReplayFrom {
+    /// Nothing.
+    #[default]
+    None,
+    /// Messages after this seq.
+    Since(u64),
+    /// The n latest.
+    Latest(u64),
+}
+
+#[derive(Debug)]
+struct RoomState {
+    dead: bool,
+    /// Created through the API: lives until deleted, even when empty.
+    pinned: bool,
+    settings: RoomSettings,
+    members: HashMap<ConnId, Arc<Conn>>,
+    /// Connections per user in this room.
+    users: HashMap<Arc<str>, usize>,
+    log: HistoryLog,
+}
+
+impl RoomState {
+    fn removable(&self) -> bool {
+        !self.pinned && self.members.is_empty() && self.log.is_empty()
+    }
+
+    fn info(&self) -> RoomInfo {
+        RoomInfo {
+            name: self.settings.name.clone(),
+            members: self.users.len(),
+            max_users: self.settings.max_users,
+            private: self.settings.private,
+            history: self.settings.history,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Room {
+    name: Arc<str>,
+    state: Mutex<RoomState>,
+}
+
+/// A `HashMap` split into independently locked shards.
+#[derive(Debug)]
+struct Shards<K, V> {
+    hasher: RandomState,
+    shards: Box<[Mutex<HashMap<K, V>>]>,
+}
+
+impl<K: Hash + Eq, V> Shards<K, V> {
+    fn new() -> Self {
+        Self {
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, HashMap<K, V>> {
+        let i = self.hasher.hash_one(key) as usize % SHARDS;
+        lock(&self.shards[i])
+    }
+
+    fn all(&self) -> impl Iterator<Item = MutexGuard<'_, HashMap<K, V>>> {
+        self.shards.iter().map(lock)
+    }
+}
+
+/// Locks a mutex, ignoring poison: every critical section in the hub leaves its data
+/// consistent at each step, so a panic elsewhere does not make it unusable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The future an op handler returns: the ack fields (an object), or an error.
+pub type OpFuture = Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, HubError>> + Send>>;
+type OpHandler = Arc<dyn Fn(OpCall) -> OpFuture + Send + Sync>;
+type ConnHook = Arc<dyn Fn(&Hub, &Arc<Conn>) + Send + Sync>;
+
+/// A call to an application-defined op.
+#[derive(Clone, Debug)]
+pub struct OpCall {
+    /// The hub, to emit from the handler.
+    pub hub: Hub,
+    /// The calling connection.
+    pub conn: Arc<Conn>,
+    /// The op name.
+    pub op: String,
+    /// The whole client frame.
+    pub frame: serde_json::Value,
+}
+
+#[derive(Default)]
+struct Hooks {
+    ops: HashMap<String, OpHandler>,
+    on_connect: Vec<ConnHook>,
+    on_disconnect: Vec<ConnHook>,
+}
+
+struct Inner {
+    config: HubConfig,
+    next_conn: AtomicU64,
+    /// Connections accepted or being accepted (permits held).
+    reserved: AtomicUsize,
+    shutting_down: AtomicBool,
+    idle: tokio::sync::Notify,
+    conns: Shards<ConnId, Arc<Conn>>,
+    users: Shards<Arc<str>, Vec<Arc<Conn>>>,
+    rooms: Shards<Arc<str>, Arc<Room>>,
+    stats: Stats,
+    hooks: RwLock<Hooks>,
+}
+
+/// A cloneable handle to the hub: emit from anywhere, inspect rooms and users.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("node", &self.inner.config.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A reserved connection slot; dropping it frees the slot.
+#[derive(Debug)]
+pub struct ConnPermit {
+    hub: Hub,
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        if self.hub.inner.reserved.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.hub.inner.idle.notify_waiters();
+        }
+    }
+}
+
+impl Hub {
+    /// A hub with the given settings.
+    pub fn new(config: HubConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                next_conn: AtomicU64::new(1),
+                reserved: AtomicUsize::new(0),
+                shutting_down: AtomicBool::new(false),
+                idle: tokio::sync::Notify::new(),
+                conns: Shards::new(),
+                users: Shards::new(),
+                rooms: Shards::new(),
+                stats: Stats::new(),
+                hooks: RwLock::new(Hooks::default()),
+            }),
+        }
+    }
+
+    /// The hub's settings.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.inner.config.node
+    }
+
+    /// The hub's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    // ---- connections -------------------------------------------------------------------
+
+    /// Reserves a connection slot, or `server_full` / shutting down. Call before the
+    /// upgrade, so a refused client never becomes a WebSocket.
+    pub fn try_reserve(&self) -> Result<ConnPermit, HubError> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return Err(HubError::new(
+                ErrorCode::ServerFull,
+                "the server is shutting down",
+            ));
+        }
+        let max = self.inner.config.max_connections;
+        let mut n = self.inner.reserved.load(Ordering::Relaxed);
+        loop {
+            if n >= max {
+                return Err(HubError::new(
+                    ErrorCode::ServerFull,
+                    format!("the server is at its limit of {max} connections"),
+                ));
+            }
+            match self.inner.reserved.compare_exchange_weak(
+                n,
+                n + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(ConnPermit { hub: self.clone() }),
+                Err(actual) => n = actual,
+            }
+        }
+    }
+
+    /// Registers an accepted connection of `user` (anonymous when `None`).
+    pub fn register(&self, user: Option<&str>, transport: Transport) -> Arc<Conn> {
+        let key = ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
+        let wire_id: Arc<str> = format!("{}-{:x}", self.inner.config.node, key.0).into();
+        let user: Arc<str> = match user {
+            Some(u) if !u.is_empty() => u.into(),
+            _ => format!("anon-{wire_id}").into(),
+        };
+        let conn = Arc::new(Conn {
+            key,
+            wire_id,
+            user: user.clone(),
+            transport,
+            outbox: Outbox::new(self.inner.config.queue_limit),
+            rooms: Mutex::new(Vec::new()),
+            awaiting_pong: AtomicBool::new(false),
+        });
+        self.inner.conns.shard(&key).insert(key, conn.clone());
+        self.inner
+            .users
+            .shard(&user)
+            .entry(user)
+            .or_default()
+            .push(conn.clone());
+        self.inner.stats.connection_opened(transport);
+        let hooks: Vec<ConnHook> = self.hooks().on_connect.clone();
+        for h in hooks {
+            h(self, &conn);
+        }
+        conn
+    }
+
+    /// Removes a connection: it leaves its rooms (presence follows) and its user.
+    pub fn unregister(&self, conn: &Arc<Conn>) {
+        if self.inner.conns.shard(&conn.key).remove(&conn.key).is_none() {
+            return;
+        }
+        let rooms = std::mem::take(&mut *lock(&conn.rooms));
+        for room in rooms {
+            self.leave_room(conn, &room, false);
+        }
+        {
+            let mut users = self.inner.users.shard(&conn.user);
+            if let Some(list) = users.get_mut(&conn.user) {
+                list.retain(|c| c.key != conn.key);
+                if list.is_empty() {
+                    users.remove(&conn.user);
+                }
+            }
+        }
+        self.inner.stats.connection_closed(conn.transport);
+        let hooks: Vec<ConnHook> = self.hooks().on_disconnect.clone();
+        for h in hooks {
+            h(self, conn);
+        }
+    }
+
+    /// A connection by key.
+    pub fn conn(&self, id: ConnId) -> Option<Arc<Conn>> {
+        self.inner.conns.shard(&id).get(&id).cloned()
+    }
+
+    /// Open connections on this node.
+    pub fn connection_count(&self) -> usize {
+        self.inner.conns.all().map(|s| s.len()).sum()
+    }
+
+    /// Users with at least one connection, sorted.
+    pub fn users_online(&self) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .inner
+            .users
+            .all()
+            .flat_map(|s| s.keys().map(|u| u.to_string()).collect::<Vec<_>>())
+            .collect();
+        users.sort();
+        users
+    }
+
+    /// Connections per online user, sorted by user.
+    pub fn connections_per_user(&self) -> Vec<(String, usize)> {
+        let mut v: Vec<(String, usize)> = self
+            .inner
+            .users
+            .all()
+            .flat_map(|s| {
+                s.iter()
+                    .map(|(u, c)| (u.to_string(), c.len()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Whether a user has any connection.
+    pub fn is_online(&self, user: &str) -> bool {
+        self.inner.users.shard(user).contains_key(user)
+    }
+
+    /// Closes every connection of `user` with `code`; returns how many.
+    pub fn disconnect_user(&self, user: &str, code: u16, reason: &str) -> usize {
+        let conns: Vec<Arc<Conn>> = self
+            .inner
+            .users
+            .shard(user)
+            .get(user)
+            .cloned()
+            .unwrap_or_default();
+        for c in &conns {
+            c.close(code, reason);
+        }
+        conns.len()
+    }
+
+    fn all_conns(&self) -> Vec<Arc<Conn>> {
+        self.inner
+            .conns
+            .all()
+            .flat_map(|s| s.values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    // ---- hooks -------------------------------------------------------------------------
+
+    fn hooks(&self) -> std::sync::RwLockReadGuard<'_, Hooks> {
+        self.inner.hooks.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hooks_mut(&self) -> std::sync::RwLockWriteGuard<'_, Hooks> {
+        self.inner.hooks.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a handler for an application op (`{"op": "<name>", ...}` on `/ws`). The
+    /// handler's `Ok(Some(object))` becomes the ack's fields; `Err` becomes an `error`.
+    pub fn on_op<F, Fut>(&self, op: &str, handler: F)
+    where
+        F: Fn(OpCall) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<serde_json::Value>, HubError>> + Send + 'static,
+    {
+        let h: OpHandler = Arc::new(move |call| Box::pin(handler(call)));
+        self.hooks_mut().ops.insert(op.to_string(), h);
+    }
+
+    /// The handler registered for `op`, if any.
+    pub fn op_handler(&self, op: &str) -> Option<impl Fn(OpCall) -> OpFuture> {
+        self.hooks().ops.get(op).cloned().map(|h| move |c| h(c))
+    }
+
+    /// Runs `f` for each new connection, after it is registered.
+    pub fn on_connect(&self, f: impl Fn(&Hub, &Arc<Conn>) + Send + Sync + 'static) {
+        self.hooks_mut().on_connect.push(Arc::new(f));
+    }
+
+    /// Runs `f` for each connection that ends, after it left its rooms.
+    pub fn on_disconnect(&self, f: impl Fn(&Hub, &Arc<Conn>) + Send + Sync + 'static) {
+        self.hooks_mut().on_disconnect.push(Arc::new(f));
+    }
+
+    // ---- emitting ----------------------------------------------------------------------
+
+    /// Emits to a room's members.
+    pub fn to_room(&self, room: &str) -> Emitter<'_> {
+        self.emitter(Target::Room(room.into()))
+    }
+
+    /// Emits to every connection of a user.
+    pub fn to_user(&self, user: &str) -> Emitter<'_> {
+        self.emitter(Target::User(user.into()))
+    }
+
+    /// Emits to every connection.
+    pub fn to_all(&self) -> Emitter<'_> {
+        self.emitter(Target::All)
+    }
+
+    /// Emits to one connection.
+    pub fn to_conn(&self, conn: ConnId) -> Emitter<'_> {
+        self.emitter(Target::Conn(conn))
+    }
+
+    fn emitter(&self, target: Target) -> Emitter<'_> {
+        Emitter {
+            hub: self,
+            opts: BroadcastOptions {
+                target,
+                except: Vec::new(),
+                from: None,
+                volatile: false,
+            },
+        }
+    }
+
+    /// Delivers `event` with `data` as `opts` says.
+    pub fn dispatch(
+        &self,
+        opts: &BroadcastOptions,
+        event: Arc<str>,
+        data: Payload,
+    ) -> Result<Emitted, HubError> {
+        let message = |room: Option<Arc<str>>, seq: Option<u64>| {
+            Delivery::new(Body::Message(Message {
+                room,
+                event: event.clone(),
+                data: data.clone(),
+                from: opts.from.clone(),
+                seq,
+                ts: now_ms(),
+            }))
+        };
+        let out = match &opts.target {
+            Target::Room(room) => self.publish_room(room, opts, message)?,
+            Target::User(user) => {
+                let conns: Vec<Arc<Conn>> = self
+                    .inner
+                    .users
+                    .shard(&**user)
+                    .get(&**user)
+                    .cloned()
+                    .unwrap_or_default();
+                let d = message(None, None);
+                let delivered = self.fan_out(conns.iter(), &d, opts);
+                Emitted {
+                    delivered,
+                    seq: None,
+                    online: Some(!conns.is_empty()),
+                }
+            }
+            Target::All => {
+                let d = message(None, None);
+                let mut delivered = 0;
+                for shard in self.inner.conns.all() {
+                    delivered += self.fan_out(shard.values(), &d, opts);
+                }
+                Emitted {
+                    delivered,
+                    ..Emitted::default()
+                }
+            }
+            Target::Conn(id) => {
+                let d = message(None, None);
+                let conn = self.conn(*id);
+                Emitted {
+                    delivered: self.fan_out(conn.iter(), &d, opts),
+                    ..Emitted::default()
+                }
+            }
+        };
+        self.inner.stats.messages_out(out.delivered as u64);
+        Ok(out)
+    }
+
+    /// Pushes `d` to each connection not excluded; returns how many queued it.
+    fn fan_out<'c>(
+        &self,
+        conns: impl Iterator<Item = &'c Arc<Conn>>,
+        d: &Delivery,
+        opts: &BroadcastOptions,
+    ) -> usize {
+        let mut delivered = 0;
+        for c in conns {
+            if opts.except.contains(&c.key) {
+                continue;
+            }
+            match c.deliver(d, opts.volatile) {
+                Push::Queued => delivered += 1,
+                Push::Dropped => self.inner.stats.volatile_dropped(),
+                Push::Overflow => self.inner.stats.slow_consumer(),
+                Push::Closed => {}
+            }
+        }
+        delivered
+    }
+
+    fn publish_room(
+        &self,
+        room: &Arc<str>,
+        opts: &BroadcastOptions,
+        message: impl Fn(Option<Arc<str>>, Option<u64>) -> Arc<Delivery>,
+    ) -> Result<Emitted, HubError> {
+        check_name(room, "room")?;
+        loop {
+            let r = self.room_or_create(room);
+            let mut st = lock(&r.state);
+            if st.dead {
+                continue;
+            }
+            let seq = st.log.enabled().then(|| st.log.next_seq());
+            let d = message(Some(r.name.clone()), seq);
+            if let Some(seq) = seq {
+                st.log.append(seq, d.clone());
+            }
+            let delivered = self.fan_out(st.members.values(), &d, opts);
+            let removable = st.removable();
+            drop(st);
+            if removable {
+                self.remove_if_removable(&r);
+            }
+            return Ok(Emitted {
+                delivered,
+                seq,
+                online: None,
+            });
+        }
+    }
+
+    // ---- rooms -------------------------------------------------------------------------
+
+    fn default_settings(&self, name: &str) -> RoomSettings {
+        RoomSettings {
+            name: name.to_string(),
+            max_users: None,
+            private: false,
+            history: self.inner.config.default_history,
+        }
+    }
+
+    fn room_or_create(&self, name: &Arc<str>) -> Arc<Room> {
+        let mut rooms = self.inner.rooms.shard(&**name);
+        rooms
+            .entry(name.clone())
+            .or_insert_with(|| {
+                let settings = self.default_settings(name);
+                Arc::new(Room {
+                    name: name.clone(),
+                    state: Mutex::new(RoomState {
+                        dead: false,
+                        pinned: false,
+                        log: HistoryLog::new(settings.history),
+                        settings,
+                        members: HashMap::new(),
+                        users: HashMap::new(),
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    fn room(&self, name: &str) -> Option<Arc<Room>> {
+        self.inner.rooms.shard(name).get(name).cloned()
+    }
+
+    fn remove_if_removable(&self, room: &Arc<Room>) {
+        let mut rooms = self.inner.rooms.shard(&*room.name);
+        let mut st = lock(&room.state);
+        if st.removable() && !st.dead {
+            st.dead = true;
+            rooms.remove(&room.name);
+        }
+    }
+
+    /// Creates a room with its own settings; `room_exists` if it exists.
+    pub fn create_room(&self, settings: RoomSettings) -> Result<RoomInfo, HubError> {
+        check_name(&settings.name, "name")?;
+        let name: Arc<str> = settings.name.as_str().into();
+        let mut rooms = self.inner.rooms.shard(&*name);
+        if rooms.contains_key(&name) {
+            return Err(HubError::new(
+                ErrorCode::RoomExists,
+                format!("room `{name}` already exists"),
+            ));
+        }
+        let st = RoomState {
+            dead: false,
+            pinned: true,
+            log: HistoryLog::new(settings.history),
+            settings,
+            members: HashMap::new(),
+            users: HashMap::new(),
+        };
+        let info = st.info();
+        rooms.insert(
+            name.clone(),
+            Arc::new(Room {
+                name,
+                state: Mutex::new(st),
+            }),
+        );
+        Ok(info)
+    }
+
+    /// A room's settings and member count.
+    pub fn room_info(&self, name: &str) -> Option<RoomInfo> {
+        self.room(name).map(|r| lock(&r.state).info())
+    }
+
+    /// Every room, sorted by name.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        let rooms: Vec<Arc<Room>> = self
+            .inner
+            .rooms
+            .all()
+            .flat_map(|s| s.values().cloned().collect::<Vec<_>>())
+            .collect();
+        let mut infos: Vec<RoomInfo> = rooms.iter().map(|r| lock(&r.state).info()).collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    /// Deletes a room and its history; its members are unsubscribed. False if unknown.
+    pub fn delete_room(&self, name: &str) -> bool {
+        let Some(room) = self.inner.rooms.shard(name).remove(name) else {
+            return false;
+        };
+        let members: Vec<Arc<Conn>> = {
+            let mut st = lock(&room.state);
+            st.dead = true;
+            st.log.clear();
+            st.users.clear();
+            st.members.drain().map(|(_, c)| c).collect()
+        };
+        for c in members {
+            lock(&c.rooms).retain(|r| **r != *name);
+        }
+        true
+    }
+
+    /// Users in a room, sorted; `None` if the room does not exist.
+    pub fn presence(&self, room: &str) -> Option<Vec<String>> {
+        let r = self.room(room)?;
+        let st = lock(&r.state);
+        let mut users: Vec<String> = st.users.keys().map(|u| u.to_string()).collect();
+        users.sort();
+        Some(users)
+    }
+
+    /// A page of a room's history, newest first, and the `before` of the next page.
+    pub fn history(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Option<(Vec<Arc<Delivery>>, Option<u64>)> {
+        let r = self.room(room)?;
+        let st = lock(&r.state);
+        Some(st.log.before(before, limit))
+    }
+
+    /// Subscribes `conn` to `room`, replaying history as asked. Replayed messages are queued
+    /// first, then whatever `ack` returns (the front end's ack frame), both while the room is
+    /// locked, so no live message can come between them.
+    pub fn join(
+        &self,
+        conn: &Arc<Conn>,
+        room: &str,
+        replay: ReplayFrom,
+        ack: impl FnOnce(&Joined) -> Option<OutFrame>,
+    ) -> Result<Joined, HubError> {
+        check_name(room, "room")?;
+        let name: Arc<str> = room.into();
+        loop {
+            let r = self.room_or_create(&name);
+            let mut st = lock(&r.state);
+            if st.dead {
+                continue;
+            }
+            let already_user = st.users.contains_key(&conn.user);
+            if let Some(max) = st.settings.max_users {
+                if !already_user && st.users.len() >= max {
+                    let removable = st.removable();
+                    drop(st);
+                    if removable {
+                        self.remove_if_removable(&r);
+                    }
+                    return Err(HubError::new(
+                        ErrorCode::RoomFull,
+                        format!("room `{room}` is full ({max} users)"),
+                    ));
+                }
+            }
+            let newly = st.members.insert(conn.key, conn.clone()).is_none();
+            if newly {
+                *st.users.entry(conn.user.clone()).or_insert(0) += 1;
+                lock(&conn.rooms).push(r.name.clone());
+            }
+            let replayed = match replay {
+                ReplayFrom::None => Replay::default(),
+                ReplayFrom::Since(s) => st.log.since(s),
+                ReplayFrom::Latest(n) => st.log.latest(n as usize),
+            };
+            for d in &replayed.messages {
+                conn.outbox.push_unbounded(conn.frame_for(d));
+            }
+            self.inner.stats.messages_out(replayed.messages.len() as u64);
+            let joined = Joined {
+                room: r.name.clone(),
+                seq: st.log.enabled().then(|| st.log.last_seq()),
+                members: st.users.len(),
+                gap: replayed.gap,
+            };
+            if let Some(frame) = ack(&joined) {
+                conn.outbox.push_unbounded(frame);
+            }
+            if newly && !already_user {
+                let d = Delivery::new(Body::Presence {
+                    room: r.name.clone(),
+                    user: conn.user.clone(),
+                    joined: true,
+                    count: st.users.len() as u64,
+                });
+                let opts = BroadcastOptions {
+                    target: Target::Room(r.name.clone()),
+                    except: vec![conn.key],
+                    from: None,
+                    volatile: false,
+                };
+                let n = self.fan_out(st.members.values(), &d, &opts);
+                self.inner.stats.messages_out(n as u64);
+            }
+            return Ok(joined);
+        }
+    }
+
+    /// Unsubscribes `conn` from `room`; leaving a room not joined is fine.
+    pub fn leave(&self, conn: &Arc<Conn>, room: &str) {
+        self.leave_room(conn, room, true);
+    }
+
+    fn leave_room(&self, conn: &Arc<Conn>, room: &str, update_conn: bool) {
+        if update_conn {
+            lock(&conn.rooms).retain(|r| **r != *room);
+        }
+        let Some(r) = self.room(room) else { return };
+        let mut st = lock(&r.state);
+        if st.members.remove(&conn.key).is_none() {
+            return;
+        }
+        let last_of_user = match st.users.get_mut(&conn.user) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => {
+                st.users.remove(&conn.user);
+                true
+            }
+        };
+        if last_of_user && !st.members.is_empty() {
+            let d = Delivery::new(Body::Presence {
+                room: r.name.clone(),
+                user: conn.user.clone(),
+                joined: false,
+                count: st.users.len() as u64,
+            });
+            let opts = BroadcastOptions {
+                target: Target::Room(r.name.clone()),
+                except: Vec::new(),
+                from: None,
+                volatile: false,
+            };
+            let n = self.fan_out(st.members.values(), &d, &opts);
+            self.inner.stats.messages_out(n as u64);
+        }
+        let removable = st.removable();
+        drop(st);
+        if removable {
+            self.remove_if_removable(&r);
+        }
+    }
+
+    // ---- lifecycle ---------------------------------------------------------------------
+
+    /// Starts the heartbeat: one task pings every connection each interval and terminates
+    /// those whose pong has not come within the timeout. It stops at shutdown.
+    pub fn spawn_heartbeat(&self) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        let interval = self.inner.config.heartbeat_interval;
+        let timeout = self.inner.config.heartbeat_timeout;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval.saturating_sub(timeout.min(interval))).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let hub = Hub { inner };
+                if hub.is_shutting_down() {
+                    return;
+                }
+                let conns = hub.all_conns();
+                for c in &conns {
+                    c.awaiting_pong.store(true, Ordering::Relaxed);
+                    c.outbox.request_ping();
+                }
+                drop(hub);
+                tokio::time::sleep(timeout.min(interval)).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let hub = Hub { inner };
+                for c in &conns {
+                    if c.awaiting_pong.load(Ordering::Relaxed) && !c.outbox.is_closing() {
+                        c.outbox.close(CloseRequest::Terminate);
+                        hub.inner.stats.reaped();
+                    }
+                }
+            }
+        })
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Begins shutdown: refuses new connections and asks every open one to close with
+    /// `code` (1001 for a server going away).
+    pub fn shutdown(&self, code: u16, reason: &str) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        for c in self.all_conns() {
+            c.close(code, reason);
+        }
+    }
+
+    /// Waits until every connection slot is released, or `timeout`; true if all closed.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.inner.reserved.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.inner.reserved.load(Ordering::Acquire) == 0;
+            }
+        }
+    }
+}
+
+fn check_name(name: &str, field: &str) -> Result<(), HubError> {
+    if name.is_empty() || name.len() > crate::protocol::v1::MAX_NAME_LEN {
+        return Err(HubError::bad_request(format!(
+            "`{field}` must be a non-empty string of at most {} bytes",
+            crate::protocol::v1::MAX_NAME_LEN
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! The `hubbub` binary: reads the configuration, raises the open-files limit, serves until
+//! SIGINT or SIGTERM, and exits 0 after a graceful shutdown.
+
+use clap::Parser;
+use hubbub::{
+    config::{Args, Config},
+    server::{raise_fd_limit, shutdown_signal, FD_RESERVE},
+    Hubbub,
+};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let config = match Config::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hubbub: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match raise_fd_limit() {
+        Some(limit) => {
+            let ceiling = limit.saturating_sub(FD_RESERVE);
+            tracing::info!("open-files limit {limit}: about {ceiling} connections at most");
+            if config.max_connections as u64 > ceiling {
+                tracing::warn!(
+                    "max_connections is {} but the open-files limit allows about {ceiling}",
+                    config.max_connections
+                );
+            }
+        }
+        None => tracing::warn!("could not read or raise the open-files limit"),
+    }
+    if config.store == "sqlite" {
+        tracing::info!(
+            "history is kept in memory in this version; the SQLite store ({}) is not used yet",
+            config.db.display()
+        );
+    }
+    let listener = match tokio::net::TcpListener::bind(config.bind).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("hubbub: cannot listen on {}: {e}", config.bind);
+            return std::process::ExitCode::from(1);
+        }
+    };
+    tracing::info!("hubbub listening on http://{}", config.bind);
+    let hubbub = Hubbub::new(config);
+    let app = hubbub.router();
+    match hubbub.serve(listener, app, shutdown_signal()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hubbub: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Codecs: pure functions between bytes and protocol messages, no I/O.
+//!
+//! Each wire format Hubbub speaks has a module here. They know nothing of sockets or of
+//! the hub; the front ends in [`crate::ws`] translate between them and [`crate::hub`].
+
+pub mod json;
+pub mod v1;

@@ -1,0 +1,177 @@
+//! One task per WebSocket connection: reads frames and drains the outbox.
+//!
+//! The [`Driver`] owns the socket. Each wake-up it first takes everything queued in the
+//! connection's [`Outbox`] and feeds it to the socket with a single flush at the end (so a
+//! burst of deliveries becomes as few `write` calls as the socket allows), then reads the
+//! next frame. Reading and writing interleave in the same task, so a connection costs one
+//! task and no channel; the heartbeat, slow-consumer and shutdown paths reach it through the
+//! outbox's close requests.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{Sink, SinkExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use yawc::{close::CloseCode, Frame, WebSocket, WebSocketError};
+
+use crate::hub::{CloseRequest, Conn, OutFrame};
+use crate::stats::Stats;
+
+/// What the driver surfaces to the connection loop.
+pub(crate) enum Event {
+    /// A complete message or a control frame from the client.
+    Frame(Frame),
+    /// The client broke the protocol or a limit; yawc has queued the matching close frame.
+    ReadError(WebSocketError),
+    /// Writing failed: the peer is gone.
+    WriteError,
+    /// Our close frame is written; wait for the client's reply, briefly.
+    CloseSent,
+    /// The connection must end now, with no handshake (heartbeat reap).
+    Terminated,
+}
+
+/// Drives one WebSocket on behalf of one hub connection.
+pub(crate) struct Driver<S> {
+    pub(crate) ws: WebSocket<S>,
+    pending: VecDeque<OutFrame>,
+    ping_due: bool,
+    closing: Option<(u16, String)>,
+    close_sent: bool,
+    unflushed: bool,
+}
+
+impl<S> Driver<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    pub(crate) fn new(ws: WebSocket<S>) -> Self {
+        Self {
+            ws,
+            pending: VecDeque::new(),
+            ping_due: false,
+            closing: None,
+            close_sent: false,
+            unflushed: false,
+        }
+    }
+
+    /// Waits for the next event, writing queued frames meanwhile.
+    pub(crate) async fn next(&mut self, conn: &Conn, stats: &Stats) -> Event {
+        poll_fn(|cx| self.poll_event(cx, conn, stats)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>, conn: &Conn, stats: &Stats) -> Poll<Event> {
+        if let Poll::Ready(ev) = self.poll_write(cx, conn, stats) {
+            return Poll::Ready(ev);
+        }
+        match self.ws.poll_next_frame(cx) {
+            Poll::Ready(Ok(frame)) => Poll::Ready(Event::Frame(frame)),
+            Poll::Ready(Err(e)) => Poll::Ready(Event::ReadError(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, conn: &Conn, stats: &Stats) -> Poll<Event> {
+        if !self.close_sent {
+            let batch = conn.outbox().take(cx.waker(), VecDeque::new());
+            if self.pending.is_empty() {
+                self.pending = batch.frames;
+            } else {
+                self.pending.extend(batch.frames);
+            }
+            self.ping_due |= batch.ping;
+            match batch.close {
+                None => {}
+                Some(CloseRequest::Terminate) => return Poll::Ready(Event::Terminated),
+                Some(CloseRequest::Abort(code, reason)) => {
+                    let dropped: usize = self.pending.drain(..).map(|f| f.len()).sum();
+                    conn.outbox().written(dropped);
+                    self.closing.get_or_insert((code, reason));
+                }
+                Some(CloseRequest::Close(code, reason)) => {
+                    self.closing.get_or_insert((code, reason));
+                }
+            }
+        }
+        let mut written = 0usize;
+        loop {
+            let has_work = self.ping_due
+                || !self.pending.is_empty()
+                || (self.closing.is_some() && !self.close_sent);
+            if !has_work {
+                break;
+            }
+            match Pin::new(&mut self.ws).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Event::WriteError),
+                Poll::Pending => break,
+            }
+            let frame = if self.ping_due {
+                self.ping_due = false;
+                Frame::ping(bytes::Bytes::new())
+            } else if let Some(f) = self.pending.pop_front() {
+                written += f.len();
+                match f {
+                    OutFrame::Text(b) => Frame::text(b),
+                    OutFrame::Binary(b) => Frame::binary(b),
+                }
+            } else {
+                let (code, reason) = self.closing.clone().unwrap_or((1000, String::new()));
+                self.close_sent = true;
+                Frame::close(CloseCode::from(code), reason)
+            };
+            if Pin::new(&mut self.ws).start_send(frame).is_err() {
+                return Poll::Ready(Event::WriteError);
+            }
+            self.unflushed = true;
+        }
+        if written > 0 {
+            conn.outbox().written(written);
+            stats.bytes_out(written as u64);
+        }
+        if self.pending.capacity() > 64 && self.pending.is_empty() {
+            self.pending = VecDeque::new();
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(_)) => return Poll::Ready(Event::WriteError),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if self.close_sent && !self.unflushed {
+            return Poll::Ready(Event::CloseSent);
+        }
+        Poll::Pending
+    }
+
+    /// After our close frame: reads until the client's close reply, an error, or `limit`.
+    pub(crate) async fn await_close_reply(&mut self, limit: Duration) {
+        let ws = &mut self.ws;
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                match ws.next_frame().await {
+                    Ok(f) if f.opcode() == yawc::OpCode::Close => break,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Writes whatever the WebSocket still owes the peer (a close reply), within `limit`.
+    pub(crate) async fn finish(&mut self, limit: Duration) {
+        let ws = &mut self.ws;
+        let _ = tokio::time::timeout(limit, async {
+            poll_fn(|cx| Pin::new(&mut *ws).poll_ready(cx)).await?;
+            ws.flush().await
+        })
+        .await;
+    }
+}
+

@@ -1,0 +1,453 @@
+//! The raw WebSocket front end: protocol v1 on `/ws` and `/ws/{user}`, and the echo route.
+//!
+//! The upgrade handler decides everything that can be decided before a WebSocket exists
+//! (the connection limit, the identity) and answers refusals with plain HTTP. An accepted
+//! connection is registered with the hub and handed to a [`driver::Driver`]; each text frame
+//! is parsed by [`crate::protocol::v1`] and turned into a hub call, and replies go through
+//! the same outbox as deliveries, so a client sees them in order.
+
+mod driver;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use bytes::Bytes;
+use serde::Deserialize;
+use yawc::{DeflatePool, IncomingUpgrade, OpCode, Options, WebSocket};
+
+use crate::error::{ApiError, ErrorCode, HubError};
+use crate::hub::{Conn, ConnPermit, Hub, OpCall, OutFrame, Payload, ReplayFrom};
+use crate::protocol::v1::{self, Request};
+use crate::stats::{RejectReason, Transport};
+use driver::{Driver, Event};
+
+/// How long a closing connection waits for the client's close reply.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Settings of the WebSocket front end.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct WsConfig {
+    /// Largest frame and reassembled or decompressed message, in bytes (close 1009 above).
+    pub max_payload: usize,
+    /// permessage-deflate threshold in bytes; `None` declines compression.
+    pub compression: Option<usize>,
+    /// Announced in `welcome` as `heartbeat_ms`.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            max_payload: 1 << 20,
+            compression: Some(1024),
+            heartbeat_interval: Duration::from_secs(25),
+        }
+    }
+}
+
+/// Shared state of the WebSocket routes.
+#[derive(Clone, Debug)]
+pub struct WsState {
+    hub: Hub,
+    config: WsConfig,
+    options: Options,
+}
+
+impl WsState {
+    /// Builds the state: one deflate pool shared by every connection.
+    pub fn new(hub: Hub, config: WsConfig) -> Self {
+        let mut options = Options::default()
+            // yawc's limits are exclusive; ours is inclusive.
+            .with_max_payload_read(config.max_payload + 1)
+            .with_max_read_buffer(config.max_payload + 1)
+            .with_utf8()
+            .with_no_delay()
+            // Small buffers that grow with traffic and shrink back after it: an idle
+            // connection holds a couple of KiB, not the usual 8-128 KiB.
+            .with_read_buffer_capacity(1024)
+            .with_write_buffer_capacity(512)
+            .with_backpressure_boundary(16 * 1024);
+        options = match config.compression {
+            Some(threshold) => options
+                .with_low_latency_compression()
+                // No context takeover either way: no compressor state lives between
+                // messages, and the pool shares it across connections.
+                .server_no_context_takeover()
+                .client_no_context_takeover()
+                .with_deflate_pool(DeflatePool::new(64))
+                .with_compression_threshold(threshold),
+            None => options.without_compression(),
+        };
+        Self {
+            hub,
+            config,
+            options,
+        }
+    }
+
+    /// The hub behind these routes.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+}
+
+/// The v1 routes: `/ws`, `/ws/{user}` and `/ws/echo`. Mount them with `Router::merge`, or
+/// under a prefix with `Router::nest`.
+pub fn routes(state: WsState) -> Router {
+    Router::new()
+        .route("/ws", get(v1_handler))
+        .route("/ws/echo", get(echo_handler))
+        .route("/ws/{user}", get(v1_user_handler))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+struct IdentityQuery {
+    user: Option<String>,
+}
+
+async fn v1_handler(
+    State(state): State<WsState>,
+    Query(q): Query<IdentityQuery>,
+    upgrade: Result<IncomingUpgrade, StatusCode>,
+) -> Response {
+    accept_v1(state, q.user, upgrade)
+}
+
+async fn v1_user_handler(
+    State(state): State<WsState>,
+    Path(user): Path<String>,
+    upgrade: Result<IncomingUpgrade, StatusCode>,
+) -> Response {
+    accept_v1(state, Some(user), upgrade)
+}
+
+/// Refuses or accepts an upgrade, before any WebSocket state exists.
+fn admit(
+    state: &WsState,
+    upgrade: Result<IncomingUpgrade, StatusCode>,
+) -> Result<(IncomingUpgrade, ConnPermit), Response> {
+    let stats = state.hub.stats();
+    let upgrade = upgrade.map_err(|status| {
+        stats.upgrade_rejected(RejectReason::BadHandshake);
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("not a valid WebSocket upgrade ({status})"),
+        )
+        .into_response()
+    })?;
+    let permit = state.hub.try_reserve().map_err(|e| {
+        stats.upgrade_rejected(if state.hub.is_shutting_down() {
+            RejectReason::ShuttingDown
+        } else {
+            RejectReason::ServerFull
+        });
+        ApiError::from(e).into_response()
+    })?;
+    Ok((upgrade, permit))
+}
+
+fn accept_v1(
+    state: WsState,
+    user: Option<String>,
+    upgrade: Result<IncomingUpgrade, StatusCode>,
+) -> Response {
+    if let Some(u) = &user {
+        if u.is_empty() || u.len() > v1::MAX_NAME_LEN {
+            state
+                .hub
+                .stats()
+                .upgrade_rejected(RejectReason::BadHandshake);
+            return ApiError::new(
+                ErrorCode::BadRequest,
+                "a user name is 1 to 200 bytes",
+            )
+            .into_response();
+        }
+    }
+    let (upgrade, permit) = match admit(&state, upgrade) {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let (response, fut) = match upgrade.upgrade(state.options.clone()) {
+        Ok(v) => v,
+        Err(e) => {
+            return ApiError::new(ErrorCode::BadRequest, e.to_string()).into_response();
+        }
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        match fut.await {
+            Ok(ws) => run_v1(state, ws, user).await,
+            Err(e) => tracing::debug!("upgrade failed: {e}"),
+        }
+    });
+    response.into_response()
+}
+
+async fn run_v1<S>(state: WsState, ws: WebSocket<S>, user: Option<String>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let hub = state.hub.clone();
+    let conn = hub.register(user.as_deref(), Transport::Ws);
+    conn.outbox().push_unbounded(OutFrame::Text(v1::encode_welcome(
+        conn.wire_id(),
+        conn.user(),
+        state.config.heartbeat_interval.as_millis() as u64,
+        state.config.max_payload as u64,
+    )));
+    let mut driver = Driver::new(ws);
+    loop {
+        match driver.next(&conn, hub.stats()).await {
+            Event::Frame(frame) => match frame.opcode() {
+                OpCode::Text => {
+                    hub.stats().message_in();
+                    handle_text(&hub, &conn, frame.into_payload()).await;
+                }
+                OpCode::Binary => {
+                    hub.stats().message_in();
+                    reply(
+                        &hub,
+                        &conn,
+                        v1::encode_error(
+                            None,
+                            ErrorCode::BadRequest,
+                            "binary frames are not accepted on /ws; send JSON text",
+                        ),
+                    );
+                }
+                OpCode::Pong => conn.pong_received(),
+                OpCode::Close => {
+                    driver.finish(CLOSE_GRACE).await;
+                    break;
+                }
+                OpCode::Ping | OpCode::Continuation => {}
+            },
+            Event::ReadError(e) => {
+                tracing::debug!(conn = conn.wire_id(), "closing on read error: {e}");
+                driver.finish(CLOSE_GRACE).await;
+                break;
+            }
+            Event::CloseSent => {
+                driver.await_close_reply(CLOSE_GRACE).await;
+                break;
+            }
+            Event::WriteError | Event::Terminated => break,
+        }
+    }
+    hub.unregister(&conn);
+}
+
+/// Queues a reply to the connection's own request.
+fn reply(hub: &Hub, conn: &Conn, bytes: Bytes) {
+    if conn.outbox().push(OutFrame::Text(bytes), false) == crate::hub::Push::Overflow {
+        hub.stats().slow_consumer();
+    }
+}
+
+fn reply_error(hub: &Hub, conn: &Conn, id: Option<u64>, e: &HubError) {
+    reply(hub, conn, v1::encode_error(id, e.code, &e.message));
+}
+
+async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
+    let frame = match v1::parse(&payload) {
+        Ok(f) => f,
+        Err(e) => return reply(hub, conn, v1::encode_error(e.id, e.code, &e.message)),
+    };
+    let id = frame.id;
+    let ack = |fill: &dyn Fn(&mut crate::protocol::json::ObjectWriter)| {
+        if let Some(id) = id {
+            let mut w = v1::ack_writer(id);
+            fill(&mut w);
+            reply(hub, conn, w.finish());
+        }
+    };
+    match frame.request {
+        Request::Join {
+            room,
+            since,
+            history,
+        } => {
+            let replay = match (since, history) {
+                (Some(s), _) => ReplayFrom::Since(s),
+                (None, Some(n)) => ReplayFrom::Latest(n),
+                (None, None) => ReplayFrom::None,
+            };
+            let res = hub.join(conn, &room, replay, |j| {
+                let id = id?;
+                let mut w = v1::ack_writer(id);
+                w.str("room", &j.room);
+                if let Some(seq) = j.seq {
+                    w.u64("seq", seq);
+                }
+                w.u64("members", j.members as u64);
+                if j.gap {
+                    w.bool("gap", true);
+                }
+                Some(OutFrame::Text(w.finish()))
+            });
+            if let Err(e) = res {
+                reply_error(hub, conn, id, &e);
+            }
+        }
+        Request::Leave { room } => {
+            hub.leave(conn, &room);
+            ack(&|w| {
+                w.str("room", &room);
+            });
+        }
+        Request::Publish {
+            room,
+            event,
+            data,
+            volatile,
+            exclude_self,
+        } => {
+            let mut em = hub.to_room(&room).from(conn.user_arc());
+            if exclude_self {
+                em = em.except(conn.id());
+            }
+            if volatile {
+                em = em.volatile();
+            }
+            match em.emit(&event, Payload::Json(data)) {
+                Ok(out) => ack(&|w| {
+                    if let Some(seq) = out.seq {
+                        w.u64("seq", seq);
+                    }
+                }),
+                Err(e) => reply_error(hub, conn, id, &e),
+            }
+        }
+        Request::Send { to, event, data } => {
+            match hub
+                .to_user(&to)
+                .from(conn.user_arc())
+                .emit(&event, Payload::Json(data))
+            {
+                Ok(out) if out.online == Some(false) => reply_error(
+                    hub,
+                    conn,
+                    id,
+                    &HubError::new(ErrorCode::UserOffline, format!("user `{to}` is not online")),
+                ),
+                Ok(out) => ack(&|w| {
+                    w.u64("delivered", out.delivered as u64);
+                }),
+                Err(e) => reply_error(hub, conn, id, &e),
+            }
+        }
+        Request::Broadcast { event, data } => {
+            match hub
+                .to_all()
+                .from(conn.user_arc())
+                .emit(&event, Payload::Json(data))
+            {
+                Ok(_) => ack(&|_| {}),
+                Err(e) => reply_error(hub, conn, id, &e),
+            }
+        }
+        Request::Ping => reply(hub, conn, v1::encode_pong(id)),
+        Request::Custom { op, frame } => {
+            let Some(handler) = hub.op_handler(&op) else {
+                return reply_error(
+                    hub,
+                    conn,
+                    id,
+                    &HubError::new(ErrorCode::UnknownOp, format!("unknown op `{op}`")),
+                );
+            };
+            let call = OpCall {
+                hub: hub.clone(),
+                conn: conn.clone(),
+                op,
+                frame: frame.to_value(),
+            };
+            match handler(call).await {
+                Ok(fields) => ack(&|w| {
+                    if let Some(serde_json::Value::Object(map)) = &fields {
+                        for (k, v) in map {
+                            if k != "op" && k != "id" {
+                                w.value(k, v);
+                            }
+                        }
+                    }
+                }),
+                Err(e) => reply_error(hub, conn, id, &e),
+            }
+        }
+    }
+}
+
+async fn echo_handler(
+    State(state): State<WsState>,
+    upgrade: Result<IncomingUpgrade, StatusCode>,
+) -> Response {
+    let (upgrade, permit) = match admit(&state, upgrade) {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let (response, fut) = match upgrade.upgrade(state.options.clone()) {
+        Ok(v) => v,
+        Err(e) => return ApiError::new(ErrorCode::BadRequest, e.to_string()).into_response(),
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        if let Ok(ws) = fut.await {
+            run_echo(state.hub, ws).await;
+        }
+    });
+    response.into_response()
+}
+
+/// Sends every text and binary message back to its sender. The echo connection is a hub
+/// connection like any other (heartbeat, shutdown, limits), but joins nothing.
+async fn run_echo<S>(hub: Hub, ws: WebSocket<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let conn = hub.register(None, Transport::Ws);
+    let mut driver = Driver::new(ws);
+    loop {
+        match driver.next(&conn, hub.stats()).await {
+            Event::Frame(frame) => match frame.opcode() {
+                OpCode::Text => {
+                    hub.stats().message_in();
+                    reply(&hub, &conn, frame.into_payload());
+                }
+                OpCode::Binary => {
+                    hub.stats().message_in();
+                    let f = OutFrame::Binary(frame.into_payload());
+                    if conn.outbox().push(f, false) == crate::hub::Push::Overflow {
+                        hub.stats().slow_consumer();
+                    }
+                }
+                OpCode::Pong => conn.pong_received(),
+                OpCode::Close => {
+                    driver.finish(CLOSE_GRACE).await;
+                    break;
+                }
+                OpCode::Ping | OpCode::Continuation => {}
+            },
+            Event::ReadError(_) => {
+                driver.finish(CLOSE_GRACE).await;
+                break;
+            }
+            Event::CloseSent => {
+                driver.await_close_reply(CLOSE_GRACE).await;
+                break;
+            }
+            Event::WriteError | Event::Terminated => break,
+        }
+    }
+    hub.unregister(&conn);
+}
