@@ -23,7 +23,7 @@ use serde::Deserialize;
 use yawc::{DeflatePool, IncomingUpgrade, OpCode, Options, WebSocket};
 
 use crate::error::{ApiError, ErrorCode, HubError};
-use crate::hub::{Conn, ConnPermit, Hub, OpCall, OutFrame, Payload, ReplayFrom};
+use crate::hub::{CloseRequest, Conn, ConnPermit, Hub, OpCall, OutFrame, Payload, ReplayFrom};
 use crate::protocol::v1::{self, Request};
 use crate::stats::{RejectReason, Transport};
 use driver::{Driver, Event};
@@ -68,7 +68,8 @@ impl WsState {
             // yawc's limits are exclusive; ours is inclusive.
             .with_max_payload_read(config.max_payload + 1)
             .with_max_read_buffer(config.max_payload + 1)
-            .with_utf8()
+            // UTF-8 is checked by the front end, which can then close with 1007 itself
+            // (yawc's own check ends the stream without a close frame).
             .with_no_delay()
             // Small buffers that grow with traffic and shrink back after it: an idle
             // connection holds a couple of KiB, not the usual 8-128 KiB.
@@ -209,9 +210,14 @@ where
     loop {
         match driver.next(&conn, hub.stats()).await {
             Event::Frame(frame) => match frame.opcode() {
+                _ if conn.outbox().is_closing() => {}
                 OpCode::Text => {
                     hub.stats().message_in();
-                    handle_text(&hub, &conn, frame.into_payload()).await;
+                    let payload = frame.into_payload();
+                    if !is_utf8(&conn, &payload) {
+                        continue;
+                    }
+                    handle_text(&hub, &conn, payload).await;
                 }
                 OpCode::Binary => {
                     hub.stats().message_in();
@@ -245,6 +251,18 @@ where
         }
     }
     hub.unregister(&conn);
+}
+
+/// Checks a text message; invalid UTF-8 closes the connection with 1007 (RFC 6455 §8.1).
+fn is_utf8(conn: &Conn, payload: &[u8]) -> bool {
+    if std::str::from_utf8(payload).is_ok() {
+        return true;
+    }
+    conn.outbox().close(CloseRequest::Abort(
+        1007,
+        "invalid UTF-8 in a text frame".into(),
+    ));
+    false
 }
 
 /// Queues a reply to the connection's own request.
@@ -420,9 +438,13 @@ where
     loop {
         match driver.next(&conn, hub.stats()).await {
             Event::Frame(frame) => match frame.opcode() {
+                _ if conn.outbox().is_closing() => {}
                 OpCode::Text => {
                     hub.stats().message_in();
-                    reply(&hub, &conn, frame.into_payload());
+                    let payload = frame.into_payload();
+                    if is_utf8(&conn, &payload) {
+                        reply(&hub, &conn, payload);
+                    }
                 }
                 OpCode::Binary => {
                     hub.stats().message_in();

@@ -1,0 +1,313 @@
+//! Test harness: a real Hubbub server on a loopback port, real WebSocket clients
+//! (tokio-tungstenite, an implementation independent of the server's), and an HTTP client.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hubbub::{Config, Hubbub};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    tungstenite::{self, protocol::frame::coding::CloseCode, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+
+/// How long any single expected event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Builds a config from `name = value` pairs over the defaults.
+pub fn config(pairs: &[(&str, &str)]) -> Config {
+    let mut m = BTreeMap::new();
+    for (k, v) in pairs {
+        m.insert(k.to_string(), v.to_string());
+    }
+    Config::from_values(&m).expect("valid test config")
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub hubbub: Hubbub,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(&[]).await
+    }
+
+    pub async fn with(pairs: &[(&str, &str)]) -> Self {
+        Self::from_hubbub(Hubbub::new(config(pairs))).await
+    }
+
+    pub async fn from_hubbub(hubbub: Hubbub) -> Self {
+        let app = hubbub.router();
+        Self::serve(hubbub, app).await
+    }
+
+    pub async fn serve(hubbub: Hubbub, app: axum::Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let h = hubbub.clone();
+        let task = tokio::spawn(async move {
+            h.serve(listener, app, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Self {
+            addr,
+            hubbub,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn hub(&self) -> &hubbub::Hub {
+        self.hubbub.hub()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Connects to a v1 endpoint and reads the welcome.
+    pub async fn client(&self, path: &str) -> Client {
+        let mut c = Client::connect(&self.ws_url(path)).await;
+        let welcome = c.recv().await;
+        assert_eq!(welcome["op"], "welcome", "first frame is the welcome");
+        c.welcome = welcome;
+        c
+    }
+
+    /// Connects a client for `user` on `/ws/{user}`.
+    pub async fn user(&self, user: &str) -> Client {
+        self.client(&format!("/ws/{user}")).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = reqwest::get(self.url(path)).await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body.to_string()))
+            .await
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<String>) -> (u16, Value) {
+        let mut req = reqwest::Client::new().request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Waits until the hub has `n` connections (connections register asynchronously).
+    pub async fn wait_connections(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.hub().connection_count() != n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected {n} connections, have {}",
+                self.hub().connection_count()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Shuts down gracefully and returns how long it took.
+    pub async fn shutdown(mut self) -> Duration {
+        let start = std::time::Instant::now();
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("shutdown finishes")
+                .unwrap()
+                .unwrap();
+        }
+        start.elapsed()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+    pub welcome: Value,
+    next_id: u64,
+    /// Frames read while waiting for something else.
+    pub backlog: std::collections::VecDeque<Value>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        Self {
+            ws,
+            welcome: Value::Null,
+            next_id: 1,
+            backlog: Default::default(),
+        }
+    }
+
+    pub fn conn_id(&self) -> String {
+        self.welcome["conn"].as_str().unwrap().to_string()
+    }
+
+    pub fn user(&self) -> String {
+        self.welcome["user"].as_str().unwrap().to_string()
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    /// Next JSON frame (from the backlog first), failing after `WAIT`.
+    pub async fn recv(&mut self) -> Value {
+        if let Some(v) = self.backlog.pop_front() {
+            return v;
+        }
+        self.recv_wire().await
+    }
+
+    async fn recv_wire(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame within the wait")
+                .expect("the connection is open")
+                .expect("a valid frame");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// Sends a request with a fresh id and returns the reply with that id; other frames
+    /// that arrive meanwhile go to the backlog.
+    pub async fn request(&mut self, mut v: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        v["id"] = json!(id);
+        self.send(v).await;
+        loop {
+            let m = self.recv_wire().await;
+            if m["id"] == json!(id) && m["op"] != "message" {
+                return m;
+            }
+            self.backlog.push_back(m);
+        }
+    }
+
+    pub async fn join(&mut self, room: &str) -> Value {
+        let ack = self.request(json!({"op": "join", "room": room})).await;
+        assert_eq!(ack["op"], "ack", "join ack: {ack}");
+        ack
+    }
+
+    /// The next frame whose `op` is `op`, skipping (and dropping) presence frames.
+    pub async fn recv_op(&mut self, op: &str) -> Value {
+        loop {
+            let m = self.recv().await;
+            if m["op"] == op {
+                return m;
+            }
+            assert_eq!(m["op"], "presence", "expected {op}, got {m}");
+        }
+    }
+
+    /// The next `message`, skipping presence.
+    pub async fn recv_message(&mut self) -> Value {
+        self.recv_op("message").await
+    }
+
+    /// Asserts nothing but pings/presence arrives for `d`.
+    pub async fn expect_no_message(&mut self, d: Duration) {
+        if let Some(m) = self.backlog.iter().find(|m| m["op"] == "message") {
+            panic!("unexpected message {m}");
+        }
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    assert_ne!(v["op"], "message", "unexpected message {v}");
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(other) => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the close frame and returns its code and reason.
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close within the wait");
+            match msg {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return (u16::from(f.code), f.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) => return (1005, String::new()),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("error instead of a close frame: {e}"),
+                None => panic!("stream ended without a close frame"),
+            }
+        }
+    }
+
+    /// Reads until the connection ends without a close frame (terminated).
+    pub async fn expect_dropped(&mut self) {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("the connection ends within the wait");
+            match msg {
+                None | Some(Err(_)) => return,
+                Some(Ok(Message::Close(f))) => panic!("expected a drop, got a close frame {f:?}"),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}
+
+pub fn close_code(c: CloseCode) -> u16 {
+    u16::from(c)
+}
+
+pub use tungstenite::Message as WsMessage;
