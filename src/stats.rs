@@ -229,6 +229,11 @@ impl Stats {
         self.slow_consumer_closes.get()
     }
 
+    /// Volatile messages dropped for full queues.
+    pub fn volatile_dropped_total(&self) -> u64 {
+        self.volatile_dropped.get()
+    }
+
     /// Connections reaped by the heartbeat.
     pub fn reaped_total(&self) -> u64 {
         self.heartbeat_reaped.get()

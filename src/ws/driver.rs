@@ -8,7 +8,7 @@
 //! outbox's close requests.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -42,13 +42,18 @@ pub(crate) struct Driver<S> {
     closing: Option<(u16, String)>,
     close_sent: bool,
     unflushed: bool,
+    /// Started when a close is first requested: when it fires the connection is dropped even
+    /// if the peer never reads our close frame (a consumer that stopped reading altogether).
+    /// Allocated only then, so an open connection carries no timer.
+    close_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    grace: Duration,
 }
 
 impl<S> Driver<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    pub(crate) fn new(ws: WebSocket<S>) -> Self {
+    pub(crate) fn new(ws: WebSocket<S>, grace: Duration) -> Self {
         Self {
             ws,
             pending: VecDeque::new(),
@@ -56,10 +61,13 @@ where
             closing: None,
             close_sent: false,
             unflushed: false,
+            close_timer: None,
+            grace,
         }
     }
 
-    /// Waits for the next event, writing queued frames meanwhile.
+    /// Waits for the next event, writing queued frames meanwhile. Once a close has been
+    /// requested and the grace period has passed, yields [`Event::Terminated`].
     pub(crate) async fn next(&mut self, conn: &Conn, stats: &Stats) -> Event {
         poll_fn(|cx| self.poll_event(cx, conn, stats)).await
     }
@@ -67,6 +75,15 @@ where
     fn poll_event(&mut self, cx: &mut Context<'_>, conn: &Conn, stats: &Stats) -> Poll<Event> {
         if let Poll::Ready(ev) = self.poll_write(cx, conn, stats) {
             return Poll::Ready(ev);
+        }
+        if self.closing.is_some() {
+            let grace = self.grace;
+            let timer = self
+                .close_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(grace)));
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Terminated);
+            }
         }
         match self.ws.poll_next_frame(cx) {
             Poll::Ready(Ok(frame)) => Poll::Ready(Event::Frame(frame)),

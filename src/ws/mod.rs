@@ -206,7 +206,7 @@ where
         state.config.heartbeat_interval.as_millis() as u64,
         state.config.max_payload as u64,
     )));
-    let mut driver = Driver::new(ws);
+    let mut driver = Driver::new(ws, CLOSE_GRACE);
     loop {
         match driver.next(&conn, hub.stats()).await {
             Event::Frame(frame) => match frame.opcode() {
@@ -434,7 +434,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let conn = hub.register(None, Transport::Ws);
-    let mut driver = Driver::new(ws);
+    let mut driver = Driver::new(ws, CLOSE_GRACE);
     loop {
         match driver.next(&conn, hub.stats()).await {
             Event::Frame(frame) => match frame.opcode() {
