@@ -55,19 +55,27 @@ pub fn routes(state: ApiState) -> Router {
         .with_state(state)
 }
 
-async fn require_key(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    let allowed = match &state.api_key {
-        Some(key) => req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+/// Whether a request may use the server API: with a key configured, it must present it as
+/// `Authorization: Bearer <key>`; without one, it must come from loopback.
+fn api_allowed(api_key: Option<&str>, authorization: Option<&str>, peer: Option<SocketAddr>) -> bool {
+    match api_key {
+        Some(key) => authorization
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| constant_time_eq(given.as_bytes(), key.as_bytes())),
-        None => req
-            .extensions()
+        None => peer.is_some_and(|p| p.ip().is_loopback()),
+    }
+}
+
+async fn require_key(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let allowed = api_allowed(
+        state.api_key.as_deref(),
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        req.extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .is_some_and(|ci| ci.0.ip().is_loopback()),
-    };
+            .map(|ci| ci.0),
+    );
     if !allowed {
         let message = if state.api_key.is_some() {
             "a valid `Authorization: Bearer <api key>` is required"
@@ -328,5 +336,31 @@ async fn readyz(State(s): State<ApiState>) -> Response {
         ApiError(HubError::new(ErrorCode::ServerFull, "shutting down")).into_response()
     } else {
         Json(json!({"status": "ready"})).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_key_only_loopback_is_allowed() {
+        let lo: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        assert!(api_allowed(None, None, Some(lo)));
+        assert!(api_allowed(None, None, Some(lo6)));
+        assert!(!api_allowed(None, None, Some(remote)));
+        assert!(!api_allowed(None, None, None), "unknown peers are refused");
+    }
+
+    #[test]
+    fn with_a_key_the_bearer_must_match_from_anywhere() {
+        let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert!(api_allowed(Some("s3cret"), Some("Bearer s3cret"), Some(remote)));
+        assert!(!api_allowed(Some("s3cret"), Some("Bearer s3cre"), Some(remote)));
+        assert!(!api_allowed(Some("s3cret"), Some("s3cret"), Some(remote)));
+        assert!(!api_allowed(Some("s3cret"), None, Some(lo)), "loopback needs the key too");
     }
 }

@@ -140,6 +140,17 @@ impl Stats {
                 transport: t.as_str().into(),
             });
         }
+        // Every reason shows from the start, at zero, so dashboards see the series.
+        for r in [
+            RejectReason::ServerFull,
+            RejectReason::BadHandshake,
+            RejectReason::Unauthorized,
+            RejectReason::ShuttingDown,
+        ] {
+            let _ = upgrades_rejected.get_or_create(&ReasonLabel {
+                reason: r.as_str().into(),
+            });
+        }
         Self {
             registry,
             connections,

@@ -165,6 +165,16 @@ pub struct Client {
 }
 
 impl Client {
+    /// Rebuilds a client around a stream taken out of one.
+    pub fn from_ws(ws: Ws) -> Self {
+        Self {
+            ws,
+            welcome: Value::Null,
+            next_id: 1_000_000,
+            backlog: Default::default(),
+        }
+    }
+
     pub async fn connect(url: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
