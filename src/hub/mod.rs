@@ -469,8 +469,15 @@ impl Hub {
         }
     }
 
-    /// Registers an accepted connection of `user` (anonymous when `None`).
-    pub fn register(&self, user: Option<&str>, transport: Transport) -> Arc<Conn> {
+    /// Registers an accepted connection of `user` (anonymous when `None`). `greeting`
+    /// builds the front end's first frame (the v1 `welcome`), queued before anything the
+    /// `on_connect` hooks or other connections may send.
+    pub fn register(
+        &self,
+        user: Option<&str>,
+        transport: Transport,
+        greeting: impl FnOnce(&Conn) -> Option<OutFrame>,
+    ) -> Arc<Conn> {
         let key = ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
         let wire_id: Arc<str> = format!("{}-{:x}", self.inner.config.node, key.0).into();
         let user: Arc<str> = match user {
@@ -486,6 +493,9 @@ impl Hub {
             rooms: Mutex::new(Vec::new()),
             awaiting_pong: AtomicBool::new(false),
         });
+        if let Some(frame) = greeting(&conn) {
+            conn.outbox.push_unbounded(frame);
+        }
         self.inner.conns.shard(&key).insert(key, conn.clone());
         self.inner
             .users

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::{
     extract::{Path, Query, State},
+    Extension,
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
@@ -110,6 +111,14 @@ pub fn routes(state: WsState) -> Router {
         .with_state(state)
 }
 
+/// The authenticated user of a request, set by application middleware before the upgrade.
+///
+/// When a request carries this extension, the connection belongs to that user whatever the
+/// path or query say; middleware that rejects the request answers with HTTP 401/403 and no
+/// WebSocket is ever created. See `examples/auth.rs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity(pub String);
+
 #[derive(Debug, Deserialize)]
 struct IdentityQuery {
     user: Option<String>,
@@ -117,17 +126,21 @@ struct IdentityQuery {
 
 async fn v1_handler(
     State(state): State<WsState>,
+    identity: Option<Extension<Identity>>,
     Query(q): Query<IdentityQuery>,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
-    accept_v1(state, q.user, upgrade)
+    let user = identity.map(|Extension(Identity(u))| u).or(q.user);
+    accept_v1(state, user, upgrade)
 }
 
 async fn v1_user_handler(
     State(state): State<WsState>,
+    identity: Option<Extension<Identity>>,
     Path(user): Path<String>,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
+    let user = identity.map(|Extension(Identity(u))| u).unwrap_or(user);
     accept_v1(state, Some(user), upgrade)
 }
 
@@ -199,13 +212,14 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let hub = state.hub.clone();
-    let conn = hub.register(user.as_deref(), Transport::Ws);
-    conn.outbox().push_unbounded(OutFrame::Text(v1::encode_welcome(
-        conn.wire_id(),
-        conn.user(),
-        state.config.heartbeat_interval.as_millis() as u64,
-        state.config.max_payload as u64,
-    )));
+    let conn = hub.register(user.as_deref(), Transport::Ws, |conn| {
+        Some(OutFrame::Text(v1::encode_welcome(
+            conn.wire_id(),
+            conn.user(),
+            state.config.heartbeat_interval.as_millis() as u64,
+            state.config.max_payload as u64,
+        )))
+    });
     let mut driver = Driver::new(ws, CLOSE_GRACE);
     loop {
         match driver.next(&conn, hub.stats()).await {
@@ -433,7 +447,7 @@ async fn run_echo<S>(hub: Hub, ws: WebSocket<S>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let conn = hub.register(None, Transport::Ws);
+    let conn = hub.register(None, Transport::Ws, |_| None);
     let mut driver = Driver::new(ws, CLOSE_GRACE);
     loop {
         match driver.next(&conn, hub.stats()).await {
