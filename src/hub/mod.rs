@@ -67,6 +67,37 @@ impl Default for HubConfig {
     }
 }
 
+impl HubConfig {
+    /// Sets `default_history`.
+    #[must_use]
+    pub fn with_default_history(mut self, n: usize) -> Self {
+        self.default_history = n;
+        self
+    }
+
+    /// Sets `queue_limit` (bytes).
+    #[must_use]
+    pub fn with_queue_limit(mut self, bytes: usize) -> Self {
+        self.queue_limit = bytes;
+        self
+    }
+
+    /// Sets `max_connections`.
+    #[must_use]
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets the heartbeat interval and timeout.
+    #[must_use]
+    pub fn with_heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self.heartbeat_timeout = timeout;
+        self
+    }
+}
+
 fn random_node_id() -> String {
     let seed = RandomState::new().hash_one(std::time::SystemTime::now());
     format!("{:08x}", seed as u32)
