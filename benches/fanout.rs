@@ -62,7 +62,8 @@ fn hub_with_room(n: usize) -> (Hub, Vec<std::sync::Arc<hubbub::Conn>>) {
         .collect();
     // Drop the presence frames the joins queued.
     for c in &conns {
-        c.outbox().take(futures_util::task::noop_waker_ref(), VecDeque::new());
+        c.outbox()
+            .take(futures_util::task::noop_waker_ref(), VecDeque::new());
     }
     (hub, conns)
 }
@@ -71,14 +72,16 @@ fn hub_with_room(n: usize) -> (Hub, Vec<std::sync::Arc<hubbub::Conn>>) {
 fn fanout_room(b: divan::Bencher, n: usize) {
     let (hub, conns) = hub_with_room(n);
     let data = json!({"user":"alice","text":"hello, everyone in the lobby!","n":42});
-    b.counter(divan::counter::ItemsCount::new(n)).bench_local(|| {
-        let out = hub.to_room("r").emit("chat", data.clone()).unwrap();
-        assert_eq!(out.delivered, n);
-        for c in &conns {
-            let batch = c
-                .outbox()
-                .take(futures_util::task::noop_waker_ref(), VecDeque::new());
-            c.outbox().written(batch.frames.iter().map(|f| f.len()).sum());
-        }
-    });
+    b.counter(divan::counter::ItemsCount::new(n))
+        .bench_local(|| {
+            let out = hub.to_room("r").emit("chat", data.clone()).unwrap();
+            assert_eq!(out.delivered, n);
+            for c in &conns {
+                let batch = c
+                    .outbox()
+                    .take(futures_util::task::noop_waker_ref(), VecDeque::new());
+                c.outbox()
+                    .written(batch.frames.iter().map(|f| f.len()).sum());
+            }
+        });
 }

@@ -33,5 +33,7 @@ async fn main() -> std::io::Result<()> {
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("chat on ws://127.0.0.1:3000/ws/<name>");
-    hubbub.serve(listener, hubbub.router(), shutdown_signal()).await
+    hubbub
+        .serve(listener, hubbub.router(), shutdown_signal())
+        .await
 }

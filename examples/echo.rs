@@ -11,7 +11,10 @@ async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().init();
     let hubbub = Hubbub::new(Config::default());
     let app = Router::new()
-        .route("/", get(|| async { "an ordinary route; the echo is at /ws/echo" }))
+        .route(
+            "/",
+            get(|| async { "an ordinary route; the echo is at /ws/echo" }),
+        )
         .merge(hubbub.ws_routes());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("echo on ws://127.0.0.1:3000/ws/echo");

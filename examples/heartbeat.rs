@@ -30,5 +30,7 @@ async fn main() -> std::io::Result<()> {
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    hubbub.serve(listener, hubbub.router(), shutdown_signal()).await
+    hubbub
+        .serve(listener, hubbub.router(), shutdown_signal())
+        .await
 }

@@ -9,7 +9,11 @@ use hubbub::{server::shutdown_signal, Config, Hub, Hubbub};
 use serde_json::{json, Value};
 
 async fn notify(State(hub): State<Hub>, Path(user): Path<String>, body: String) -> Json<Value> {
-    match hub.to_user(&user).from("shop").emit("notification", json!(body)) {
+    match hub
+        .to_user(&user)
+        .from("shop")
+        .emit("notification", json!(body))
+    {
         Ok(out) => Json(json!({ "delivered": out.delivered, "online": out.online })),
         Err(e) => Json(json!({ "error": e.to_string() })),
     }

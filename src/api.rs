@@ -57,7 +57,11 @@ pub fn routes(state: ApiState) -> Router {
 
 /// Whether a request may use the server API: with a key configured, it must present it as
 /// `Authorization: Bearer <key>`; without one, it must come from loopback.
-fn api_allowed(api_key: Option<&str>, authorization: Option<&str>, peer: Option<SocketAddr>) -> bool {
+fn api_allowed(
+    api_key: Option<&str>,
+    authorization: Option<&str>,
+    peer: Option<SocketAddr>,
+) -> bool {
     match api_key {
         Some(key) => authorization
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -121,7 +125,8 @@ where
 }
 
 fn event_name(event: Option<String>) -> Result<String, ApiError> {
-    let event = event.ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "missing field `event`"))?;
+    let event =
+        event.ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "missing field `event`"))?;
     if event.is_empty() || event.len() > crate::protocol::v1::MAX_NAME_LEN {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
@@ -188,13 +193,15 @@ async fn rest_message(
     ApiJson(b): ApiJson<RestMessage>,
 ) -> Result<Json<Value>, ApiError> {
     if b.to.is_empty() {
-        return Err(ApiError::new(ErrorCode::BadRequest, "`to` must not be empty"));
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "`to` must not be empty",
+        ));
     }
-    let out = s
-        .hub
-        .to_user(&b.to)
-        .from(b.from.as_str())
-        .emit("message", Payload::json(&json!({"from": b.from, "content": b.content})))?;
+    let out = s.hub.to_user(&b.to).from(b.from.as_str()).emit(
+        "message",
+        Payload::json(&json!({"from": b.from, "content": b.content})),
+    )?;
     Ok(Json(if out.online == Some(true) {
         json!({"succeed": true})
     } else {
@@ -230,7 +237,10 @@ async fn list_rooms(State(s): State<ApiState>) -> Json<Value> {
 }
 
 fn not_found(room: &str) -> ApiError {
-    ApiError::new(ErrorCode::RoomNotFound, format!("room `{room}` does not exist"))
+    ApiError::new(
+        ErrorCode::RoomNotFound,
+        format!("room `{room}` does not exist"),
+    )
 }
 
 async fn get_room(
@@ -289,7 +299,9 @@ async fn presence(
     Path(room): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let users = s.hub.presence(&room).ok_or_else(|| not_found(&room))?;
-    Ok(Json(json!({ "room": room, "count": users.len(), "users": users })))
+    Ok(Json(
+        json!({ "room": room, "count": users.len(), "users": users }),
+    ))
 }
 
 async fn users_online(State(s): State<ApiState>) -> Json<Value> {
@@ -358,9 +370,20 @@ mod tests {
     fn with_a_key_the_bearer_must_match_from_anywhere() {
         let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
         let lo: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        assert!(api_allowed(Some("s3cret"), Some("Bearer s3cret"), Some(remote)));
-        assert!(!api_allowed(Some("s3cret"), Some("Bearer s3cre"), Some(remote)));
+        assert!(api_allowed(
+            Some("s3cret"),
+            Some("Bearer s3cret"),
+            Some(remote)
+        ));
+        assert!(!api_allowed(
+            Some("s3cret"),
+            Some("Bearer s3cre"),
+            Some(remote)
+        ));
         assert!(!api_allowed(Some("s3cret"), Some("s3cret"), Some(remote)));
-        assert!(!api_allowed(Some("s3cret"), None, Some(lo)), "loopback needs the key too");
+        assert!(
+            !api_allowed(Some("s3cret"), None, Some(lo)),
+            "loopback needs the key too"
+        );
     }
 }

@@ -160,7 +160,11 @@ impl Config {
             None => BTreeMap::new(),
         };
         let env = |k: &str| std::env::var(k).ok();
-        values.extend(args.given(&env).into_iter().map(|(k, v)| (k.to_string(), v)));
+        values.extend(
+            args.given(&env)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
         Self::from_values(&values)
     }
 
@@ -187,7 +191,9 @@ impl Config {
                 }
                 "api_key" => c.api_key = (!v.is_empty()).then(|| v.clone()),
                 "default_history" => c.default_history = parse_count(v).map_err(invalid)?,
-                "heartbeat_interval" => c.heartbeat_interval = parse_duration(v).map_err(invalid)?,
+                "heartbeat_interval" => {
+                    c.heartbeat_interval = parse_duration(v).map_err(invalid)?
+                }
                 "heartbeat_timeout" => c.heartbeat_timeout = parse_duration(v).map_err(invalid)?,
                 "max_payload" => c.max_payload = parse_size(v).map_err(invalid)?,
                 "max_connections" => c.max_connections = parse_count(v).map_err(invalid)?,
@@ -199,11 +205,17 @@ impl Config {
                         _ => Some(parse_size(v).map_err(invalid)?),
                     }
                 }
-                "stats_log_interval" => c.stats_log_interval = parse_duration(v).map_err(invalid)?,
+                "stats_log_interval" => {
+                    c.stats_log_interval = parse_duration(v).map_err(invalid)?
+                }
                 "shutdown_timeout" => c.shutdown_timeout = parse_duration(v).map_err(invalid)?,
                 "adapter" => match v.as_str() {
                     "local" => c.adapter = v.clone(),
-                    _ => return Err(invalid(format!("adapter `{v}` is not available (only `local`)"))),
+                    _ => {
+                        return Err(invalid(format!(
+                            "adapter `{v}` is not available (only `local`)"
+                        )))
+                    }
                 },
                 "store" => match v.as_str() {
                     "sqlite" | "memory" => c.store = v.clone(),

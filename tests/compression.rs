@@ -60,10 +60,15 @@ async fn deflate_is_negotiated_without_context_takeover_and_applied_over_the_thr
     assert!(String::from_utf8(welcome).unwrap().contains("welcome"));
     // A large, compressible push arrives compressed (RSV1 set) and much smaller.
     let big = "compressible ".repeat(1000);
-    s.post("/api/push", json!({"to":"zip","event":"big","data":big})).await;
+    s.post("/api/push", json!({"to":"zip","event":"big","data":big}))
+        .await;
     let (b0, payload) = read_frame(&mut tcp).await;
     assert_eq!(b0 & 0x40, 0x40, "RSV1 marks a compressed message");
-    assert!(payload.len() < big.len() / 4, "{} bytes on the wire", payload.len());
+    assert!(
+        payload.len() < big.len() / 4,
+        "{} bytes on the wire",
+        payload.len()
+    );
 }
 
 #[tokio::test]
@@ -74,7 +79,10 @@ async fn compression_off_declines_the_extension() {
     assert!(!head.contains("permessage-deflate"), "{head}");
 }
 
-async fn deflate_client(s: &TestServer, path: &str) -> WebSocket<yawc::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn deflate_client(
+    s: &TestServer,
+    path: &str,
+) -> WebSocket<yawc::MaybeTlsStream<tokio::net::TcpStream>> {
     WebSocket::connect(s.ws_url(path).parse().unwrap())
         .with_options(
             Options::default()
@@ -86,9 +94,14 @@ async fn deflate_client(s: &TestServer, path: &str) -> WebSocket<yawc::MaybeTlsS
         .unwrap()
 }
 
-async fn next_json(ws: &mut WebSocket<yawc::MaybeTlsStream<tokio::net::TcpStream>>) -> serde_json::Value {
+async fn next_json(
+    ws: &mut WebSocket<yawc::MaybeTlsStream<tokio::net::TcpStream>>,
+) -> serde_json::Value {
     loop {
-        let f = tokio::time::timeout(common::WAIT, ws.next()).await.unwrap().unwrap();
+        let f = tokio::time::timeout(common::WAIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap();
         if f.opcode() == OpCode::Text {
             return serde_json::from_slice(f.payload()).unwrap();
         }

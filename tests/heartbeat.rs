@@ -11,7 +11,11 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_is_reaped_and_a_live_one_is_kept() {
-    let s = TestServer::with(&[("heartbeat_interval", "300ms"), ("heartbeat_timeout", "200ms")]).await;
+    let s = TestServer::with(&[
+        ("heartbeat_interval", "300ms"),
+        ("heartbeat_timeout", "200ms"),
+    ])
+    .await;
     // The live client reads continuously, so its WebSocket library answers every ping.
     let live = s.user("live").await;
     let mut live_ws = live.ws;
@@ -52,5 +56,8 @@ async fn a_silent_client_is_reaped_and_a_live_one_is_kept() {
     let mut dead = dead;
     dead.expect_dropped().await;
     let (_, m) = s.get("/metrics").await;
-    assert!(m.as_str().unwrap().contains("hubbub_heartbeat_reaped_total 1"));
+    assert!(m
+        .as_str()
+        .unwrap()
+        .contains("hubbub_heartbeat_reaped_total 1"));
 }

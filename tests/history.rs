@@ -20,7 +20,8 @@ async fn join_since_replays_then_acks_then_goes_live() {
     let s = TestServer::start().await;
     publish_n(&s, "h", 5).await;
     let mut c = s.user("late").await;
-    c.send(json!({"op":"join","room":"h","since":2,"id":1})).await;
+    c.send(json!({"op":"join","room":"h","since":2,"id":1}))
+        .await;
     for expect in 3..=5 {
         let m = c.recv().await;
         assert_eq!(m["op"], "message", "replay comes before the ack: {m}");
@@ -33,7 +34,10 @@ async fn join_since_replays_then_acks_then_goes_live() {
     assert!(ack.get("gap").is_none());
     publish_n(&s, "h", 1).await;
     let m = c.recv().await;
-    assert_eq!((m["op"].clone(), m["seq"].clone()), (json!("message"), json!(6)));
+    assert_eq!(
+        (m["op"].clone(), m["seq"].clone()),
+        (json!("message"), json!(6))
+    );
 }
 
 #[tokio::test]
@@ -41,7 +45,8 @@ async fn join_history_replays_the_latest_n() {
     let s = TestServer::start().await;
     publish_n(&s, "h", 10).await;
     let mut c = s.user("u").await;
-    c.send(json!({"op":"join","room":"h","history":3,"id":1})).await;
+    c.send(json!({"op":"join","room":"h","history":3,"id":1}))
+        .await;
     let mut got = Vec::new();
     loop {
         let m = c.recv().await;
@@ -63,7 +68,8 @@ async fn since_older_than_kept_reports_a_gap_and_starts_at_the_oldest() {
     assert_eq!(status, 201);
     publish_n(&s, "small", 10).await;
     let mut c = s.user("u").await;
-    c.send(json!({"op":"join","room":"small","since":1,"id":9})).await;
+    c.send(json!({"op":"join","room":"small","since":1,"id":9}))
+        .await;
     let mut got = Vec::new();
     let ack = loop {
         let m = c.recv().await;
@@ -80,7 +86,8 @@ async fn since_older_than_kept_reports_a_gap_and_starts_at_the_oldest() {
 #[tokio::test]
 async fn rooms_without_history_have_no_seq() {
     let s = TestServer::start().await;
-    s.post("/api/rooms", json!({"name": "live", "history": 0})).await;
+    s.post("/api/rooms", json!({"name": "live", "history": 0}))
+        .await;
     let mut c = s.user("u").await;
     let ack = c.join("live").await;
     assert!(ack.get("seq").is_none(), "{ack}");
@@ -107,7 +114,8 @@ async fn reconnect_with_since_misses_nothing_and_repeats_nothing() {
     drop(c);
     publish_n(&s, "feed", 4).await; // 4..=7 while away
     let mut c = s.user("u").await;
-    c.send(json!({"op":"join","room":"feed","since":last,"id":1})).await;
+    c.send(json!({"op":"join","room":"feed","since":last,"id":1}))
+        .await;
     publish_n(&s, "feed", 2).await; // 8, 9 live
     let mut seqs = Vec::new();
     while seqs.len() < 6 {
@@ -141,7 +149,13 @@ async fn history_api_pages_newest_first() {
     assert_eq!(page["messages"].as_array().unwrap().len(), 4);
     assert_eq!(page["next_before"], json!(null));
     let (status, e) = s.get("/api/rooms/p/history?limit=501").await;
-    assert_eq!((status, e["error"]["code"].clone()), (400, json!("bad_request")));
+    assert_eq!(
+        (status, e["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
     let (status, e) = s.get("/api/rooms/nope/history").await;
-    assert_eq!((status, e["error"]["code"].clone()), (404, json!("room_not_found")));
+    assert_eq!(
+        (status, e["error"]["code"].clone()),
+        (404, json!("room_not_found"))
+    );
 }

@@ -15,13 +15,19 @@ async fn push_to_a_user_reaches_every_connection_and_reports_online() {
     let mut a = s.user("ann").await;
     let mut b = s.user("ann").await;
     let (status, body) = s
-        .post("/api/push", json!({"to":"ann","event":"note","data":{"n":1},"from":"backend"}))
+        .post(
+            "/api/push",
+            json!({"to":"ann","event":"note","data":{"n":1},"from":"backend"}),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(body, json!({"delivered":2,"online":true}));
     for c in [&mut a, &mut b] {
         let m = c.recv_message().await;
-        assert_eq!((m["event"].clone(), m["from"].clone()), (json!("note"), json!("backend")));
+        assert_eq!(
+            (m["event"].clone(), m["from"].clone()),
+            (json!("note"), json!("backend"))
+        );
         assert_eq!(m["data"], json!({"n":1}));
     }
     let (status, body) = s
@@ -38,13 +44,22 @@ async fn push_to_a_room_and_to_all() {
     inside.join("news").await;
     let mut outside = s.user("out").await;
     let (_, body) = s
-        .post("/api/push", json!({"room":"news","event":"headline","data":"x"}))
+        .post(
+            "/api/push",
+            json!({"room":"news","event":"headline","data":"x"}),
+        )
         .await;
     assert_eq!(body["delivered"], 1);
     assert_eq!(body["seq"], 1);
     let m = inside.recv_message().await;
-    assert_eq!((m["room"].clone(), m["seq"].clone()), (json!("news"), json!(1)));
-    assert!(m.get("from").is_none(), "server pushes without from carry none");
+    assert_eq!(
+        (m["room"].clone(), m["seq"].clone()),
+        (json!("news"), json!(1))
+    );
+    assert!(
+        m.get("from").is_none(),
+        "server pushes without from carry none"
+    );
     outside.expect_no_message(Duration::from_millis(100)).await;
     let (_, body) = s
         .post("/api/push", json!({"all":true,"event":"alert","data":null}))
@@ -59,20 +74,44 @@ async fn push_rejects_bad_bodies_with_clear_codes() {
     let s = TestServer::with(&[("max_payload", "1KiB")]).await;
     let post = |body: &'static str| s.send(Method::POST, "/api/push", Some(body.to_string()));
     let (st, e) = post("{oops").await;
-    assert_eq!((st, e["error"]["code"].clone()), (400, json!("invalid_json")));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (400, json!("invalid_json"))
+    );
     let (st, e) = post(r#"{"event":"e"}"#).await;
-    assert_eq!((st, e["error"]["code"].clone()), (400, json!("bad_request")));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
     let (st, e) = post(r#"{"to":"a","room":"r","event":"e"}"#).await;
-    assert_eq!((st, e["error"]["code"].clone()), (400, json!("bad_request")));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
     let (st, e) = post(r#"{"to":"a"}"#).await;
-    assert_eq!((st, e["error"]["code"].clone()), (400, json!("bad_request")));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
     let (st, e) = post(r#"{"to":"a","event":"e","colour":"red"}"#).await;
-    assert_eq!((st, e["error"]["code"].clone()), (400, json!("bad_request")));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
     let (st, e) = post(r#"{"to":5,"event":"e"}"#).await;
-    assert_eq!((st, e["error"]["code"].clone()), (400, json!("bad_request")));
-    let big = format!(r#"{{"all":true,"event":"e","data":"{}"}}"#, "x".repeat(2000));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
+    let big = format!(
+        r#"{{"all":true,"event":"e","data":"{}"}}"#,
+        "x".repeat(2000)
+    );
     let (st, e) = s.send(Method::POST, "/api/push", Some(big)).await;
-    assert_eq!((st, e["error"]["code"].clone()), (413, json!("payload_too_large")));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (413, json!("payload_too_large"))
+    );
     assert!(e["error"]["message"].as_str().is_some());
 }
 
@@ -81,7 +120,10 @@ async fn rest_message_is_the_seeds_single_user_push() {
     let s = TestServer::start().await;
     let mut bob = s.user("bob").await;
     let (st, body) = s
-        .post("/rest/message", json!({"from":"alice","to":"bob","content":"hi bob"}))
+        .post(
+            "/rest/message",
+            json!({"from":"alice","to":"bob","content":"hi bob"}),
+        )
         .await;
     assert_eq!((st, body), (200, json!({"succeed": true})));
     let m = bob.recv_message().await;
@@ -89,7 +131,10 @@ async fn rest_message_is_the_seeds_single_user_push() {
     assert_eq!(m["from"], "alice");
     assert_eq!(m["data"], json!({"from":"alice","content":"hi bob"}));
     let (st, body) = s
-        .post("/rest/message", json!({"from":"alice","to":"carl","content":"?"}))
+        .post(
+            "/rest/message",
+            json!({"from":"alice","to":"carl","content":"?"}),
+        )
         .await;
     assert_eq!(st, 200);
     assert_eq!(body["succeed"], false);
@@ -100,14 +145,26 @@ async fn rest_message_is_the_seeds_single_user_push() {
 async fn rooms_are_created_listed_limited_and_deleted() {
     let s = TestServer::start().await;
     let (st, room) = s
-        .post("/api/rooms", json!({"name":"vip","max_users":2,"private":true,"history":5}))
+        .post(
+            "/api/rooms",
+            json!({"name":"vip","max_users":2,"private":true,"history":5}),
+        )
         .await;
     assert_eq!(st, 201);
-    assert_eq!(room, json!({"name":"vip","members":0,"max_users":2,"private":true,"history":5}));
+    assert_eq!(
+        room,
+        json!({"name":"vip","members":0,"max_users":2,"private":true,"history":5})
+    );
     let (st, e) = s.post("/api/rooms", json!({"name":"vip"})).await;
-    assert_eq!((st, e["error"]["code"].clone()), (409, json!("room_exists")));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (409, json!("room_exists"))
+    );
     let (st, e) = s.post("/api/rooms", json!({"name":""})).await;
-    assert_eq!((st, e["error"]["code"].clone()), (400, json!("bad_request")));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
 
     let mut a = s.user("a").await;
     let mut a2 = s.user("a").await;
@@ -128,14 +185,20 @@ async fn rooms_are_created_listed_limited_and_deleted() {
     let (st, _) = s.send(Method::DELETE, "/api/rooms/vip", None).await;
     assert_eq!(st, 200);
     let (st, e) = s.get("/api/rooms/vip").await;
-    assert_eq!((st, e["error"]["code"].clone()), (404, json!("room_not_found")));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (404, json!("room_not_found"))
+    );
     let (st, _) = s.send(Method::DELETE, "/api/rooms/vip", None).await;
     assert_eq!(st, 404);
     // Former members no longer receive the room's messages.
     s.post("/api/push", json!({"room":"vip","event":"e"})).await;
     a.expect_no_message(Duration::from_millis(150)).await;
     let (st, e) = s.get("/api/presence/nowhere").await;
-    assert_eq!((st, e["error"]["code"].clone()), (404, json!("room_not_found")));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (404, json!("room_not_found"))
+    );
 }
 
 #[tokio::test]

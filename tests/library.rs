@@ -33,7 +33,9 @@ async fn mounted_beside_app_routes_and_under_a_prefix() {
     let welcome = c.recv().await;
     assert_eq!(welcome["user"], "pat");
     // Not mounted at the root in this app.
-    assert!(tokio_tungstenite::connect_async(s.ws_url("/ws")).await.is_err());
+    assert!(tokio_tungstenite::connect_async(s.ws_url("/ws"))
+        .await
+        .is_err());
 }
 
 #[derive(serde::Deserialize)]
@@ -89,7 +91,10 @@ async fn hooks_and_a_hub_handle_from_another_task() {
     });
     let mut c = s.user("kim").await;
     let m = c.recv_message().await;
-    assert_eq!((m["event"].clone(), m["data"].clone()), (json!("motd"), json!("welcome kim")));
+    assert_eq!(
+        (m["event"].clone(), m["data"].clone()),
+        (json!("motd"), json!("welcome kim"))
+    );
     c.join("ticker").await;
     let hub = s.hub().clone();
     tokio::spawn(async move {

@@ -24,7 +24,8 @@ async fn a_frame_over_max_payload_closes_with_1009() {
     ok.send_text(&"x".repeat(1024)).await;
     assert_eq!(ok.recv().await["code"], "invalid_json");
     let mut c = s.client("/ws").await;
-    c.send_text(&format!(r#"{{"op":"ping","pad":"{}"}}"#, "x".repeat(1100))).await;
+    c.send_text(&format!(r#"{{"op":"ping","pad":"{}"}}"#, "x".repeat(1100)))
+        .await;
     let (code, _) = c.expect_close().await;
     assert_eq!(code, 1009);
     // The other connection is unaffected.
@@ -45,12 +46,18 @@ async fn a_reassembled_message_over_max_payload_closes_with_1009() {
         opcode: OpCode::Data(Data::Continue),
         ..FrameHeader::default()
     };
-    c.ws.send(WsMessage::Frame(Frame::from_payload(first, vec![b' '; 600].into())))
-        .await
-        .unwrap();
-    c.ws.send(WsMessage::Frame(Frame::from_payload(rest, vec![b' '; 600].into())))
-        .await
-        .unwrap();
+    c.ws.send(WsMessage::Frame(Frame::from_payload(
+        first,
+        vec![b' '; 600].into(),
+    )))
+    .await
+    .unwrap();
+    c.ws.send(WsMessage::Frame(Frame::from_payload(
+        rest,
+        vec![b' '; 600].into(),
+    )))
+    .await
+    .unwrap();
     let (code, _) = c.expect_close().await;
     assert_eq!(code, 1009);
 }
@@ -64,7 +71,9 @@ async fn max_connections_refuses_with_503_before_the_upgrade() {
         s.client("/ws").await,
     ];
     let _ = &mut held;
-    let err = tokio_tungstenite::connect_async(s.ws_url("/ws")).await.unwrap_err();
+    let err = tokio_tungstenite::connect_async(s.ws_url("/ws"))
+        .await
+        .unwrap_err();
     match err {
         tokio_tungstenite::tungstenite::Error::Http(resp) => {
             assert_eq!(resp.status().as_u16(), 503);
@@ -89,7 +98,12 @@ async fn max_connections_refuses_with_503_before_the_upgrade() {
 
 /// Publishes 1 KiB messages to `room` until `done` says stop, yielding now and then so
 /// readers get to run; returns how many were published.
-async fn publish_until(s: &TestServer, room: &str, volatile: bool, mut done: impl FnMut() -> bool) -> u64 {
+async fn publish_until(
+    s: &TestServer,
+    room: &str,
+    volatile: bool,
+    mut done: impl FnMut() -> bool,
+) -> u64 {
     let data = json!("y".repeat(1000));
     let mut n = 0;
     while !done() && n < 200_000 {
@@ -130,29 +144,46 @@ async fn a_slow_consumer_is_closed_with_1008_and_others_get_everything() {
     let mut published = 0u64;
     while s.hub().stats().slow_consumer_total() == 0 && published < 200_000 {
         for _ in 0..16 {
-            s.hub().to_room("firehose").emit("bulk", data.clone()).unwrap();
+            s.hub()
+                .to_room("firehose")
+                .emit("bulk", data.clone())
+                .unwrap();
             published += 1;
         }
         let deadline = tokio::time::Instant::now() + common::WAIT;
         while received.load(Ordering::Relaxed) + 32 < published {
-            assert!(tokio::time::Instant::now() < deadline, "the fast reader stalled");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the fast reader stalled"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    assert_eq!(s.hub().stats().slow_consumer_total(), 1, "only the slow one overflowed");
+    assert_eq!(
+        s.hub().stats().slow_consumer_total(),
+        1,
+        "only the slow one overflowed"
+    );
     // The slow client, reading at last, finds the close after what it was sent.
     let (code, reason) = slow.expect_close().await;
     assert_eq!((code, reason.as_str()), (1008, "slow consumer"));
     // The fast one got every message.
     let deadline = tokio::time::Instant::now() + common::WAIT;
     while received.load(Ordering::Relaxed) < published {
-        assert!(tokio::time::Instant::now() < deadline, "fast reader got {} of {published}", received.load(Ordering::Relaxed));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fast reader got {} of {published}",
+            received.load(Ordering::Relaxed)
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(received.load(Ordering::Relaxed), published);
     reader.abort();
     let (_, m) = s.get("/metrics").await;
-    assert!(m.as_str().unwrap().contains("hubbub_slow_consumer_closes_total 1"));
+    assert!(m
+        .as_str()
+        .unwrap()
+        .contains("hubbub_slow_consumer_closes_total 1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +210,10 @@ async fn volatile_messages_are_dropped_for_a_full_queue_without_closing() {
         dropped >= 100
     })
     .await;
-    assert!(dropped >= 100, "volatile drops counted ({dropped} of {published})");
+    assert!(
+        dropped >= 100,
+        "volatile drops counted ({dropped} of {published})"
+    );
     assert_eq!(s.hub().stats().slow_consumer_total(), 0);
     // Still open: drain what was queued, then a ping is answered.
     slow.send(json!({"op":"ping","id":424242})).await;
@@ -202,7 +236,12 @@ async fn a_flooding_client_does_not_starve_the_others() {
     let flood = tokio::spawn(async move {
         let frame = json!({"op":"publish","room":"flood","event":"spam","data":"z"}).to_string();
         for _ in 0..20_000 {
-            if flooder.ws.feed(WsMessage::text(frame.clone())).await.is_err() {
+            if flooder
+                .ws
+                .feed(WsMessage::text(frame.clone()))
+                .await
+                .is_err()
+            {
                 break;
             }
         }

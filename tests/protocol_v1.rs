@@ -35,7 +35,10 @@ async fn join_publish_leave_with_acks() {
     let ack = b.join("r1").await;
     assert_eq!(ack["members"], 2);
     let p = a.recv_op("presence").await;
-    assert_eq!(p, json!({"op":"presence","room":"r1","joined":"bob","count":2}));
+    assert_eq!(
+        p,
+        json!({"op":"presence","room":"r1","joined":"bob","count":2})
+    );
 
     let ack = a
         .request(json!({"op":"publish","room":"r1","event":"chat","data":{"text":"hi"}}))
@@ -55,7 +58,10 @@ async fn join_publish_leave_with_acks() {
     let ack = b.request(json!({"op":"leave","room":"r1"})).await;
     assert_eq!(ack, json!({"op":"ack","id":ack["id"],"room":"r1"}));
     let p = a.recv_op("presence").await;
-    assert_eq!(p, json!({"op":"presence","room":"r1","left":"bob","count":1}));
+    assert_eq!(
+        p,
+        json!({"op":"presence","room":"r1","left":"bob","count":1})
+    );
     a.request(json!({"op":"publish","room":"r1","event":"chat","data":2}))
         .await;
     assert_eq!(a.recv_message().await["data"], 2);
@@ -91,14 +97,21 @@ async fn publish_to_a_room_not_joined_is_allowed() {
         .await;
     assert_eq!(ack["op"], "ack");
     let m = member.recv_message().await;
-    assert_eq!((m["from"].clone(), m["data"].clone()), (json!("o"), json!("x")));
+    assert_eq!(
+        (m["from"].clone(), m["data"].clone()),
+        (json!("o"), json!("x"))
+    );
     outsider.expect_no_message(Duration::from_millis(100)).await;
 }
 
 #[tokio::test]
 async fn send_reaches_every_connection_of_the_user() {
     let s = TestServer::start().await;
-    let mut tabs = vec![s.user("carol").await, s.user("carol").await, s.user("carol").await];
+    let mut tabs = vec![
+        s.user("carol").await,
+        s.user("carol").await,
+        s.user("carol").await,
+    ];
     let mut other = s.user("dave").await;
     let mut sender = s.user("erin").await;
     let ack = sender
@@ -136,7 +149,10 @@ async fn broadcast_reaches_everyone_including_the_sender() {
     assert_eq!(ack["op"], "ack");
     for c in &mut cs {
         let m = c.recv_message().await;
-        assert_eq!((m["event"].clone(), m["data"].clone()), (json!("news"), json!([1, 2])));
+        assert_eq!(
+            (m["event"].clone(), m["data"].clone()),
+            (json!("news"), json!([1, 2]))
+        );
         assert_eq!(m["from"], "a");
     }
 }
@@ -158,7 +174,11 @@ async fn requests_without_id_get_no_ack_but_errors() {
     c.send(json!({"op":"join","room":"quiet"})).await;
     c.send(json!({"op":"publish","room":"quiet","event":"e","data":1}))
         .await;
-    assert_eq!(c.recv_message().await["data"], 1, "no ack came before the message");
+    assert_eq!(
+        c.recv_message().await["data"],
+        1,
+        "no ack came before the message"
+    );
     c.send(json!({"op":"nope"})).await;
     let e = c.recv().await;
     assert_eq!(e["code"], "unknown_op");
@@ -219,7 +239,10 @@ async fn bad_input_gets_errors_and_the_connection_stays_open() {
         (r#"{"op":"join","room":""}"#, "bad_request"),
         (r#"{"op":"join","room":["r"]}"#, "bad_request"),
         (r#"{"op":"publish","room":"r"}"#, "bad_request"),
-        (r#"{"op":"publish","room":"r","event":"e","exclude_self":1}"#, "bad_request"),
+        (
+            r#"{"op":"publish","room":"r","event":"e","exclude_self":1}"#,
+            "bad_request",
+        ),
         (r#"{"op":"send","event":"e"}"#, "bad_request"),
         (r#"{"op":"join","room":"r","history":"all"}"#, "bad_request"),
         (r#"{"op":"ping","id":"seven"}"#, "bad_request"),
@@ -234,7 +257,10 @@ async fn bad_input_gets_errors_and_the_connection_stays_open() {
     }
     // A mistyped field keeps the id so the client can match the error.
     let e = c.request(json!({"op":"join","room":5})).await;
-    assert_eq!((e["op"].clone(), e["code"].clone()), (json!("error"), json!("bad_request")));
+    assert_eq!(
+        (e["op"].clone(), e["code"].clone()),
+        (json!("error"), json!("bad_request"))
+    );
     // A binary frame on /ws is a bad request, not a disconnect.
     c.ws.send(WsMessage::binary(vec![1u8, 2, 3])).await.unwrap();
     let e = c.recv().await;
@@ -246,8 +272,8 @@ async fn bad_input_gets_errors_and_the_connection_stays_open() {
 
 #[tokio::test]
 async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
-    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
     let s = TestServer::start().await;
     let mut bystander = s.user("b").await;
     bystander.join("r").await;
@@ -262,7 +288,8 @@ async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
     assert_eq!(code, 1007);
     // Others are unaffected.
     let mut p = s.user("p").await;
-    p.request(json!({"op":"publish","room":"r","event":"e","data":1})).await;
+    p.request(json!({"op":"publish","room":"r","event":"e","data":1}))
+        .await;
     assert_eq!(bystander.recv_message().await["data"], 1);
 }
 
@@ -271,11 +298,17 @@ async fn custom_ops_reach_registered_handlers() {
     let s = TestServer::start().await;
     s.hub().on_op("shout", |call| async move {
         let text = call.frame["text"].as_str().unwrap_or("").to_uppercase();
-        call.hub.to_all().from(call.conn.user_arc()).emit("shout", json!(text))?;
+        call.hub
+            .to_all()
+            .from(call.conn.user_arc())
+            .emit("shout", json!(text))?;
         Ok(Some(json!({"shouted": text})))
     });
     s.hub().on_op("fail", |_call| async move {
-        Err(hubbub::HubError::new(hubbub::ErrorCode::Forbidden, "not today"))
+        Err(hubbub::HubError::new(
+            hubbub::ErrorCode::Forbidden,
+            "not today",
+        ))
     });
     let mut a = s.user("a").await;
     let mut b = s.user("b").await;
@@ -284,7 +317,10 @@ async fn custom_ops_reach_registered_handlers() {
     assert_eq!(ack["shouted"], "HEY");
     assert_eq!(b.recv_message().await["data"], "HEY");
     let e = a.request(json!({"op":"fail"})).await;
-    assert_eq!((e["code"].clone(), e["message"].clone()), (json!("forbidden"), json!("not today")));
+    assert_eq!(
+        (e["code"].clone(), e["message"].clone()),
+        (json!("forbidden"), json!("not today"))
+    );
 }
 
 #[tokio::test]
@@ -292,7 +328,9 @@ async fn echo_route_returns_text_and_binary() {
     let s = TestServer::start().await;
     let mut c = common::Client::connect(&s.ws_url("/ws/echo")).await;
     c.ws.send(WsMessage::text("hello")).await.unwrap();
-    c.ws.send(WsMessage::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+    c.ws.send(WsMessage::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
     use futures_util::StreamExt;
     let m = c.ws.next().await.unwrap().unwrap();
     assert_eq!(m, WsMessage::text("hello"));

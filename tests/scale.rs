@@ -21,7 +21,10 @@ async fn a_thousand_clients_each_get_every_message_in_order() {
     // Wait until every join is in.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     while s.hub().room_info("big").map(|r| r.members) != Some(CLIENTS) {
-        assert!(tokio::time::Instant::now() < deadline, "joins did not complete");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "joins did not complete"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let readers: Vec<_> = clients

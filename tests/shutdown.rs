@@ -51,7 +51,12 @@ async fn the_binary_exits_0_on_sigterm_after_closing_clients() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hubbub"))
-        .args(["--bind", &format!("127.0.0.1:{port}"), "--stats-log-interval", "1s"])
+        .args([
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--stats-log-interval",
+            "1s",
+        ])
         .current_dir(dir.path())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -68,7 +73,10 @@ async fn the_binary_exits_0_on_sigterm_after_closing_clients() {
     let mut log = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !log.iter().any(|l: &String| l.contains("listening")) {
-        assert!(std::time::Instant::now() < deadline, "server did not start: {log:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not start: {log:?}"
+        );
         if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
             log.push(l);
         }
@@ -82,7 +90,10 @@ async fn the_binary_exits_0_on_sigterm_after_closing_clients() {
     // The stats line names users and their connection counts.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !log.iter().any(|l| l.contains("zed=1")) {
-        assert!(std::time::Instant::now() < deadline, "no stats line: {log:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stats line: {log:?}"
+        );
         if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
             log.push(l);
         }
@@ -99,7 +110,10 @@ async fn the_binary_exits_0_on_sigterm_after_closing_clients() {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
-        assert!(std::time::Instant::now() < deadline, "still running after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(exit.code(), Some(0));

@@ -165,7 +165,7 @@ impl Delivery {
     /// The v1 `message` object without `op`, as the history API returns it.
     pub fn to_history_json(&self) -> serde_json::Value {
         let mut v: serde_json::Value =
-            serde_json::from_slice(&self.v1.get_or_init(|| self.encode_v1())).unwrap_or_default();
+            serde_json::from_slice(self.v1.get_or_init(|| self.encode_v1())).unwrap_or_default();
         if let Some(obj) = v.as_object_mut() {
             obj.remove("op");
         }
@@ -198,7 +198,11 @@ mod tests {
         let (OutFrame::Text(a), OutFrame::Text(b)) = (d.v1_frame(), d.v1_frame()) else {
             panic!("v1 frames are text")
         };
-        assert_eq!(a.as_ptr(), b.as_ptr(), "the second recipient shares the bytes");
+        assert_eq!(
+            a.as_ptr(),
+            b.as_ptr(),
+            "the second recipient shares the bytes"
+        );
         let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(v["data"], serde_json::json!({"_binary": "AAE="}));
         assert_eq!(d.to_history_json().get("op"), None);

@@ -162,7 +162,9 @@ mod tests {
     }
 
     fn seqs(r: &[Arc<Delivery>]) -> Vec<u64> {
-        r.iter().map(|d| d.message().unwrap().seq.unwrap()).collect()
+        r.iter()
+            .map(|d| d.message().unwrap().seq.unwrap())
+            .collect()
     }
 
     #[test]

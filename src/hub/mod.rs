@@ -368,7 +368,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The future an op handler returns: the ack fields (an object), or an error.
-pub type OpFuture = Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, HubError>> + Send>>;
+pub type OpFuture =
+    Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, HubError>> + Send>>;
 type OpHandler = Arc<dyn Fn(OpCall) -> OpFuture + Send + Sync>;
 type ConnHook = Arc<dyn Fn(&Hub, &Arc<Conn>) + Send + Sync>;
 
@@ -544,7 +545,13 @@ impl Hub {
 
     /// Removes a connection: it leaves its rooms (presence follows) and its user.
     pub fn unregister(&self, conn: &Arc<Conn>) {
-        if self.inner.conns.shard(&conn.key).remove(&conn.key).is_none() {
+        if self
+            .inner
+            .conns
+            .shard(&conn.key)
+            .remove(&conn.key)
+            .is_none()
+        {
             return;
         }
         let rooms = std::mem::take(&mut *lock(&conn.rooms));
@@ -993,7 +1000,9 @@ impl Hub {
             for d in &replayed.messages {
                 conn.outbox.push_unbounded(conn.frame_for(d));
             }
-            self.inner.stats.messages_out(replayed.messages.len() as u64);
+            self.inner
+                .stats
+                .messages_out(replayed.messages.len() as u64);
             let joined = Joined {
                 room: r.name.clone(),
                 seq: st.log.enabled().then(|| st.log.last_seq()),

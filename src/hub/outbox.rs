@@ -157,7 +157,8 @@ impl Outbox {
     pub fn close(&self, request: CloseRequest) {
         let mut inner = self.lock();
         match (&inner.close, &request) {
-            (None, _) | (Some(CloseRequest::Close(..) | CloseRequest::Abort(..)), CloseRequest::Terminate) => {
+            (None, _)
+            | (Some(CloseRequest::Close(..) | CloseRequest::Abort(..)), CloseRequest::Terminate) => {
                 // A Close keeps the queue so it is flushed first; the others drop it.
                 if matches!(request, CloseRequest::Terminate | CloseRequest::Abort(..)) {
                     inner.queue.clear();

@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn writes_valid_json_with_escapes() {
         let mut w = ObjectWriter::with_capacity(8);
-        w.str("a", "x\"y\n").u64("n", 42).bool("b", false).raw("d", b"[1,{}]");
+        w.str("a", "x\"y\n")
+            .u64("n", 42)
+            .bool("b", false)
+            .raw("d", b"[1,{}]");
         let bytes = w.finish();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["a"], "x\"y\n");

@@ -192,8 +192,9 @@ pub fn parse(frame: &Bytes) -> Result<Frame, ParseError> {
     let bad = |message: String| ParseError::new(id, ErrorCode::BadRequest, message);
     let op: String = match fields.op {
         None => return Err(bad("missing field `op`".into())),
-        Some(raw) => serde_json::from_str(raw.get())
-            .map_err(|_| bad("`op` must be a string".into()))?,
+        Some(raw) => {
+            serde_json::from_str(raw.get()).map_err(|_| bad("`op` must be a string".into()))?
+        }
     };
     // `data` is any JSON; it stays a slice of the frame, never re-serialized.
     let data = || match fields.data {
@@ -251,8 +252,8 @@ fn name(
     bad: &dyn Fn(String) -> ParseError,
 ) -> Result<String, ParseError> {
     let raw = raw.ok_or_else(|| bad(format!("missing field `{field}`")))?;
-    let s: String = serde_json::from_str(raw.get())
-        .map_err(|_| bad(format!("`{field}` must be a string")))?;
+    let s: String =
+        serde_json::from_str(raw.get()).map_err(|_| bad(format!("`{field}` must be a string")))?;
     if s.is_empty() || s.len() > MAX_NAME_LEN {
         return Err(bad(format!(
             "`{field}` must be a non-empty string of at most {MAX_NAME_LEN} bytes"
@@ -361,11 +362,8 @@ pub struct MessageFields<'a> {
 
 /// Encodes `message`.
 pub fn encode_message(m: &MessageFields<'_>) -> Bytes {
-    let cap = 80
-        + m.event.len()
-        + m.data.len()
-        + m.room.map_or(0, str::len)
-        + m.from.map_or(0, str::len);
+    let cap =
+        80 + m.event.len() + m.data.len() + m.room.map_or(0, str::len) + m.from.map_or(0, str::len);
     let mut w = ObjectWriter::with_capacity(cap);
     w.str("op", "message");
     if let Some(room) = m.room {

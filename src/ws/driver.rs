@@ -191,4 +191,3 @@ where
         .await;
     }
 }
-

@@ -13,11 +13,10 @@ use std::time::Duration;
 
 use axum::{
     extract::{Path, Query, State},
-    Extension,
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
-    Router,
+    Extension, Router,
 };
 use bytes::Bytes;
 use serde::Deserialize;
@@ -148,7 +147,7 @@ async fn v1_user_handler(
 fn admit(
     state: &WsState,
     upgrade: Result<IncomingUpgrade, StatusCode>,
-) -> Result<(IncomingUpgrade, ConnPermit), Response> {
+) -> Result<(IncomingUpgrade, ConnPermit), ApiError> {
     let stats = state.hub.stats();
     let upgrade = upgrade.map_err(|status| {
         stats.upgrade_rejected(RejectReason::BadHandshake);
@@ -156,7 +155,6 @@ fn admit(
             ErrorCode::BadRequest,
             format!("not a valid WebSocket upgrade ({status})"),
         )
-        .into_response()
     })?;
     let permit = state.hub.try_reserve().map_err(|e| {
         stats.upgrade_rejected(if state.hub.is_shutting_down() {
@@ -164,7 +162,7 @@ fn admit(
         } else {
             RejectReason::ServerFull
         });
-        ApiError::from(e).into_response()
+        ApiError::from(e)
     })?;
     Ok((upgrade, permit))
 }
@@ -180,16 +178,13 @@ fn accept_v1(
                 .hub
                 .stats()
                 .upgrade_rejected(RejectReason::BadHandshake);
-            return ApiError::new(
-                ErrorCode::BadRequest,
-                "a user name is 1 to 200 bytes",
-            )
-            .into_response();
+            return ApiError::new(ErrorCode::BadRequest, "a user name is 1 to 200 bytes")
+                .into_response();
         }
     }
     let (upgrade, permit) = match admit(&state, upgrade) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let (response, fut) = match upgrade.upgrade(state.options.clone()) {
         Ok(v) => v,
@@ -426,7 +421,7 @@ async fn echo_handler(
 ) -> Response {
     let (upgrade, permit) = match admit(&state, upgrade) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let (response, fut) = match upgrade.upgrade(state.options.clone()) {
         Ok(v) => v,

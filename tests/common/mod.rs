@@ -1,6 +1,6 @@
 //! Test harness: a real Hubbub server on a loopback port, real WebSocket clients
 //! (tokio-tungstenite, an implementation independent of the server's), and an HTTP client.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -97,7 +97,10 @@ impl TestServer {
         let r = reqwest::get(self.url(path)).await.unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -105,7 +108,12 @@ impl TestServer {
             .await
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<String>) -> (u16, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> (u16, Value) {
         let mut req = reqwest::Client::new().request(method, self.url(path));
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
@@ -113,7 +121,10 @@ impl TestServer {
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Waits until the hub has `n` connections (connections register asynchronously).
