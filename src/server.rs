@@ -9,7 +9,7 @@ use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::{response::Html, routing::get, Router};
+use axum::{response::Html, routing::get, serve::ListenerExt, Router};
 use tokio::net::TcpListener;
 
 use crate::api::{self, ApiState};
@@ -98,6 +98,12 @@ impl Hubbub {
             hub.shutdown(1001, "server shutting down");
             let _ = stopped_tx.send(true);
         };
+        // Nagle off: a 101 followed by a small welcome frame must not wait for a delayed ACK.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY: {e}");
+            }
+        });
         let server = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

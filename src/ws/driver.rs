@@ -150,7 +150,8 @@ where
             conn.outbox().written(written);
             stats.bytes_out(written as u64);
         }
-        if self.pending.capacity() > 64 && self.pending.is_empty() {
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            // An idle connection keeps no queue allocation; the next burst makes a new one.
             self.pending = VecDeque::new();
         }
         if self.unflushed {

@@ -20,7 +20,7 @@ use axum::{
 };
 use bytes::Bytes;
 use serde::Deserialize;
-use yawc::{DeflatePool, IncomingUpgrade, OpCode, Options, WebSocket};
+use yawc::{DeflatePool, IncomingUpgrade, OpCode, Options};
 
 use crate::error::{ApiError, ErrorCode, HubError};
 use crate::hub::{CloseRequest, Conn, ConnPermit, Hub, OpCall, OutFrame, Payload, ReplayFrom};
@@ -53,9 +53,14 @@ impl Default for WsConfig {
     }
 }
 
-/// Shared state of the WebSocket routes.
+/// Shared state of the WebSocket routes; cloning it is one reference count.
 #[derive(Clone, Debug)]
 pub struct WsState {
+    inner: Arc<WsShared>,
+}
+
+#[derive(Debug)]
+struct WsShared {
     hub: Hub,
     config: WsConfig,
     options: Options,
@@ -72,10 +77,11 @@ impl WsState {
             // (yawc's own check ends the stream without a close frame).
             .with_no_delay()
             // Small buffers that grow with traffic and shrink back after it: an idle
-            // connection holds a couple of KiB, not the usual 8-128 KiB.
-            .with_read_buffer_capacity(1024)
-            .with_write_buffer_capacity(512)
-            .with_backpressure_boundary(16 * 1024);
+            // connection holds under a KiB of them, not the usual 8-128 KiB. The write buffer
+            // is flushed once it holds 8 KiB, and given back after any batch above that.
+            .with_read_buffer_capacity(512)
+            .with_write_buffer_capacity(256)
+            .with_backpressure_boundary(8 * 1024);
         options = match config.compression {
             Some(threshold) => options
                 .with_low_latency_compression()
@@ -88,15 +94,17 @@ impl WsState {
             None => options.without_compression(),
         };
         Self {
-            hub,
-            config,
-            options,
+            inner: Arc::new(WsShared {
+                hub,
+                config,
+                options,
+            }),
         }
     }
 
     /// The hub behind these routes.
     pub fn hub(&self) -> &Hub {
-        &self.hub
+        &self.inner.hub
     }
 }
 
@@ -148,7 +156,7 @@ fn admit(
     state: &WsState,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Result<(IncomingUpgrade, ConnPermit), ApiError> {
-    let stats = state.hub.stats();
+    let stats = state.inner.hub.stats();
     let upgrade = upgrade.map_err(|status| {
         stats.upgrade_rejected(RejectReason::BadHandshake);
         ApiError::new(
@@ -156,8 +164,8 @@ fn admit(
             format!("not a valid WebSocket upgrade ({status})"),
         )
     })?;
-    let permit = state.hub.try_reserve().map_err(|e| {
-        stats.upgrade_rejected(if state.hub.is_shutting_down() {
+    let permit = state.inner.hub.try_reserve().map_err(|e| {
+        stats.upgrade_rejected(if state.inner.hub.is_shutting_down() {
             RejectReason::ShuttingDown
         } else {
             RejectReason::ServerFull
@@ -175,6 +183,7 @@ fn accept_v1(
     if let Some(u) = &user {
         if u.is_empty() || u.len() > v1::MAX_NAME_LEN {
             state
+                .inner
                 .hub
                 .stats()
                 .upgrade_rejected(RejectReason::BadHandshake);
@@ -186,80 +195,96 @@ fn accept_v1(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    let (response, fut) = match upgrade.upgrade(state.options.clone()) {
+    let (response, fut) = match upgrade.upgrade(state.inner.options.clone()) {
         Ok(v) => v,
         Err(e) => {
             return ApiError::new(ErrorCode::BadRequest, e.to_string()).into_response();
         }
     };
+    // The upgrade completes in a short-lived task; the connection then runs in a task of
+    // its own whose future holds only what an open connection needs.
     tokio::spawn(async move {
-        let _permit = permit;
         match fut.await {
-            Ok(ws) => run_v1(state, ws, user).await,
+            Ok(ws) => {
+                let task = run_v1(state, Driver::new(ws, CLOSE_GRACE), user, permit);
+                tokio::spawn(task);
+            }
             Err(e) => tracing::debug!("upgrade failed: {e}"),
         }
     });
     response.into_response()
 }
 
-async fn run_v1<S>(state: WsState, ws: WebSocket<S>, user: Option<String>)
+/// The life of one v1 connection. A plain function returning an `async move` block (not an
+/// `async fn`): the block captures `driver` once, where an `async fn` would keep the argument
+/// and its moved copy side by side in the task, doubling its size.
+#[allow(clippy::manual_async_fn)] // deliberate, as said above
+fn run_v1<S>(
+    state: WsState,
+    mut driver: Driver<S>,
+    user: Option<String>,
+    permit: ConnPermit,
+) -> impl std::future::Future<Output = ()> + Send
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
-    let hub = state.hub.clone();
-    let conn = hub.register(user.as_deref(), Transport::Ws, |conn| {
-        Some(OutFrame::Text(v1::encode_welcome(
-            conn.wire_id(),
-            conn.user(),
-            state.config.heartbeat_interval.as_millis() as u64,
-            state.config.max_payload as u64,
-        )))
-    });
-    let mut driver = Driver::new(ws, CLOSE_GRACE);
-    loop {
-        match driver.next(&conn, hub.stats()).await {
-            Event::Frame(frame) => match frame.opcode() {
-                _ if conn.outbox().is_closing() => {}
-                OpCode::Text => {
-                    hub.stats().message_in();
-                    let payload = frame.into_payload();
-                    if !is_utf8(&conn, &payload) {
-                        continue;
+    async move {
+        let _permit = permit;
+        let hub = state.inner.hub.clone();
+        let conn = hub.register(user.as_deref(), Transport::Ws, |conn| {
+            Some(OutFrame::Text(v1::encode_welcome(
+                conn.wire_id(),
+                conn.user(),
+                state.inner.config.heartbeat_interval.as_millis() as u64,
+                state.inner.config.max_payload as u64,
+            )))
+        });
+        loop {
+            match driver.next(&conn, hub.stats()).await {
+                Event::Frame(frame) => match frame.opcode() {
+                    _ if conn.outbox().is_closing() => {}
+                    OpCode::Text => {
+                        hub.stats().message_in();
+                        let payload = frame.into_payload();
+                        if !is_utf8(&conn, &payload) {
+                            continue;
+                        }
+                        // Boxed: the task's own future stays small while the connection idles.
+                        Box::pin(handle_text(&hub, &conn, payload)).await;
                     }
-                    handle_text(&hub, &conn, payload).await;
-                }
-                OpCode::Binary => {
-                    hub.stats().message_in();
-                    reply(
-                        &hub,
-                        &conn,
-                        v1::encode_error(
-                            None,
-                            ErrorCode::BadRequest,
-                            "binary frames are not accepted on /ws; send JSON text",
-                        ),
-                    );
-                }
-                OpCode::Pong => conn.pong_received(),
-                OpCode::Close => {
-                    driver.finish(CLOSE_GRACE).await;
+                    OpCode::Binary => {
+                        hub.stats().message_in();
+                        reply(
+                            &hub,
+                            &conn,
+                            v1::encode_error(
+                                None,
+                                ErrorCode::BadRequest,
+                                "binary frames are not accepted on /ws; send JSON text",
+                            ),
+                        );
+                    }
+                    OpCode::Pong => conn.pong_received(),
+                    OpCode::Close => {
+                        Box::pin(driver.finish(CLOSE_GRACE)).await;
+                        break;
+                    }
+                    OpCode::Ping | OpCode::Continuation => {}
+                },
+                Event::ReadError(e) => {
+                    tracing::debug!(conn = conn.wire_id(), "closing on read error: {e}");
+                    Box::pin(driver.finish(CLOSE_GRACE)).await;
                     break;
                 }
-                OpCode::Ping | OpCode::Continuation => {}
-            },
-            Event::ReadError(e) => {
-                tracing::debug!(conn = conn.wire_id(), "closing on read error: {e}");
-                driver.finish(CLOSE_GRACE).await;
-                break;
+                Event::CloseSent => {
+                    Box::pin(driver.await_close_reply(CLOSE_GRACE)).await;
+                    break;
+                }
+                Event::WriteError | Event::Terminated => break,
             }
-            Event::CloseSent => {
-                driver.await_close_reply(CLOSE_GRACE).await;
-                break;
-            }
-            Event::WriteError | Event::Terminated => break,
         }
+        hub.unregister(&conn);
     }
-    hub.unregister(&conn);
 }
 
 /// Checks a text message; invalid UTF-8 closes the connection with 1007 (RFC 6455 §8.1).
@@ -423,14 +448,18 @@ async fn echo_handler(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    let (response, fut) = match upgrade.upgrade(state.options.clone()) {
+    let (response, fut) = match upgrade.upgrade(state.inner.options.clone()) {
         Ok(v) => v,
         Err(e) => return ApiError::new(ErrorCode::BadRequest, e.to_string()).into_response(),
     };
     tokio::spawn(async move {
-        let _permit = permit;
         if let Ok(ws) = fut.await {
-            run_echo(state.hub, ws).await;
+            let task = run_echo(
+                state.inner.hub.clone(),
+                Driver::new(ws, CLOSE_GRACE),
+                permit,
+            );
+            tokio::spawn(task);
         }
     });
     response.into_response()
@@ -438,47 +467,54 @@ async fn echo_handler(
 
 /// Sends every text and binary message back to its sender. The echo connection is a hub
 /// connection like any other (heartbeat, shutdown, limits), but joins nothing.
-async fn run_echo<S>(hub: Hub, ws: WebSocket<S>)
+#[allow(clippy::manual_async_fn)] // an async block, as in `run_v1`, keeps the task small
+fn run_echo<S>(
+    hub: Hub,
+    mut driver: Driver<S>,
+    permit: ConnPermit,
+) -> impl std::future::Future<Output = ()> + Send
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
-    let conn = hub.register(None, Transport::Ws, |_| None);
-    let mut driver = Driver::new(ws, CLOSE_GRACE);
-    loop {
-        match driver.next(&conn, hub.stats()).await {
-            Event::Frame(frame) => match frame.opcode() {
-                _ if conn.outbox().is_closing() => {}
-                OpCode::Text => {
-                    hub.stats().message_in();
-                    let payload = frame.into_payload();
-                    if is_utf8(&conn, &payload) {
-                        reply(&hub, &conn, payload);
+    async move {
+        let _permit = permit;
+        let conn = hub.register(None, Transport::Ws, |_| None);
+        loop {
+            match driver.next(&conn, hub.stats()).await {
+                Event::Frame(frame) => match frame.opcode() {
+                    _ if conn.outbox().is_closing() => {}
+                    OpCode::Text => {
+                        hub.stats().message_in();
+                        let payload = frame.into_payload();
+                        if is_utf8(&conn, &payload) {
+                            reply(&hub, &conn, payload);
+                        }
                     }
-                }
-                OpCode::Binary => {
-                    hub.stats().message_in();
-                    let f = OutFrame::Binary(frame.into_payload());
-                    if conn.outbox().push(f, false) == crate::hub::Push::Overflow {
-                        hub.stats().slow_consumer();
+                    OpCode::Binary => {
+                        hub.stats().message_in();
+                        let f = OutFrame::Binary(frame.into_payload());
+                        if conn.outbox().push(f, false) == crate::hub::Push::Overflow {
+                            hub.stats().slow_consumer();
+                        }
                     }
-                }
-                OpCode::Pong => conn.pong_received(),
-                OpCode::Close => {
-                    driver.finish(CLOSE_GRACE).await;
+                    OpCode::Pong => conn.pong_received(),
+                    OpCode::Close => {
+                        Box::pin(driver.finish(CLOSE_GRACE)).await;
+                        break;
+                    }
+                    OpCode::Ping | OpCode::Continuation => {}
+                },
+                Event::ReadError(_) => {
+                    Box::pin(driver.finish(CLOSE_GRACE)).await;
                     break;
                 }
-                OpCode::Ping | OpCode::Continuation => {}
-            },
-            Event::ReadError(_) => {
-                driver.finish(CLOSE_GRACE).await;
-                break;
+                Event::CloseSent => {
+                    Box::pin(driver.await_close_reply(CLOSE_GRACE)).await;
+                    break;
+                }
+                Event::WriteError | Event::Terminated => break,
             }
-            Event::CloseSent => {
-                driver.await_close_reply(CLOSE_GRACE).await;
-                break;
-            }
-            Event::WriteError | Event::Terminated => break,
         }
+        hub.unregister(&conn);
     }
-    hub.unregister(&conn);
 }
