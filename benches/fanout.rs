@@ -51,6 +51,7 @@ fn hub_with_room(n: usize) -> (Hub, Vec<std::sync::Arc<hubbub::Conn>>) {
         max_users: None,
         private: false,
         history: 0,
+        presence: false,
     })
     .unwrap();
     let conns: Vec<_> = (0..n)

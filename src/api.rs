@@ -217,6 +217,7 @@ struct CreateRoom {
     #[serde(default)]
     private: bool,
     history: Option<usize>,
+    presence: Option<bool>,
 }
 
 async fn create_room(
@@ -228,6 +229,7 @@ async fn create_room(
         max_users: b.max_users,
         private: b.private,
         history: b.history.unwrap_or(s.hub.config().default_history),
+        presence: b.presence.unwrap_or(true),
     })?;
     Ok((StatusCode::CREATED, Json(json!(info))))
 }

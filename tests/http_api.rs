@@ -153,7 +153,7 @@ async fn rooms_are_created_listed_limited_and_deleted() {
     assert_eq!(st, 201);
     assert_eq!(
         room,
-        json!({"name":"vip","members":0,"max_users":2,"private":true,"history":5})
+        json!({"name":"vip","members":0,"max_users":2,"private":true,"history":5,"presence":true})
     );
     let (st, e) = s.post("/api/rooms", json!({"name":"vip"})).await;
     assert_eq!(
@@ -313,4 +313,27 @@ async fn the_api_key_guards_the_server_api() {
     assert_eq!(r.status().as_u16(), 401);
     // Health stays open for probes.
     assert_eq!(s.get("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn rooms_without_presence_stay_quiet_on_join_and_leave() {
+    let s = TestServer::start().await;
+    let (st, room) = s
+        .post("/api/rooms", json!({"name":"channel","presence":false}))
+        .await;
+    assert_eq!((st, room["presence"].clone()), (201, json!(false)));
+    let mut a = s.user("a").await;
+    a.join("channel").await;
+    let mut b = s.user("b").await;
+    let ack = b.join("channel").await;
+    assert_eq!(ack["members"], 2);
+    b.request(json!({"op":"leave","room":"channel"})).await;
+    // a sees no presence, only the message that follows.
+    s.post("/api/push", json!({"room":"channel","event":"e","data":1}))
+        .await;
+    let m = a.recv().await;
+    assert_eq!(
+        (m["op"].clone(), m["data"].clone()),
+        (json!("message"), json!(1))
+    );
 }

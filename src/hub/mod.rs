@@ -260,6 +260,14 @@ pub struct RoomSettings {
     pub private: bool,
     /// Messages kept for replay; 0 keeps none and numbers nothing.
     pub history: usize,
+    /// Whether members hear `presence` events. On by default; a broadcast channel with
+    /// thousands of subscribers turns it off, since every join would reach every member.
+    #[serde(default = "yes")]
+    pub presence: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A room as the API shows it.
@@ -275,6 +283,8 @@ pub struct RoomInfo {
     pub private: bool,
     /// Messages kept.
     pub history: usize,
+    /// Whether members hear presence events.
+    pub presence: bool,
 }
 
 /// What a join returns; the front end turns it into its ack.
@@ -326,6 +336,7 @@ impl RoomState {
             max_users: self.settings.max_users,
             private: self.settings.private,
             history: self.settings.history,
+            presence: self.settings.presence,
         }
     }
 }
@@ -831,6 +842,7 @@ impl Hub {
             max_users: None,
             private: false,
             history: self.inner.config.default_history,
+            presence: true,
         }
     }
 
@@ -1012,7 +1024,7 @@ impl Hub {
             if let Some(frame) = ack(&joined) {
                 conn.outbox.push_unbounded(frame);
             }
-            if newly && !already_user {
+            if newly && !already_user && st.settings.presence {
                 let d = Delivery::new(Body::Presence {
                     room: r.name.clone(),
                     user: conn.user.clone(),
@@ -1056,7 +1068,7 @@ impl Hub {
                 true
             }
         };
-        if last_of_user && !st.members.is_empty() {
+        if last_of_user && !st.members.is_empty() && st.settings.presence {
             let d = Delivery::new(Body::Presence {
                 room: r.name.clone(),
                 user: conn.user.clone(),
