@@ -489,3 +489,59 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    //! A deterministic stand-in for the fuzzer that runs with every `cargo test`: random
+    //! bytes and mutations of valid frames must parse or fail with a code, never panic.
+    use super::*;
+
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn random_and_mutated_frames() {
+        let seeds: [&[u8]; 4] = [
+            br#"{"op":"join","room":"r","since":3,"id":1}"#,
+            br#"{"op":"publish","room":"r","event":"e","data":{"a":[1,2,{"b":null}]}}"#,
+            br#"{"op":"send","to":"bob","event":"dm","data":"\u00e9"}"#,
+            br#"{"op":"ping","id":7}"#,
+        ];
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut parsed = 0;
+        for i in 0..20_000 {
+            let mut buf = seeds[i % seeds.len()].to_vec();
+            match next(&mut s) % 3 {
+                0 => {
+                    let n = (next(&mut s) % 64) as usize;
+                    buf = (0..n).map(|_| next(&mut s) as u8).collect();
+                }
+                _ => {
+                    for _ in 0..(next(&mut s) % 4 + 1) {
+                        let at = (next(&mut s) as usize) % buf.len().max(1);
+                        match next(&mut s) % 3 {
+                            0 if !buf.is_empty() => buf[at] = next(&mut s) as u8,
+                            1 => buf.insert(
+                                at.min(buf.len()),
+                                b"{}[]\":,\\0-e"[(next(&mut s) % 11) as usize],
+                            ),
+                            _ if !buf.is_empty() => {
+                                buf.remove(at);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            match parse(&Bytes::from(buf)) {
+                Ok(_) => parsed += 1,
+                Err(e) => assert!(!e.message.is_empty()),
+            }
+        }
+        assert!(parsed > 100, "mutations keep some frames valid ({parsed})");
+    }
+}
