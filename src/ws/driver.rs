@@ -21,7 +21,7 @@ use crate::hub::{CloseRequest, Conn, OutFrame};
 use crate::stats::Stats;
 
 /// What the driver surfaces to the connection loop.
-pub(crate) enum Event {
+enum Event {
     /// A complete message or a control frame from the client.
     Frame(Frame),
     /// The client broke the protocol or a limit; yawc has queued the matching close frame.
@@ -68,7 +68,7 @@ where
 
     /// Waits for the next event, writing queued frames meanwhile. Once a close has been
     /// requested and the grace period has passed, yields [`Event::Terminated`].
-    pub(crate) async fn next(&mut self, conn: &Conn, stats: &Stats) -> Event {
+    async fn next(&mut self, conn: &Conn, stats: &Stats) -> Event {
         poll_fn(|cx| self.poll_event(cx, conn, stats)).await
     }
 
@@ -167,8 +167,39 @@ where
         Poll::Pending
     }
 
+    /// The next text or binary message, handling everything else on the way: pongs are
+    /// recorded, a client close is answered, protocol errors get their close frame, a
+    /// requested close is carried out. `None` when the connection is over.
+    pub(crate) async fn next_message(&mut self, conn: &Conn, stats: &Stats) -> Option<Frame> {
+        loop {
+            match self.next(conn, stats).await {
+                Event::Frame(frame) => match frame.opcode() {
+                    yawc::OpCode::Text | yawc::OpCode::Binary => return Some(frame),
+                    yawc::OpCode::Pong => conn.pong_received(),
+                    yawc::OpCode::Close => {
+                        // Boxed, like the other closing paths: rare, and kept out of the
+                        // connection task's resident size.
+                        Box::pin(self.finish(self.grace)).await;
+                        return None;
+                    }
+                    yawc::OpCode::Ping | yawc::OpCode::Continuation => {}
+                },
+                Event::ReadError(e) => {
+                    tracing::debug!(conn = conn.wire_id(), "closing on read error: {e}");
+                    Box::pin(self.finish(self.grace)).await;
+                    return None;
+                }
+                Event::CloseSent => {
+                    Box::pin(self.await_close_reply(self.grace)).await;
+                    return None;
+                }
+                Event::WriteError | Event::Terminated => return None,
+            }
+        }
+    }
+
     /// After our close frame: reads until the client's close reply, an error, or `limit`.
-    pub(crate) async fn await_close_reply(&mut self, limit: Duration) {
+    async fn await_close_reply(&mut self, limit: Duration) {
         let ws = &mut self.ws;
         let _ = tokio::time::timeout(limit, async {
             loop {
@@ -183,7 +214,7 @@ where
     }
 
     /// Writes whatever the WebSocket still owes the peer (a close reply), within `limit`.
-    pub(crate) async fn finish(&mut self, limit: Duration) {
+    async fn finish(&mut self, limit: Duration) {
         let ws = &mut self.ws;
         let _ = tokio::time::timeout(limit, async {
             poll_fn(|cx| Pin::new(&mut *ws).poll_ready(cx)).await?;

@@ -26,7 +26,7 @@ use crate::error::{ApiError, ErrorCode, HubError};
 use crate::hub::{CloseRequest, Conn, ConnPermit, Hub, OpCall, OutFrame, Payload, ReplayFrom};
 use crate::protocol::v1::{self, Request};
 use crate::stats::{RejectReason, Transport};
-use driver::{Driver, Event};
+use driver::Driver;
 
 /// How long a closing connection waits for the client's close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -239,48 +239,25 @@ where
                 state.inner.config.max_payload as u64,
             )))
         });
-        loop {
-            match driver.next(&conn, hub.stats()).await {
-                Event::Frame(frame) => match frame.opcode() {
-                    _ if conn.outbox().is_closing() => {}
-                    OpCode::Text => {
-                        hub.stats().message_in();
-                        let payload = frame.into_payload();
-                        if !is_utf8(&conn, &payload) {
-                            continue;
-                        }
-                        // Boxed: the task's own future stays small while the connection idles.
-                        Box::pin(handle_text(&hub, &conn, payload)).await;
-                    }
-                    OpCode::Binary => {
-                        hub.stats().message_in();
-                        reply(
-                            &hub,
-                            &conn,
-                            v1::encode_error(
-                                None,
-                                ErrorCode::BadRequest,
-                                "binary frames are not accepted on /ws; send JSON text",
-                            ),
-                        );
-                    }
-                    OpCode::Pong => conn.pong_received(),
-                    OpCode::Close => {
-                        Box::pin(driver.finish(CLOSE_GRACE)).await;
-                        break;
-                    }
-                    OpCode::Ping | OpCode::Continuation => {}
-                },
-                Event::ReadError(e) => {
-                    tracing::debug!(conn = conn.wire_id(), "closing on read error: {e}");
-                    Box::pin(driver.finish(CLOSE_GRACE)).await;
-                    break;
-                }
-                Event::CloseSent => {
-                    Box::pin(driver.await_close_reply(CLOSE_GRACE)).await;
-                    break;
-                }
-                Event::WriteError | Event::Terminated => break,
+        while let Some(frame) = driver.next_message(&conn, hub.stats()).await {
+            hub.stats().message_in();
+            if conn.outbox().is_closing() {
+                continue;
+            }
+            let (opcode, payload) = (frame.opcode(), frame.into_payload());
+            if opcode == OpCode::Binary {
+                reply(
+                    &hub,
+                    &conn,
+                    v1::encode_error(
+                        None,
+                        ErrorCode::BadRequest,
+                        "binary frames are not accepted on /ws; send JSON text",
+                    ),
+                );
+            } else if is_utf8(&conn, &payload) {
+                // Boxed: the task's own future stays small while the connection idles.
+                Box::pin(handle_text(&hub, &conn, payload)).await;
             }
         }
         hub.unregister(&conn);
@@ -479,40 +456,21 @@ where
     async move {
         let _permit = permit;
         let conn = hub.register(None, Transport::Ws, |_| None);
-        loop {
-            match driver.next(&conn, hub.stats()).await {
-                Event::Frame(frame) => match frame.opcode() {
-                    _ if conn.outbox().is_closing() => {}
-                    OpCode::Text => {
-                        hub.stats().message_in();
-                        let payload = frame.into_payload();
-                        if is_utf8(&conn, &payload) {
-                            reply(&hub, &conn, payload);
-                        }
-                    }
-                    OpCode::Binary => {
-                        hub.stats().message_in();
-                        let f = OutFrame::Binary(frame.into_payload());
-                        if conn.outbox().push(f, false) == crate::hub::Push::Overflow {
-                            hub.stats().slow_consumer();
-                        }
-                    }
-                    OpCode::Pong => conn.pong_received(),
-                    OpCode::Close => {
-                        Box::pin(driver.finish(CLOSE_GRACE)).await;
-                        break;
-                    }
-                    OpCode::Ping | OpCode::Continuation => {}
-                },
-                Event::ReadError(_) => {
-                    Box::pin(driver.finish(CLOSE_GRACE)).await;
-                    break;
-                }
-                Event::CloseSent => {
-                    Box::pin(driver.await_close_reply(CLOSE_GRACE)).await;
-                    break;
-                }
-                Event::WriteError | Event::Terminated => break,
+        while let Some(frame) = driver.next_message(&conn, hub.stats()).await {
+            hub.stats().message_in();
+            if conn.outbox().is_closing() {
+                continue;
+            }
+            let (opcode, payload) = (frame.opcode(), frame.into_payload());
+            let out = if opcode == OpCode::Binary {
+                OutFrame::Binary(payload)
+            } else if is_utf8(&conn, &payload) {
+                OutFrame::Text(payload)
+            } else {
+                continue;
+            };
+            if conn.outbox().push(out, false) == crate::hub::Push::Overflow {
+                hub.stats().slow_consumer();
             }
         }
         hub.unregister(&conn);
