@@ -170,7 +170,7 @@ async fn push(
         Some(f) => em.from(f),
         None => em,
     };
-    let out = em.emit(&event, Payload::json(&b.data))?;
+    let out = em.publish(&event, Payload::json(&b.data))?;
     let mut body = json!({ "delivered": out.delivered });
     if let Some(online) = out.online {
         body["online"] = json!(online);
@@ -198,7 +198,7 @@ async fn rest_message(
             "`to` must not be empty",
         ));
     }
-    let out = s.hub.to_user(&b.to).from(b.from.as_str()).emit(
+    let out = s.hub.to_user(&b.to).from(b.from.as_str()).publish(
         "message",
         Payload::json(&json!({"from": b.from, "content": b.content})),
     )?;

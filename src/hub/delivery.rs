@@ -3,14 +3,20 @@
 //! A delivery is built once, wrapped in an `Arc`, and handed to every recipient. The first
 //! recipient of a given wire format encodes it; everyone else gets a reference-counted clone
 //! of the same bytes. History keeps the same `Arc`, so a replay costs no encoding either.
+//!
+//! Two shapes of message exist (DESIGN.md, "Socket.IO"): a *hub* message (made by a v1 op,
+//! a mapped Socket.IO event or the HTTP API) reaches Socket.IO clients as
+//! `[event, data, {room, from, seq, ts}]`; an *exact* message (emitted by server-side code)
+//! reaches them with exactly the arguments given. Both reach v1 clients as `message`.
 
 use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use bytes::Bytes;
+use serde_json::Value;
 
 use super::outbox::OutFrame;
-use crate::protocol::{json::ObjectWriter, v1, v1::RawJson};
+use crate::protocol::{json::ObjectWriter, socketio, v1, v1::RawJson};
 
 /// A message payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,23 +42,13 @@ impl Payload {
     pub fn to_v1_json(&self) -> Bytes {
         match self {
             Self::Json(raw) => raw.bytes().clone(),
-            Self::Binary(b) => {
-                let mut w = ObjectWriter::with_capacity(16 + b.len() * 4 / 3);
-                w.str(
-                    "_binary",
-                    &base64::engine::general_purpose::STANDARD.encode(b),
-                );
-                w.finish()
-            }
+            Self::Binary(b) => binary_object(b),
         }
     }
 
-    /// The payload as a `serde_json::Value`.
-    pub fn to_value(&self) -> serde_json::Value {
-        match self {
-            Self::Json(raw) => raw.to_value(),
-            Self::Binary(_) => serde_json::from_slice(&self.to_v1_json()).unwrap_or_default(),
-        }
+    /// The payload as a `serde_json::Value` (binary as `{"_binary": ...}`).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_slice(&self.to_v1_json()).unwrap_or_default()
     }
 
     /// Size of the payload in bytes, for accounting.
@@ -69,27 +65,170 @@ impl Payload {
     }
 }
 
-impl From<serde_json::Value> for Payload {
-    fn from(v: serde_json::Value) -> Self {
+impl From<Value> for Payload {
+    fn from(v: Value) -> Self {
         Self::json(&v)
     }
 }
 
-/// A message to an event: what `publish`, `send`, `broadcast` and the HTTP API deliver.
+fn binary_object(b: &[u8]) -> Bytes {
+    let mut w = ObjectWriter::with_capacity(16 + b.len() * 4 / 3);
+    w.str(
+        "_binary",
+        &base64::engine::general_purpose::STANDARD.encode(b),
+    );
+    w.finish()
+}
+
+/// Socket.IO event arguments: JSON values in which binary values are
+/// `{"_placeholder": true, "num": i}` objects pointing into `bin`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SioArgs {
+    /// The arguments.
+    pub values: Vec<Value>,
+    /// Binary attachments referred to by placeholders.
+    pub bin: Vec<Bytes>,
+}
+
+impl SioArgs {
+    /// One JSON argument.
+    pub fn one(v: Value) -> Self {
+        Self {
+            values: vec![v],
+            bin: Vec::new(),
+        }
+    }
+
+    /// Replaces placeholders with `{"_binary": "<base64>"}` objects, for v1 clients.
+    pub fn to_v1_values(&self) -> Vec<Value> {
+        self.values
+            .iter()
+            .map(|v| replace_placeholders(v, &self.bin))
+            .collect()
+    }
+}
+
+fn replace_placeholders(v: &Value, bin: &[Bytes]) -> Value {
+    if let Some(n) = socketio::placeholder_num(v) {
+        if let Some(b) = bin.get(n) {
+            return serde_json::from_slice(&binary_object(b)).unwrap_or_default();
+        }
+    }
+    match v {
+        Value::Array(a) => Value::Array(a.iter().map(|x| replace_placeholders(x, bin)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), replace_placeholders(x, bin)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Turns `{"_binary": "<base64>"}` objects (v1's binary) into placeholders and attachments.
+fn extract_binary(v: &mut Value, bin: &mut Vec<Bytes>) {
+    if let Value::Object(o) = v {
+        if o.len() == 1 {
+            if let Some(Value::String(b64)) = o.get("_binary") {
+                if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) {
+                    *v = socketio::placeholder(bin.len());
+                    bin.push(Bytes::from(bytes));
+                    return;
+                }
+            }
+        }
+    }
+    match v {
+        Value::Array(a) => a.iter_mut().for_each(|x| extract_binary(x, bin)),
+        Value::Object(o) => o.values_mut().for_each(|x| extract_binary(x, bin)),
+        _ => {}
+    }
+}
+
+/// What a message carries, in one of the two shapes.
+#[derive(Clone, Debug)]
+pub enum MessageBody {
+    /// A hub message: one payload; Socket.IO clients also get `{room, from, seq, ts}`.
+    Hub(Payload),
+    /// Socket.IO arguments, delivered exactly as given.
+    Args(SioArgs),
+}
+
+/// A message to an event: what `publish`, `send`, `broadcast`, the HTTP API and server-side
+/// emits deliver.
 #[derive(Clone, Debug)]
 pub struct Message {
+    /// The namespace (`/` for v1 clients and the HTTP API).
+    pub ns: Arc<str>,
     /// The room it was published to, if any.
     pub room: Option<Arc<str>>,
     /// The event name.
     pub event: Arc<str>,
     /// The payload.
-    pub data: Payload,
+    pub body: MessageBody,
     /// The sender's user id, when a user sent it.
     pub from: Option<Arc<str>>,
     /// The room sequence number (history rooms only).
     pub seq: Option<u64>,
     /// Milliseconds since the epoch.
     pub ts: u64,
+}
+
+impl Message {
+    /// The `data` v1 clients see: the payload, or the arguments (one: itself; several: an
+    /// array), binary as `{"_binary": ...}`.
+    pub fn v1_data(&self) -> Bytes {
+        match &self.body {
+            MessageBody::Hub(p) => p.to_v1_json(),
+            MessageBody::Args(a) => {
+                let mut values = a.to_v1_values();
+                let v = if values.len() == 1 {
+                    values.pop().unwrap_or_default()
+                } else {
+                    Value::Array(values)
+                };
+                Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+            }
+        }
+    }
+
+    /// The Socket.IO event arguments (without the event name).
+    pub fn sio_args(&self) -> SioArgs {
+        match &self.body {
+            MessageBody::Args(a) => a.clone(),
+            MessageBody::Hub(p) => {
+                let mut bin = Vec::new();
+                let data = match p {
+                    Payload::Binary(b) => {
+                        bin.push(b.clone());
+                        socketio::placeholder(0)
+                    }
+                    Payload::Json(raw) => {
+                        let mut v = raw.to_value();
+                        if raw.as_bytes().windows(9).any(|w| w == b"\"_binary\"") {
+                            extract_binary(&mut v, &mut bin);
+                        }
+                        v
+                    }
+                };
+                let mut meta = serde_json::Map::new();
+                if let Some(room) = &self.room {
+                    meta.insert("room".into(), Value::from(room.as_ref()));
+                }
+                if let Some(from) = &self.from {
+                    meta.insert("from".into(), Value::from(from.as_ref()));
+                }
+                if let Some(seq) = self.seq {
+                    meta.insert("seq".into(), Value::from(seq));
+                }
+                meta.insert("ts".into(), Value::from(self.ts));
+                SioArgs {
+                    values: vec![data, Value::Object(meta)],
+                    bin,
+                }
+            }
+        }
+    }
 }
 
 /// What a delivery carries.
@@ -99,6 +238,8 @@ pub enum Body {
     Message(Message),
     /// A user's first connection joined a room, or its last one left.
     Presence {
+        /// The namespace.
+        ns: Arc<str>,
         /// The room.
         room: Arc<str>,
         /// The user.
@@ -116,6 +257,7 @@ pub struct Delivery {
     /// What is delivered.
     pub body: Body,
     v1: OnceLock<Bytes>,
+    sio: OnceLock<Box<[OutFrame]>>,
 }
 
 impl Delivery {
@@ -124,6 +266,7 @@ impl Delivery {
         Arc::new(Self {
             body,
             v1: OnceLock::new(),
+            sio: OnceLock::new(),
         })
     }
 
@@ -137,13 +280,23 @@ impl Delivery {
 
     /// The v1 text frame, encoded on first use.
     pub fn v1_frame(&self) -> OutFrame {
-        OutFrame::Text(self.v1.get_or_init(|| self.encode_v1()).clone())
+        OutFrame::Text(self.v1_bytes().clone())
+    }
+
+    fn v1_bytes(&self) -> &Bytes {
+        self.v1.get_or_init(|| self.encode_v1())
+    }
+
+    /// The Engine.IO frames for Socket.IO clients (an event packet, then any binary
+    /// attachments), encoded on first use.
+    pub fn sio_frames(&self) -> &[OutFrame] {
+        self.sio.get_or_init(|| self.encode_sio())
     }
 
     fn encode_v1(&self) -> Bytes {
         match &self.body {
             Body::Message(m) => {
-                let data = m.data.to_v1_json();
+                let data = m.v1_data();
                 v1::encode_message(&v1::MessageFields {
                     room: m.room.as_deref(),
                     event: &m.event,
@@ -158,19 +311,85 @@ impl Delivery {
                 user,
                 joined,
                 count,
+                ..
             } => v1::encode_presence(room, user, *joined, *count),
         }
     }
 
+    fn encode_sio(&self) -> Box<[OutFrame]> {
+        let (ns, event, args) = match &self.body {
+            Body::Message(m) => (m.ns.clone(), m.event.clone(), m.sio_args()),
+            Body::Presence {
+                ns,
+                room,
+                user,
+                joined,
+                count,
+            } => {
+                let key = if *joined { "joined" } else { "left" };
+                let mut o = serde_json::Map::new();
+                o.insert("room".into(), Value::from(room.as_ref()));
+                o.insert(key.into(), Value::from(user.as_ref()));
+                o.insert("count".into(), Value::from(*count));
+                (
+                    ns.clone(),
+                    Arc::from("presence"),
+                    SioArgs::one(Value::Object(o)),
+                )
+            }
+        };
+        encode_event(&ns, &event, &args, None)
+    }
+
     /// The v1 `message` object without `op`, as the history API returns it.
-    pub fn to_history_json(&self) -> serde_json::Value {
-        let mut v: serde_json::Value =
-            serde_json::from_slice(self.v1.get_or_init(|| self.encode_v1())).unwrap_or_default();
+    pub fn to_history_json(&self) -> Value {
+        let mut v: Value = serde_json::from_slice(self.v1_bytes()).unwrap_or_default();
         if let Some(obj) = v.as_object_mut() {
             obj.remove("op");
         }
         v
     }
+}
+
+/// Encodes a Socket.IO event (`42[...]` or `45n-[...]` plus attachments) as Engine.IO frames.
+pub fn encode_event(ns: &str, event: &str, args: &SioArgs, id: Option<u64>) -> Box<[OutFrame]> {
+    let mut array = Vec::with_capacity(args.values.len() + 1);
+    array.push(Value::from(event));
+    array.extend(args.values.iter().cloned());
+    encode_packet(
+        socketio::Kind::Event,
+        ns,
+        id,
+        &Value::Array(array),
+        &args.bin,
+    )
+}
+
+/// Encodes any Socket.IO packet with a JSON payload and attachments as Engine.IO frames;
+/// the binary kind is chosen when attachments exist.
+pub fn encode_packet(
+    kind: socketio::Kind,
+    ns: &str,
+    id: Option<u64>,
+    payload: &Value,
+    bin: &[Bytes],
+) -> Box<[OutFrame]> {
+    let json = serde_json::to_vec(payload).unwrap_or_default();
+    let kind = match (kind, bin.is_empty()) {
+        (socketio::Kind::Event, false) => socketio::Kind::BinaryEvent,
+        (socketio::Kind::Ack, false) => socketio::Kind::BinaryAck,
+        (k, _) => k,
+    };
+    let mut frames = Vec::with_capacity(1 + bin.len());
+    frames.push(OutFrame::Text(Bytes::from(socketio::encode(
+        kind,
+        bin.len(),
+        ns,
+        id,
+        &json,
+    ))));
+    frames.extend(bin.iter().cloned().map(OutFrame::Binary));
+    frames.into_boxed_slice()
 }
 
 /// Milliseconds since the Unix epoch.
@@ -184,17 +403,32 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn msg(body: MessageBody) -> Arc<Delivery> {
+        Delivery::new(Body::Message(Message {
+            ns: "/".into(),
+            room: Some("r".into()),
+            event: "e".into(),
+            body,
+            from: Some("u".into()),
+            seq: Some(1),
+            ts: 5,
+        }))
+    }
+
+    fn text(f: &OutFrame) -> &[u8] {
+        match f {
+            OutFrame::Text(b) => b,
+            OutFrame::Binary(_) => panic!("expected text"),
+        }
+    }
 
     #[test]
     fn encodes_once_and_shares_bytes() {
-        let d = Delivery::new(Body::Message(Message {
-            room: Some("r".into()),
-            event: "e".into(),
-            data: Payload::Binary(Bytes::from_static(b"\x00\x01")),
-            from: None,
-            seq: Some(1),
-            ts: 5,
-        }));
+        let d = msg(MessageBody::Hub(Payload::Binary(Bytes::from_static(
+            b"\x00\x01",
+        ))));
         let (OutFrame::Text(a), OutFrame::Text(b)) = (d.v1_frame(), d.v1_frame()) else {
             panic!("v1 frames are text")
         };
@@ -203,8 +437,53 @@ mod tests {
             b.as_ptr(),
             "the second recipient shares the bytes"
         );
-        let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
-        assert_eq!(v["data"], serde_json::json!({"_binary": "AAE="}));
+        let v: Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(v["data"], json!({"_binary": "AAE="}));
         assert_eq!(d.to_history_json().get("op"), None);
+    }
+
+    #[test]
+    fn hub_messages_reach_socketio_with_meta_and_binary_as_attachments() {
+        let d = msg(MessageBody::Hub(Payload::json(
+            &json!({"pic": {"_binary": "AAE="}, "n": 1}),
+        )));
+        let frames = d.sio_frames();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(
+            std::str::from_utf8(text(&frames[0])).unwrap(),
+            r#"451-["e",{"n":1,"pic":{"_placeholder":true,"num":0}},{"from":"u","room":"r","seq":1,"ts":5}]"#
+        );
+        assert_eq!(frames[1], OutFrame::Binary(Bytes::from_static(&[0, 1])));
+    }
+
+    #[test]
+    fn exact_args_reach_v1_as_data_and_socketio_unchanged() {
+        let args = SioArgs {
+            values: vec![json!("a"), json!({"b": socketio::placeholder(0)})],
+            bin: vec![Bytes::from_static(&[7])],
+        };
+        let d = msg(MessageBody::Args(args));
+        let v: Value = serde_json::from_slice(text(&d.v1_frame())).unwrap();
+        assert_eq!(v["data"], json!(["a", {"b": {"_binary": "Bw=="}}]));
+        let frames = d.sio_frames();
+        assert_eq!(
+            std::str::from_utf8(text(&frames[0])).unwrap(),
+            r#"451-["e","a",{"b":{"_placeholder":true,"num":0}}]"#
+        );
+    }
+
+    #[test]
+    fn presence_reaches_socketio_as_an_event_in_its_namespace() {
+        let d = Delivery::new(Body::Presence {
+            ns: "/chat".into(),
+            room: "r".into(),
+            user: "bob".into(),
+            joined: true,
+            count: 2,
+        });
+        assert_eq!(
+            std::str::from_utf8(text(&d.sio_frames()[0])).unwrap(),
+            r#"42/chat,["presence",{"count":2,"joined":"bob","room":"r"}]"#
+        );
     }
 }

@@ -142,16 +142,17 @@ impl HistoryLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::delivery::{Body, Message, Payload};
+    use crate::hub::delivery::{Body, Message, MessageBody, Payload};
 
     fn log_with(capacity: usize, n: u64) -> HistoryLog {
         let mut log = HistoryLog::new(capacity);
         for _ in 0..n {
             let seq = log.next_seq();
             let d = Delivery::new(Body::Message(Message {
+                ns: "/".into(),
                 room: Some("r".into()),
                 event: "e".into(),
-                data: Payload::json(&seq),
+                body: MessageBody::Hub(Payload::json(&seq)),
                 from: None,
                 seq: Some(seq),
                 ts: 0,

@@ -21,12 +21,12 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use delivery::{now_ms, Body, Delivery, Message, Payload};
+pub use delivery::{now_ms, Body, Delivery, Message, MessageBody, Payload, SioArgs};
 use history::HistoryLog;
 pub use history::Replay;
 pub use outbox::{CloseRequest, OutFrame, Outbox, Push};
@@ -107,16 +107,83 @@ fn random_node_id() -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ConnId(pub u64);
 
-/// One client connection as the hub sees it.
-#[derive(Debug)]
+/// How a front end ends one of its connections (Socket.IO: a namespace DISCONNECT for
+/// 4000, the whole session otherwise).
+pub type Closer = Box<dyn Fn(u16, &str) + Send + Sync>;
+
+/// One client connection as the hub sees it: a v1 WebSocket, or one Socket.IO socket (a
+/// namespace of an Engine.IO session, whose sockets share the session's outbox).
 pub struct Conn {
     key: ConnId,
     wire_id: Arc<str>,
     user: Arc<str>,
+    ns: Arc<str>,
     transport: Transport,
-    outbox: Outbox,
+    outbox: Arc<Outbox>,
     rooms: Mutex<Vec<Arc<str>>>,
     awaiting_pong: AtomicBool,
+    closer: OnceLock<Closer>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.wire_id)
+            .field("user", &self.user)
+            .field("ns", &self.ns)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a front end tells the hub about a connection it accepted.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ConnSpec {
+    /// The user, anonymous when `None`.
+    pub user: Option<String>,
+    /// The front end.
+    pub transport: Transport,
+    /// The namespace (`/` for v1).
+    pub ns: Arc<str>,
+    /// The outbox to share (Socket.IO sockets of one session); a new one when `None`.
+    pub outbox: Option<Arc<Outbox>>,
+    /// The connection id to use; generated when `None`.
+    pub wire_id: Option<Arc<str>>,
+}
+
+impl ConnSpec {
+    /// A connection of `transport` in the main namespace.
+    pub fn new(user: Option<&str>, transport: Transport) -> Self {
+        Self {
+            user: user.map(str::to_string),
+            transport,
+            ns: "/".into(),
+            outbox: None,
+            wire_id: None,
+        }
+    }
+
+    /// Puts the connection in namespace `ns`.
+    #[must_use]
+    pub fn in_ns(mut self, ns: Arc<str>) -> Self {
+        self.ns = ns;
+        self
+    }
+
+    /// Shares an existing outbox.
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: Arc<Outbox>) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// Uses a given connection id.
+    #[must_use]
+    pub fn with_wire_id(mut self, id: Arc<str>) -> Self {
+        self.wire_id = Some(id);
+        self
+    }
 }
 
 impl Conn {
@@ -145,6 +212,21 @@ impl Conn {
         self.transport
     }
 
+    /// The namespace (`/` for v1 connections).
+    pub fn ns(&self) -> &Arc<str> {
+        &self.ns
+    }
+
+    /// Sets how the front end closes this connection (once).
+    pub fn set_closer(&self, closer: Closer) {
+        let _ = self.closer.set(closer);
+    }
+
+    /// The shared outbox.
+    pub fn outbox_arc(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
     /// The outbound queue the front end drains.
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
@@ -157,18 +239,31 @@ impl Conn {
 
     /// Pushes a delivery, encoded for this connection's wire format.
     pub fn deliver(&self, d: &Delivery, volatile: bool) -> Push {
-        self.outbox.push(self.frame_for(d), volatile)
-    }
-
-    fn frame_for(&self, d: &Delivery) -> OutFrame {
         match self.transport {
-            Transport::Ws | Transport::SocketIo => d.v1_frame(),
+            Transport::Ws => self.outbox.push(d.v1_frame(), volatile),
+            Transport::SocketIo => self.outbox.push_many(d.sio_frames(), volatile),
         }
     }
 
-    /// Asks the connection to close with `code` and `reason`.
+    fn deliver_unbounded(&self, d: &Delivery) {
+        match self.transport {
+            Transport::Ws => {
+                self.outbox.push_unbounded(d.v1_frame());
+            }
+            Transport::SocketIo => {
+                for f in d.sio_frames() {
+                    self.outbox.push_unbounded(f.clone());
+                }
+            }
+        }
+    }
+
+    /// Asks the connection to close with `code` and `reason`, the way its front end does.
     pub fn close(&self, code: u16, reason: &str) {
-        self.outbox.close(CloseRequest::Close(code, reason.into()));
+        match self.closer.get() {
+            Some(close) => close(code, reason),
+            None => self.outbox.close(CloseRequest::Close(code, reason.into())),
+        }
     }
 
     /// Records a pong (or any proof of life the front end accepts).
@@ -188,14 +283,25 @@ pub enum Target {
     User(Arc<str>),
     /// One connection.
     Conn(ConnId),
+    /// The members of any of these rooms, and these connections, each once.
+    Many {
+        /// Rooms.
+        rooms: Vec<Arc<str>>,
+        /// Connections.
+        conns: Vec<ConnId>,
+    },
 }
 
 /// How a message is delivered: the target and its modifiers. Serializable, so that the same
 /// options can travel to the other nodes of a cluster unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BroadcastOptions {
+    /// The namespace (`/` is shared by v1 and Socket.IO's main namespace).
+    pub ns: Arc<str>,
     /// Who receives it.
     pub target: Target,
+    /// Members of these rooms are left out.
+    pub except_rooms: Vec<Arc<str>>,
     /// Connections left out (typically the sender).
     pub except: Vec<ConnId>,
     /// The sender's user id, shown to recipients as `from`.
@@ -242,9 +348,42 @@ impl Emitter<'_> {
         self
     }
 
-    /// Sends `event` with `data`.
+    /// Emits in namespace `ns` instead of `/`.
+    pub fn ns(mut self, ns: impl Into<Arc<str>>) -> Self {
+        self.opts.ns = ns.into();
+        self
+    }
+
+    /// Leaves out the members of `room`.
+    pub fn except_room(mut self, room: impl Into<Arc<str>>) -> Self {
+        self.opts.except_rooms.push(room.into());
+        self
+    }
+
+    /// Sends `event` with `data` exactly as given: Socket.IO clients get `(event, data)`,
+    /// v1 clients a `message`.
     pub fn emit(self, event: &str, data: impl Into<Payload>) -> Result<Emitted, HubError> {
-        self.hub.dispatch(&self.opts, event.into(), data.into())
+        let args = match data.into() {
+            Payload::Json(raw) => SioArgs::one(raw.to_value()),
+            Payload::Binary(b) => SioArgs {
+                values: vec![crate::protocol::socketio::placeholder(0)],
+                bin: vec![b],
+            },
+        };
+        self.emit_args(event, args)
+    }
+
+    /// Sends `event` with several Socket.IO arguments (v1 clients get them as an array).
+    pub fn emit_args(self, event: &str, args: SioArgs) -> Result<Emitted, HubError> {
+        self.hub
+            .dispatch(&self.opts, event.into(), MessageBody::Args(args))
+    }
+
+    /// Publishes `event` with `data` as a hub message (what v1 ops and the HTTP API send):
+    /// Socket.IO clients get `(event, data, {room, from, seq, ts})`.
+    pub fn publish(self, event: &str, data: impl Into<Payload>) -> Result<Emitted, HubError> {
+        self.hub
+            .dispatch(&self.opts, event.into(), MessageBody::Hub(data.into()))
     }
 }
 
@@ -343,8 +482,21 @@ impl RoomState {
 
 #[derive(Debug)]
 struct Room {
+    /// The name clients see.
     name: Arc<str>,
+    /// The map key: the name in `/`, `ns` + NUL + name elsewhere.
+    key: Arc<str>,
+    ns: Arc<str>,
     state: Mutex<RoomState>,
+}
+
+/// The rooms map key of `room` in `ns` (names cannot contain NUL, so keys never collide).
+fn room_key(ns: &str, room: &str) -> Arc<str> {
+    if ns == "/" {
+        room.into()
+    } else {
+        format!("{ns}\0{room}").into()
+    }
 }
 
 /// A `HashMap` split into independently locked shards.
@@ -383,6 +535,7 @@ pub type OpFuture =
     Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, HubError>> + Send>>;
 type OpHandler = Arc<dyn Fn(OpCall) -> OpFuture + Send + Sync>;
 type ConnHook = Arc<dyn Fn(&Hub, &Arc<Conn>) + Send + Sync>;
+type ShutdownHook = Arc<dyn Fn(u16, &str) + Send + Sync>;
 
 /// A call to an application-defined op.
 #[derive(Clone, Debug)]
@@ -402,6 +555,7 @@ struct Hooks {
     ops: HashMap<String, OpHandler>,
     on_connect: Vec<ConnHook>,
     on_disconnect: Vec<ConnHook>,
+    on_shutdown: Vec<ShutdownHook>,
 }
 
 struct Inner {
@@ -512,18 +666,36 @@ impl Hub {
         }
     }
 
-    /// Registers an accepted connection of `user` (anonymous when `None`). `greeting`
-    /// builds the front end's first frame (the v1 `welcome`), queued before anything the
-    /// `on_connect` hooks or other connections may send.
+    /// A fresh connection id, unique in the cluster.
+    pub fn new_wire_id(&self) -> (ConnId, Arc<str>) {
+        let key = ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
+        (
+            key,
+            format!("{}-{:x}", self.inner.config.node, key.0).into(),
+        )
+    }
+
+    /// Registers an accepted v1 connection of `user` (anonymous when `None`) in `/`.
+    /// `greeting` builds the front end's first frame (the v1 `welcome`), queued before
+    /// anything the `on_connect` hooks or other connections may send.
     pub fn register(
         &self,
         user: Option<&str>,
         transport: Transport,
         greeting: impl FnOnce(&Conn) -> Option<OutFrame>,
     ) -> Arc<Conn> {
-        let key = ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
-        let wire_id: Arc<str> = format!("{}-{:x}", self.inner.config.node, key.0).into();
-        let user: Arc<str> = match user {
+        self.register_with(ConnSpec::new(user, transport), greeting)
+    }
+
+    /// Registers an accepted connection as `spec` says.
+    pub fn register_with(
+        &self,
+        spec: ConnSpec,
+        greeting: impl FnOnce(&Conn) -> Option<OutFrame>,
+    ) -> Arc<Conn> {
+        let (key, generated) = self.new_wire_id();
+        let wire_id = spec.wire_id.unwrap_or(generated);
+        let user: Arc<str> = match spec.user {
             Some(u) if !u.is_empty() => u.into(),
             _ => format!("anon-{wire_id}").into(),
         };
@@ -531,10 +703,14 @@ impl Hub {
             key,
             wire_id,
             user: user.clone(),
-            transport,
-            outbox: Outbox::new(self.inner.config.queue_limit),
+            ns: spec.ns,
+            transport: spec.transport,
+            outbox: spec
+                .outbox
+                .unwrap_or_else(|| Arc::new(Outbox::new(self.inner.config.queue_limit))),
             rooms: Mutex::new(Vec::new()),
             awaiting_pong: AtomicBool::new(false),
+            closer: OnceLock::new(),
         });
         if let Some(frame) = greeting(&conn) {
             conn.outbox.push_unbounded(frame);
@@ -546,7 +722,10 @@ impl Hub {
             .entry(user)
             .or_default()
             .push(conn.clone());
-        self.inner.stats.connection_opened(transport);
+        if conn.transport == Transport::Ws {
+            // Socket.IO counts Engine.IO sessions, not namespace sockets.
+            self.inner.stats.connection_opened(conn.transport);
+        }
         let hooks: Vec<ConnHook> = self.hooks().on_connect.clone();
         for h in hooks {
             h(self, &conn);
@@ -578,7 +757,9 @@ impl Hub {
                 }
             }
         }
-        self.inner.stats.connection_closed(conn.transport);
+        if conn.transport == Transport::Ws {
+            self.inner.stats.connection_closed(conn.transport);
+        }
         let hooks: Vec<ConnHook> = self.hooks().on_disconnect.clone();
         for h in hooks {
             h(self, conn);
@@ -590,7 +771,7 @@ impl Hub {
         self.inner.conns.shard(&id).get(&id).cloned()
     }
 
-    /// Open connections on this node.
+    /// Open connections on this node (v1 connections and Socket.IO sockets).
     pub fn connection_count(&self) -> usize {
         self.inner.conns.all().map(|s| s.len()).sum()
     }
@@ -630,17 +811,20 @@ impl Hub {
 
     /// Closes every connection of `user` with `code`; returns how many.
     pub fn disconnect_user(&self, user: &str, code: u16, reason: &str) -> usize {
-        let conns: Vec<Arc<Conn>> = self
-            .inner
-            .users
-            .shard(user)
-            .get(user)
-            .cloned()
-            .unwrap_or_default();
+        let conns = self.user_conns(user);
         for c in &conns {
             c.close(code, reason);
         }
         conns.len()
+    }
+
+    fn user_conns(&self, user: &str) -> Vec<Arc<Conn>> {
+        self.inner
+            .users
+            .shard(user)
+            .get(user)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn all_conns(&self) -> Vec<Arc<Conn>> {
@@ -709,11 +893,18 @@ impl Hub {
         self.emitter(Target::Conn(conn))
     }
 
+    /// Emits as `opts` says.
+    pub fn emitter_with(&self, opts: BroadcastOptions) -> Emitter<'_> {
+        Emitter { hub: self, opts }
+    }
+
     fn emitter(&self, target: Target) -> Emitter<'_> {
         Emitter {
             hub: self,
             opts: BroadcastOptions {
+                ns: "/".into(),
                 target,
+                except_rooms: Vec::new(),
                 except: Vec::new(),
                 from: None,
                 volatile: false,
@@ -721,85 +912,159 @@ impl Hub {
         }
     }
 
-    /// Delivers `event` with `data` as `opts` says.
+    /// The connections `opts` reaches, each once (for broadcasts that collect acks).
+    pub fn recipients(&self, opts: &BroadcastOptions) -> Vec<Arc<Conn>> {
+        let mut out = Vec::new();
+        self.for_each_recipient(opts, |c| out.push(c.clone()));
+        out
+    }
+
+    /// Calls `f` for each connection `opts` reaches (no history room semantics).
+    fn for_each_recipient(&self, opts: &BroadcastOptions, mut f: impl FnMut(&Arc<Conn>)) {
+        let keep = |c: &Arc<Conn>| {
+            *c.ns == *opts.ns
+                && !opts.except.contains(&c.key)
+                && !self.in_rooms(c, &opts.except_rooms)
+        };
+        match &opts.target {
+            Target::All => {
+                for shard in self.inner.conns.all() {
+                    shard.values().filter(|c| keep(c)).for_each(&mut f);
+                }
+            }
+            Target::User(user) => self.user_conns(user).iter().filter(|c| keep(c)).for_each(f),
+            Target::Conn(id) => self.conn(*id).iter().filter(|c| keep(c)).for_each(f),
+            Target::Room(room) => self.for_each_recipient(
+                &BroadcastOptions {
+                    target: Target::Many {
+                        rooms: vec![room.clone()],
+                        conns: Vec::new(),
+                    },
+                    ..opts.clone()
+                },
+                f,
+            ),
+            Target::Many { rooms, conns } => {
+                let mut seen = std::collections::HashSet::new();
+                for room in rooms {
+                    if let Some(r) = self.room_in(&opts.ns, room) {
+                        let members: Vec<Arc<Conn>> =
+                            lock(&r.state).members.values().cloned().collect();
+                        for c in members.iter().filter(|c| keep(c)) {
+                            if seen.insert(c.key) {
+                                f(c);
+                            }
+                        }
+                    }
+                }
+                for id in conns {
+                    if let Some(c) = self.conn(*id) {
+                        if keep(&c) && seen.insert(c.key) {
+                            f(&c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn in_rooms(&self, conn: &Conn, rooms: &[Arc<str>]) -> bool {
+        !rooms.is_empty() && lock(&conn.rooms).iter().any(|r| rooms.contains(r))
+    }
+
+    /// Delivers `event` with `body` as `opts` says.
     pub fn dispatch(
         &self,
         opts: &BroadcastOptions,
         event: Arc<str>,
-        data: Payload,
+        body: MessageBody,
     ) -> Result<Emitted, HubError> {
         let message = |room: Option<Arc<str>>, seq: Option<u64>| {
             Delivery::new(Body::Message(Message {
+                ns: opts.ns.clone(),
                 room,
                 event: event.clone(),
-                data: data.clone(),
+                body: body.clone(),
                 from: opts.from.clone(),
                 seq,
                 ts: now_ms(),
             }))
         };
         let out = match &opts.target {
-            Target::Room(room) => self.publish_room(room, opts, message)?,
-            Target::User(user) => {
-                let conns: Vec<Arc<Conn>> = self
-                    .inner
-                    .users
-                    .shard(&**user)
-                    .get(&**user)
-                    .cloned()
-                    .unwrap_or_default();
+            Target::Room(room) if opts.except_rooms.is_empty() => {
+                self.publish_room(room, opts, message)?
+            }
+            Target::User(_) => {
                 let d = message(None, None);
-                let delivered = self.fan_out(conns.iter(), &d, opts);
+                let mut delivered = 0;
+                let mut online = false;
+                self.for_each_recipient(opts, |c| {
+                    online = true;
+                    delivered += self.push_one(c, &d, opts.volatile);
+                });
                 Emitted {
                     delivered,
                     seq: None,
-                    online: Some(!conns.is_empty()),
+                    online: Some(online),
                 }
             }
-            Target::All => {
-                let d = message(None, None);
-                let mut delivered = 0;
-                for shard in self.inner.conns.all() {
-                    delivered += self.fan_out(shard.values(), &d, opts);
-                }
-                Emitted {
-                    delivered,
-                    ..Emitted::default()
-                }
+            Target::Room(room) => {
+                check_name(room, "room")?;
+                let d = message(Some(room.clone()), None);
+                self.fan_out_all(opts, &d)
             }
-            Target::Conn(id) => {
+            Target::All | Target::Conn(_) | Target::Many { .. } => {
                 let d = message(None, None);
-                let conn = self.conn(*id);
-                Emitted {
-                    delivered: self.fan_out(conn.iter(), &d, opts),
-                    ..Emitted::default()
-                }
+                self.fan_out_all(opts, &d)
             }
         };
         self.inner.stats.messages_out(out.delivered as u64);
         Ok(out)
     }
 
-    /// Pushes `d` to each connection not excluded; returns how many queued it.
+    /// Delivers an already built delivery to exactly these connections.
+    pub fn deliver_to(&self, conns: &[Arc<Conn>], d: &Delivery, volatile: bool) -> usize {
+        let n = conns.iter().map(|c| self.push_one(c, d, volatile)).sum();
+        self.inner.stats.messages_out(n as u64);
+        n
+    }
+
+    fn fan_out_all(&self, opts: &BroadcastOptions, d: &Delivery) -> Emitted {
+        let mut delivered = 0;
+        self.for_each_recipient(opts, |c| delivered += self.push_one(c, d, opts.volatile));
+        Emitted {
+            delivered,
+            ..Emitted::default()
+        }
+    }
+
+    fn push_one(&self, c: &Conn, d: &Delivery, volatile: bool) -> usize {
+        match c.deliver(d, volatile) {
+            Push::Queued => 1,
+            Push::Dropped => {
+                self.inner.stats.volatile_dropped();
+                0
+            }
+            Push::Overflow => {
+                self.inner.stats.slow_consumer();
+                0
+            }
+            Push::Closed => 0,
+        }
+    }
+
+    /// Pushes `d` to each member not excluded; returns how many queued it.
     fn fan_out<'c>(
         &self,
         conns: impl Iterator<Item = &'c Arc<Conn>>,
         d: &Delivery,
-        opts: &BroadcastOptions,
+        except: &[ConnId],
+        volatile: bool,
     ) -> usize {
-        let mut delivered = 0;
-        for c in conns {
-            if opts.except.contains(&c.key) {
-                continue;
-            }
-            match c.deliver(d, opts.volatile) {
-                Push::Queued => delivered += 1,
-                Push::Dropped => self.inner.stats.volatile_dropped(),
-                Push::Overflow => self.inner.stats.slow_consumer(),
-                Push::Closed => {}
-            }
-        }
-        delivered
+        conns
+            .filter(|c| !except.contains(&c.key))
+            .map(|c| self.push_one(c, d, volatile))
+            .sum()
     }
 
     fn publish_room(
@@ -810,7 +1075,7 @@ impl Hub {
     ) -> Result<Emitted, HubError> {
         check_name(room, "room")?;
         loop {
-            let r = self.room_or_create(room);
+            let r = self.room_or_create(&opts.ns, room);
             let mut st = lock(&r.state);
             if st.dead {
                 continue;
@@ -820,7 +1085,7 @@ impl Hub {
             if let Some(seq) = seq {
                 st.log.append(seq, d.clone());
             }
-            let delivered = self.fan_out(st.members.values(), &d, opts);
+            let delivered = self.fan_out(st.members.values(), &d, &opts.except, opts.volatile);
             let removable = st.removable();
             drop(st);
             if removable {
@@ -846,14 +1111,17 @@ impl Hub {
         }
     }
 
-    fn room_or_create(&self, name: &Arc<str>) -> Arc<Room> {
-        let mut rooms = self.inner.rooms.shard(&**name);
+    fn room_or_create(&self, ns: &Arc<str>, name: &str) -> Arc<Room> {
+        let key = room_key(ns, name);
+        let mut rooms = self.inner.rooms.shard(&*key);
         rooms
-            .entry(name.clone())
+            .entry(key.clone())
             .or_insert_with(|| {
                 let settings = self.default_settings(name);
                 Arc::new(Room {
-                    name: name.clone(),
+                    name: name.into(),
+                    key,
+                    ns: ns.clone(),
                     state: Mutex::new(RoomState {
                         dead: false,
                         pinned: false,
@@ -867,20 +1135,25 @@ impl Hub {
             .clone()
     }
 
+    fn room_in(&self, ns: &str, name: &str) -> Option<Arc<Room>> {
+        let key = room_key(ns, name);
+        self.inner.rooms.shard(&*key).get(&key).cloned()
+    }
+
     fn room(&self, name: &str) -> Option<Arc<Room>> {
-        self.inner.rooms.shard(name).get(name).cloned()
+        self.room_in("/", name)
     }
 
     fn remove_if_removable(&self, room: &Arc<Room>) {
-        let mut rooms = self.inner.rooms.shard(&*room.name);
+        let mut rooms = self.inner.rooms.shard(&*room.key);
         let mut st = lock(&room.state);
         if st.removable() && !st.dead {
             st.dead = true;
-            rooms.remove(&room.name);
+            rooms.remove(&room.key);
         }
     }
 
-    /// Creates a room with its own settings; `room_exists` if it exists.
+    /// Creates a room of `/` with its own settings; `room_exists` if it exists.
     pub fn create_room(&self, settings: RoomSettings) -> Result<RoomInfo, HubError> {
         check_name(&settings.name, "name")?;
         let name: Arc<str> = settings.name.as_str().into();
@@ -903,32 +1176,39 @@ impl Hub {
         rooms.insert(
             name.clone(),
             Arc::new(Room {
-                name,
+                name: name.clone(),
+                key: name,
+                ns: "/".into(),
                 state: Mutex::new(st),
             }),
         );
         Ok(info)
     }
 
-    /// A room's settings and member count.
+    /// A room's settings and member count (`/`).
     pub fn room_info(&self, name: &str) -> Option<RoomInfo> {
         self.room(name).map(|r| lock(&r.state).info())
     }
 
-    /// Every room, sorted by name.
+    /// Every room of `/`, sorted by name.
     pub fn rooms(&self) -> Vec<RoomInfo> {
         let rooms: Vec<Arc<Room>> = self
             .inner
             .rooms
             .all()
-            .flat_map(|s| s.values().cloned().collect::<Vec<_>>())
+            .flat_map(|s| {
+                s.values()
+                    .filter(|r| &*r.ns == "/")
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let mut infos: Vec<RoomInfo> = rooms.iter().map(|r| lock(&r.state).info()).collect();
         infos.sort_by(|a, b| a.name.cmp(&b.name));
         infos
     }
 
-    /// Deletes a room and its history; its members are unsubscribed. False if unknown.
+    /// Deletes a room of `/` and its history; its members are unsubscribed. False if unknown.
     pub fn delete_room(&self, name: &str) -> bool {
         let Some(room) = self.inner.rooms.shard(name).remove(name) else {
             return false;
@@ -946,13 +1226,30 @@ impl Hub {
         true
     }
 
-    /// Users in a room, sorted; `None` if the room does not exist.
+    /// Users in a room of `/`, sorted; `None` if the room does not exist.
     pub fn presence(&self, room: &str) -> Option<Vec<String>> {
         let r = self.room(room)?;
         let st = lock(&r.state);
         let mut users: Vec<String> = st.users.keys().map(|u| u.to_string()).collect();
         users.sort();
         Some(users)
+    }
+
+    /// Rooms of namespace `ns` with their member connections' ids.
+    pub fn rooms_in(&self, ns: &str) -> Vec<(String, Vec<ConnId>)> {
+        self.inner
+            .rooms
+            .all()
+            .flat_map(|s| {
+                s.values()
+                    .filter(|r| &*r.ns == ns)
+                    .map(|r| {
+                        let st = lock(&r.state);
+                        (r.name.to_string(), st.members.keys().copied().collect())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// A page of a room's history, newest first, and the `before` of the next page.
@@ -967,9 +1264,10 @@ impl Hub {
         Some(st.log.before(before, limit))
     }
 
-    /// Subscribes `conn` to `room`, replaying history as asked. Replayed messages are queued
-    /// first, then whatever `ack` returns (the front end's ack frame), both while the room is
-    /// locked, so no live message can come between them.
+    /// Subscribes `conn` to `room` (in the connection's namespace), replaying history as
+    /// asked. Replayed messages are queued first, then whatever `ack` returns (the front
+    /// end's ack frames), both while the room is locked, so no live message can come
+    /// between them.
     pub fn join(
         &self,
         conn: &Arc<Conn>,
@@ -977,10 +1275,20 @@ impl Hub {
         replay: ReplayFrom,
         ack: impl FnOnce(&Joined) -> Option<OutFrame>,
     ) -> Result<Joined, HubError> {
+        self.join_with(conn, room, replay, |j| ack(j).into_iter().collect())
+    }
+
+    /// Like [`Self::join`], with an ack of several frames.
+    pub fn join_with(
+        &self,
+        conn: &Arc<Conn>,
+        room: &str,
+        replay: ReplayFrom,
+        ack: impl FnOnce(&Joined) -> Vec<OutFrame>,
+    ) -> Result<Joined, HubError> {
         check_name(room, "room")?;
-        let name: Arc<str> = room.into();
         loop {
-            let r = self.room_or_create(&name);
+            let r = self.room_or_create(&conn.ns, room);
             let mut st = lock(&r.state);
             if st.dead {
                 continue;
@@ -1010,7 +1318,7 @@ impl Hub {
                 ReplayFrom::Latest(n) => st.log.latest(n as usize),
             };
             for d in &replayed.messages {
-                conn.outbox.push_unbounded(conn.frame_for(d));
+                conn.deliver_unbounded(d);
             }
             self.inner
                 .stats
@@ -1021,23 +1329,18 @@ impl Hub {
                 members: st.users.len(),
                 gap: replayed.gap,
             };
-            if let Some(frame) = ack(&joined) {
+            for frame in ack(&joined) {
                 conn.outbox.push_unbounded(frame);
             }
             if newly && !already_user && st.settings.presence {
                 let d = Delivery::new(Body::Presence {
+                    ns: conn.ns.clone(),
                     room: r.name.clone(),
                     user: conn.user.clone(),
                     joined: true,
                     count: st.users.len() as u64,
                 });
-                let opts = BroadcastOptions {
-                    target: Target::Room(r.name.clone()),
-                    except: vec![conn.key],
-                    from: None,
-                    volatile: false,
-                };
-                let n = self.fan_out(st.members.values(), &d, &opts);
+                let n = self.fan_out(st.members.values(), &d, &[conn.key], false);
                 self.inner.stats.messages_out(n as u64);
             }
             return Ok(joined);
@@ -1053,7 +1356,9 @@ impl Hub {
         if update_conn {
             lock(&conn.rooms).retain(|r| **r != *room);
         }
-        let Some(r) = self.room(room) else { return };
+        let Some(r) = self.room_in(&conn.ns, room) else {
+            return;
+        };
         let mut st = lock(&r.state);
         if st.members.remove(&conn.key).is_none() {
             return;
@@ -1070,18 +1375,13 @@ impl Hub {
         };
         if last_of_user && !st.members.is_empty() && st.settings.presence {
             let d = Delivery::new(Body::Presence {
+                ns: conn.ns.clone(),
                 room: r.name.clone(),
                 user: conn.user.clone(),
                 joined: false,
                 count: st.users.len() as u64,
             });
-            let opts = BroadcastOptions {
-                target: Target::Room(r.name.clone()),
-                except: Vec::new(),
-                from: None,
-                volatile: false,
-            };
-            let n = self.fan_out(st.members.values(), &d, &opts);
+            let n = self.fan_out(st.members.values(), &d, &[], false);
             self.inner.stats.messages_out(n as u64);
         }
         let removable = st.removable();
@@ -1093,37 +1393,41 @@ impl Hub {
 
     // ---- lifecycle ---------------------------------------------------------------------
 
-    /// Starts the heartbeat: one task pings every connection each interval and terminates
-    /// those whose pong has not come within the timeout. It stops at shutdown.
+    /// Starts the heartbeat of v1 connections: one task pings every connection each
+    /// interval and terminates those whose pong has not come within the timeout. It stops
+    /// at shutdown. (Socket.IO sessions run Engine.IO's own heartbeat.)
     pub fn spawn_heartbeat(&self) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
         let interval = self.inner.config.heartbeat_interval;
         let timeout = self.inner.config.heartbeat_timeout;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(interval.saturating_sub(timeout.min(interval))).await;
-                let Some(inner) = weak.upgrade() else { return };
-                let hub = Hub { inner };
+        tokio::spawn(heartbeat_loop(
+            interval,
+            timeout,
+            move || {
+                let hub = Hub {
+                    inner: weak.upgrade()?,
+                };
                 if hub.is_shutting_down() {
-                    return;
+                    return None;
                 }
-                let conns = hub.all_conns();
-                for c in &conns {
-                    c.awaiting_pong.store(true, Ordering::Relaxed);
-                    c.outbox.request_ping();
+                let conns: Vec<Arc<Conn>> = hub
+                    .all_conns()
+                    .into_iter()
+                    .filter(|c| c.transport == Transport::Ws)
+                    .collect();
+                Some((hub, conns))
+            },
+            |c: &Arc<Conn>| {
+                c.awaiting_pong.store(true, Ordering::Relaxed);
+                c.outbox.request_ping();
+            },
+            |hub: &Hub, c: &Arc<Conn>| {
+                if c.awaiting_pong.load(Ordering::Relaxed) && !c.outbox.is_closing() {
+                    c.outbox.close(CloseRequest::Terminate);
+                    hub.inner.stats.reaped();
                 }
-                drop(hub);
-                tokio::time::sleep(timeout.min(interval)).await;
-                let Some(inner) = weak.upgrade() else { return };
-                let hub = Hub { inner };
-                for c in &conns {
-                    if c.awaiting_pong.load(Ordering::Relaxed) && !c.outbox.is_closing() {
-                        c.outbox.close(CloseRequest::Terminate);
-                        hub.inner.stats.reaped();
-                    }
-                }
-            }
-        })
+            },
+        ))
     }
 
     /// Whether shutdown has begun.
@@ -1138,6 +1442,16 @@ impl Hub {
         for c in self.all_conns() {
             c.close(code, reason);
         }
+        let hooks: Vec<ShutdownHook> = self.hooks().on_shutdown.clone();
+        for h in hooks {
+            h(code, reason);
+        }
+    }
+
+    /// Runs `f` at shutdown, after every connection was asked to close (front ends close
+    /// what the hub does not know, such as Socket.IO sessions without a namespace).
+    pub fn on_shutdown(&self, f: impl Fn(u16, &str) + Send + Sync + 'static) {
+        self.hooks_mut().on_shutdown.push(Arc::new(f));
     }
 
     /// Waits until every connection slot is released, or `timeout`; true if all closed.
@@ -1155,10 +1469,33 @@ impl Hub {
     }
 }
 
+/// The heartbeat schedule shared by every transport: each round pings every target, waits
+/// `timeout`, then lets `check` reap those that did not answer; rounds start `interval`
+/// apart. `targets` returns `None` to stop.
+pub async fn heartbeat_loop<C, T>(
+    interval: Duration,
+    timeout: Duration,
+    targets: impl Fn() -> Option<(C, Vec<T>)>,
+    ping: impl Fn(&T),
+    check: impl Fn(&C, &T),
+) {
+    loop {
+        tokio::time::sleep(interval.saturating_sub(timeout.min(interval))).await;
+        let Some((ctx, list)) = targets() else { return };
+        list.iter().for_each(&ping);
+        drop(ctx);
+        tokio::time::sleep(timeout.min(interval)).await;
+        let Some((ctx, _)) = targets() else { return };
+        for t in &list {
+            check(&ctx, t);
+        }
+    }
+}
+
 fn check_name(name: &str, field: &str) -> Result<(), HubError> {
-    if name.is_empty() || name.len() > crate::protocol::v1::MAX_NAME_LEN {
+    if name.is_empty() || name.len() > crate::protocol::v1::MAX_NAME_LEN || name.contains('\0') {
         return Err(HubError::bad_request(format!(
-            "`{field}` must be a non-empty string of at most {} bytes",
+            "`{field}` must be a non-empty string of at most {} bytes, without NUL",
             crate::protocol::v1::MAX_NAME_LEN
         )));
     }

@@ -107,11 +107,28 @@ impl Outbox {
 
     /// Queues a frame. `volatile` frames are dropped instead of overflowing.
     pub fn push(&self, frame: OutFrame, volatile: bool) -> Push {
+        self.push_with(frame.len(), volatile, |q| q.push_back(frame))
+    }
+
+    /// Queues several frames that belong together (a Socket.IO packet and its
+    /// attachments): all of them or none.
+    pub fn push_many(&self, frames: &[OutFrame], volatile: bool) -> Push {
+        let len = frames.iter().map(OutFrame::len).sum();
+        self.push_with(len, volatile, |q| q.extend(frames.iter().cloned()))
+    }
+
+    /// The one place that applies the byte limit: `insert` runs only if `len` more bytes
+    /// fit (or the queue is empty, so one oversized message still gets through).
+    fn push_with(
+        &self,
+        len: usize,
+        volatile: bool,
+        insert: impl FnOnce(&mut VecDeque<OutFrame>),
+    ) -> Push {
         let mut inner = self.lock();
         if inner.close.is_some() {
             return Push::Closed;
         }
-        let len = frame.len();
         if inner.bytes + len > self.limit && !(inner.bytes == 0 && inner.queue.is_empty()) {
             if volatile {
                 return Push::Dropped;
@@ -124,13 +141,18 @@ impl Outbox {
             return Push::Overflow;
         }
         let was_empty = inner.queue.is_empty();
-        inner.queue.push_back(frame);
+        insert(&mut inner.queue);
         inner.bytes += len;
         drop(inner);
         if was_empty {
             self.waker.wake();
         }
         Push::Queued
+    }
+
+    /// Wakes whoever drains this outbox (a transport change needs a look).
+    pub fn wake(&self) {
+        self.waker.wake();
     }
 
     /// Queues a frame regardless of the byte limit (bounded replays, the welcome).

@@ -348,7 +348,7 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
             if volatile {
                 em = em.volatile();
             }
-            match em.emit(&event, Payload::Json(data)) {
+            match em.publish(&event, Payload::Json(data)) {
                 Ok(out) => ack(&|w| {
                     if let Some(seq) = out.seq {
                         w.u64("seq", seq);
@@ -361,7 +361,7 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
             match hub
                 .to_user(&to)
                 .from(conn.user_arc())
-                .emit(&event, Payload::Json(data))
+                .publish(&event, Payload::Json(data))
             {
                 Ok(out) if out.online == Some(false) => reply_error(
                     hub,
@@ -379,7 +379,7 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
             match hub
                 .to_all()
                 .from(conn.user_arc())
-                .emit(&event, Payload::Json(data))
+                .publish(&event, Payload::Json(data))
             {
                 Ok(_) => ack(&|_| {}),
                 Err(e) => reply_error(hub, conn, id, &e),
