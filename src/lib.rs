@@ -42,6 +42,7 @@ pub mod error;
 pub mod hub;
 pub mod protocol;
 pub mod server;
+pub mod sio;
 pub mod stats;
 pub mod ws;
 

@@ -17,8 +17,30 @@ use futures_util::{Sink, SinkExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use yawc::{close::CloseCode, Frame, WebSocket, WebSocketError};
 
-use crate::hub::{CloseRequest, Conn, OutFrame};
+use crate::hub::{CloseRequest, Conn, OutFrame, Outbox};
 use crate::stats::Stats;
+
+/// What a driver needs from the connection it serves.
+pub(crate) trait Link: Send + Sync {
+    /// The outbox to drain.
+    fn outbox(&self) -> &Outbox;
+    /// A WebSocket pong arrived.
+    fn pong(&self);
+    /// A name for logs.
+    fn name(&self) -> &str;
+}
+
+impl Link for Conn {
+    fn outbox(&self) -> &Outbox {
+        Conn::outbox(self)
+    }
+    fn pong(&self) {
+        self.pong_received();
+    }
+    fn name(&self) -> &str {
+        self.wire_id()
+    }
+}
 
 /// What the driver surfaces to the connection loop.
 enum Event {
@@ -47,6 +69,12 @@ pub(crate) struct Driver<S> {
     /// Allocated only then, so an open connection carries no timer.
     close_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     grace: Duration,
+    /// What a heartbeat ping becomes: a WebSocket ping (v1), or a text frame such as
+    /// Engine.IO's `2`.
+    ping_text: Option<bytes::Bytes>,
+    /// Whether this driver drains the outbox; off while an Engine.IO upgrade is probing,
+    /// because the polling transport still owns the outbox then.
+    draining: bool,
 }
 
 impl<S> Driver<S>
@@ -63,16 +91,34 @@ where
             unflushed: false,
             close_timer: None,
             grace,
+            ping_text: None,
+            draining: true,
         }
+    }
+
+    /// Heartbeat pings are sent as this text frame instead of WebSocket pings.
+    pub(crate) fn with_text_pings(mut self, ping: bytes::Bytes) -> Self {
+        self.ping_text = Some(ping);
+        self
+    }
+
+    /// Starts or stops draining the outbox.
+    pub(crate) fn set_draining(&mut self, on: bool) {
+        self.draining = on;
+    }
+
+    /// Writes one frame now, outside the outbox (the `3probe` of an Engine.IO upgrade).
+    pub(crate) async fn send_now(&mut self, frame: Frame) -> bool {
+        self.ws.send(frame).await.is_ok()
     }
 
     /// Waits for the next event, writing queued frames meanwhile. Once a close has been
     /// requested and the grace period has passed, yields [`Event::Terminated`].
-    async fn next(&mut self, conn: &Conn, stats: &Stats) -> Event {
+    async fn next(&mut self, conn: &dyn Link, stats: &Stats) -> Event {
         poll_fn(|cx| self.poll_event(cx, conn, stats)).await
     }
 
-    fn poll_event(&mut self, cx: &mut Context<'_>, conn: &Conn, stats: &Stats) -> Poll<Event> {
+    fn poll_event(&mut self, cx: &mut Context<'_>, conn: &dyn Link, stats: &Stats) -> Poll<Event> {
         if let Poll::Ready(ev) = self.poll_write(cx, conn, stats) {
             return Poll::Ready(ev);
         }
@@ -92,8 +138,8 @@ where
         }
     }
 
-    fn poll_write(&mut self, cx: &mut Context<'_>, conn: &Conn, stats: &Stats) -> Poll<Event> {
-        if !self.close_sent {
+    fn poll_write(&mut self, cx: &mut Context<'_>, conn: &dyn Link, stats: &Stats) -> Poll<Event> {
+        if !self.close_sent && self.draining {
             let batch = conn.outbox().take(cx.waker(), VecDeque::new());
             if self.pending.is_empty() {
                 self.pending = batch.frames;
@@ -129,7 +175,10 @@ where
             }
             let frame = if self.ping_due {
                 self.ping_due = false;
-                Frame::ping(bytes::Bytes::new())
+                match &self.ping_text {
+                    Some(text) => Frame::text(text.clone()),
+                    None => Frame::ping(bytes::Bytes::new()),
+                }
             } else if let Some(f) = self.pending.pop_front() {
                 written += f.len();
                 match f {
@@ -170,12 +219,12 @@ where
     /// The next text or binary message, handling everything else on the way: pongs are
     /// recorded, a client close is answered, protocol errors get their close frame, a
     /// requested close is carried out. `None` when the connection is over.
-    pub(crate) async fn next_message(&mut self, conn: &Conn, stats: &Stats) -> Option<Frame> {
+    pub(crate) async fn next_message(&mut self, conn: &dyn Link, stats: &Stats) -> Option<Frame> {
         loop {
             match self.next(conn, stats).await {
                 Event::Frame(frame) => match frame.opcode() {
                     yawc::OpCode::Text | yawc::OpCode::Binary => return Some(frame),
-                    yawc::OpCode::Pong => conn.pong_received(),
+                    yawc::OpCode::Pong => conn.pong(),
                     yawc::OpCode::Close => {
                         // Boxed, like the other closing paths: rare, and kept out of the
                         // connection task's resident size.
@@ -185,7 +234,7 @@ where
                     yawc::OpCode::Ping | yawc::OpCode::Continuation => {}
                 },
                 Event::ReadError(e) => {
-                    tracing::debug!(conn = conn.wire_id(), "closing on read error: {e}");
+                    tracing::debug!(conn = conn.name(), "closing on read error: {e}");
                     Box::pin(self.finish(self.grace)).await;
                     return None;
                 }

@@ -6,7 +6,7 @@
 //! is parsed by [`crate::protocol::v1`] and turned into a hub call, and replies go through
 //! the same outbox as deliveries, so a client sees them in order.
 
-mod driver;
+pub(crate) mod driver;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -239,7 +239,7 @@ where
                 state.inner.config.max_payload as u64,
             )))
         });
-        while let Some(frame) = driver.next_message(&conn, hub.stats()).await {
+        while let Some(frame) = driver.next_message(&*conn, hub.stats()).await {
             hub.stats().message_in();
             if conn.outbox().is_closing() {
                 continue;
@@ -456,7 +456,7 @@ where
     async move {
         let _permit = permit;
         let conn = hub.register(None, Transport::Ws, |_| None);
-        while let Some(frame) = driver.next_message(&conn, hub.stats()).await {
+        while let Some(frame) = driver.next_message(&*conn, hub.stats()).await {
             hub.stats().message_in();
             if conn.outbox().is_closing() {
                 continue;

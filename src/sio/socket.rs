@@ -1,0 +1,918 @@
+//! The Socket.IO layer: namespaces, sockets, events, acknowledgements and binary packets,
+//! on top of [`super::engine`] and the hub.
+//!
+//! Each socket (a client connected to one namespace) is a hub connection of transport
+//! `SocketIo` in that namespace, sharing its Engine.IO session's outbox, so rooms,
+//! broadcasts, users and presence are the hub's, shared with v1 clients in `/`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+use super::engine::{App, DisconnectReason, Engine, Handshake, Msg, Session};
+use crate::error::{ErrorCode, HubError};
+use crate::hub::{
+    delivery::{encode_event, encode_packet},
+    BroadcastOptions, Conn, ConnSpec, Emitted, Hub, MessageBody, OutFrame,
+    Payload, SioArgs, Target,
+};
+use crate::protocol::socketio::{self, Kind, Packet};
+use crate::stats::Transport;
+
+/// Event arguments as received: JSON values, binary values as placeholders into `bin`.
+pub type Args = SioArgs;
+
+/// A connected socket.
+pub type SocketRef = Arc<Socket>;
+
+type EventHandler = Arc<dyn Fn(&SocketRef, Args, Option<AckSender>) + Send + Sync>;
+type AnyHandler = Arc<dyn Fn(&SocketRef, &str, Args, Option<AckSender>) + Send + Sync>;
+type DisconnectHandler = Arc<dyn Fn(&SocketRef, DisconnectReason) + Send + Sync>;
+type ConnectHandler = Arc<dyn Fn(SocketRef) + Send + Sync>;
+type Middleware =
+    Arc<dyn Fn(Arc<ConnectRequest>) -> BoxFuture<'static, Result<(), ConnectError>> + Send + Sync>;
+
+/// A refused namespace connection: the client's `connect_error` gets `message` and `data`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectError {
+    /// Shown as `err.message`.
+    pub message: String,
+    /// Shown as `err.data`.
+    pub data: Option<Value>,
+}
+
+impl ConnectError {
+    /// A refusal with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Adds `data`.
+    #[must_use]
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+}
+
+/// What middleware sees of a connection attempt.
+#[derive(Debug)]
+pub struct ConnectRequest {
+    /// The namespace asked for.
+    pub ns: Arc<str>,
+    /// The CONNECT packet's payload (`auth` in the client), `{}` when absent.
+    pub auth: Value,
+    /// The Engine.IO handshake.
+    pub handshake: Arc<Handshake>,
+    user: Mutex<Option<String>>,
+}
+
+impl ConnectRequest {
+    /// Names the user this socket belongs to (by default `auth.user`, or anonymous).
+    pub fn set_user(&self, user: impl Into<String>) {
+        *self.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.into());
+    }
+}
+
+/// Answers a client's event that asked for an acknowledgement.
+pub struct AckSender {
+    outbox_conn: Arc<Conn>,
+    ns: Arc<str>,
+    id: u64,
+}
+
+impl std::fmt::Debug for AckSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AckSender").field("id", &self.id).finish()
+    }
+}
+
+impl AckSender {
+    /// Acknowledges with these arguments.
+    pub fn send(self, args: Args) {
+        let frames = encode_packet(
+            Kind::Ack,
+            &self.ns,
+            Some(self.id),
+            &Value::Array(args.values),
+            &args.bin,
+        );
+        self.outbox_conn.outbox().push_many(&frames, false);
+    }
+
+    /// Acknowledges with one JSON value.
+    pub fn send_value(self, v: Value) {
+        self.send(Args::one(v));
+    }
+}
+
+/// Why an emit-with-ack got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// No answer within the timeout.
+    #[error("operation has timed out")]
+    Timeout,
+    /// The socket disconnected first.
+    #[error("socket disconnected")]
+    Disconnected,
+}
+
+#[derive(Default)]
+struct Handlers {
+    events: HashMap<String, EventHandler>,
+    any: Option<AnyHandler>,
+    disconnect: Vec<DisconnectHandler>,
+}
+
+/// One client connected to one namespace.
+pub struct Socket {
+    conn: Arc<Conn>,
+    ns: Arc<Namespace>,
+    session: Weak<Session>,
+    engine: Weak<Engine>,
+    /// The CONNECT payload.
+    auth: Value,
+    handlers: RwLock<Handlers>,
+    acks: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Args>>>,
+    next_ack: AtomicU64,
+    connected: AtomicBool,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id())
+            .field("ns", &self.ns.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Socket {
+    /// The socket id (as the client's `socket.id`).
+    pub fn id(&self) -> &str {
+        self.conn.wire_id()
+    }
+
+    /// The hub connection behind this socket.
+    pub fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    /// The namespace name.
+    pub fn ns(&self) -> &str {
+        &self.ns.name
+    }
+
+    /// The user this socket belongs to.
+    pub fn user(&self) -> &str {
+        self.conn.user()
+    }
+
+    /// The CONNECT payload (`auth`).
+    pub fn auth(&self) -> &Value {
+        &self.auth
+    }
+
+    /// The Engine.IO handshake (headers, query, address).
+    pub fn handshake(&self) -> Option<Arc<Handshake>> {
+        self.session.upgrade().map(|s| s.handshake.clone())
+    }
+
+    /// Whether the socket is still connected.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Handles event `event`; the handler gets the socket, the arguments, and an ack sender
+    /// when the client asked for one.
+    pub fn on(
+        &self,
+        event: &str,
+        f: impl Fn(&SocketRef, Args, Option<AckSender>) + Send + Sync + 'static,
+    ) {
+        self.handlers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .events
+            .insert(event.to_string(), Arc::new(f));
+    }
+
+    /// Handles every event that has no handler of its own.
+    pub fn on_any(
+        &self,
+        f: impl Fn(&SocketRef, &str, Args, Option<AckSender>) + Send + Sync + 'static,
+    ) {
+        self.handlers.write().unwrap_or_else(|p| p.into_inner()).any = Some(Arc::new(f));
+    }
+
+    /// Runs `f` when the socket disconnects, with the reason.
+    pub fn on_disconnect(&self, f: impl Fn(&SocketRef, DisconnectReason) + Send + Sync + 'static) {
+        self.handlers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .disconnect
+            .push(Arc::new(f));
+    }
+
+    /// Sends `event` with one argument to this socket only.
+    pub fn emit(&self, event: &str, data: impl Into<Payload>) {
+        let args = payload_args(data.into());
+        self.emit_args(event, args);
+    }
+
+    /// Sends `event` with these arguments to this socket only.
+    pub fn emit_args(&self, event: &str, args: Args) {
+        let frames = encode_event(&self.ns.name, event, &args, None);
+        self.conn.outbox().push_many(&frames, false);
+    }
+
+    /// Sends `event` and waits up to `timeout` for the client's acknowledgement.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: Args,
+        timeout: Duration,
+    ) -> Result<Args, AckError> {
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&self.acks).insert(id, tx);
+        let frames = encode_event(&self.ns.name, event, &args, Some(id));
+        self.conn.outbox().push_many(&frames, false);
+        let res = tokio::time::timeout(timeout, rx).await;
+        lock(&self.acks).remove(&id);
+        match res {
+            Ok(Ok(args)) => Ok(args),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => Err(AckError::Timeout),
+        }
+    }
+
+    /// Joins a room of this namespace.
+    pub fn join(&self, room: &str) -> Result<(), HubError> {
+        let hub = self.ns.hub();
+        hub.join_with(&self.conn, room, crate::hub::ReplayFrom::None, |_| Vec::new())
+            .map(|_| ())
+    }
+
+    /// Leaves a room.
+    pub fn leave(&self, room: &str) {
+        self.ns.hub().leave(&self.conn, room);
+    }
+
+    /// Rooms this socket is in (its own id included, as in socket.io).
+    pub fn rooms(&self) -> Vec<String> {
+        let mut r = vec![self.id().to_string()];
+        r.extend(self.conn.rooms());
+        r
+    }
+
+    /// To members of `room`, not this socket (socket.io's `socket.to(room)`).
+    pub fn to(&self, room: &str) -> BroadcastOp {
+        self.broadcast().to(room)
+    }
+
+    /// To every socket of the namespace but this one.
+    pub fn broadcast(&self) -> BroadcastOp {
+        let mut op = BroadcastOp::new(self.ns.clone());
+        op.opts.except.push(self.conn.id());
+        op.opts.from = Some(self.conn.user_arc());
+        op
+    }
+
+    /// Disconnects this socket from its namespace (the client gets a DISCONNECT packet);
+    /// with `close`, the whole Engine.IO session ends too.
+    pub fn disconnect(self: &Arc<Self>, close: bool) {
+        if close {
+            if let (Some(e), Some(s)) = (self.engine.upgrade(), self.session.upgrade()) {
+                e.close(&s, DisconnectReason::ServerNamespaceDisconnect);
+                return;
+            }
+        }
+        let packet = socketio::encode(Kind::Disconnect, 0, &self.ns.name, None, b"");
+        self.conn
+            .outbox()
+            .push(OutFrame::Text(Bytes::from(packet)), false);
+        if let Some(s) = self.session.upgrade() {
+            lock(&s.client).sockets.remove(&self.ns.name);
+        }
+        self.ns.remove(self, DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    fn dispatch_event(self: &Arc<Self>, args: Value, bin: Vec<Bytes>, ack: Option<u64>) {
+        let Value::Array(mut values) = args else {
+            return;
+        };
+        if values.is_empty() {
+            return;
+        }
+        let name = match values.remove(0) {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let args = Args { values, bin };
+        let ack = ack.map(|id| AckSender {
+            outbox_conn: self.conn.clone(),
+            ns: self.ns.name.clone(),
+            id,
+        });
+        let (handler, any) = {
+            let h = self.handlers.read().unwrap_or_else(|p| p.into_inner());
+            (h.events.get(&name).cloned(), h.any.clone())
+        };
+        match (handler, any) {
+            (Some(h), _) => h(self, args, ack),
+            (None, Some(any)) => any(self, &name, args, ack),
+            (None, None) => {}
+        }
+    }
+
+    fn receive_ack(&self, id: u64, args: Args) {
+        if let Some(tx) = lock(&self.acks).remove(&id) {
+            let _ = tx.send(args);
+        }
+    }
+}
+
+fn payload_args(p: Payload) -> Args {
+    match p {
+        Payload::Json(raw) => Args::one(raw.to_value()),
+        Payload::Binary(b) => Args {
+            values: vec![socketio::placeholder(0)],
+            bin: vec![b],
+        },
+    }
+}
+
+/// A namespace: its middleware, its connection handler and its sockets.
+pub struct Namespace {
+    name: Arc<str>,
+    hub: Hub,
+    sockets: RwLock<HashMap<Arc<str>, SocketRef>>,
+    middlewares: RwLock<Vec<Middleware>>,
+    on_connect: ConnectHandler,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Namespace {
+    pub(crate) fn new(name: Arc<str>, hub: Hub, on_connect: ConnectHandler) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            hub,
+            sockets: RwLock::new(HashMap::new()),
+            middlewares: RwLock::new(Vec::new()),
+            on_connect,
+        })
+    }
+
+    /// The namespace name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Adds middleware: every connection attempt runs it, in order; an error refuses the
+    /// connection with `connect_error`.
+    pub fn use_middleware<F, Fut>(&self, f: F)
+    where
+        F: Fn(Arc<ConnectRequest>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        self.middlewares
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(move |r| Box::pin(f(r))));
+    }
+
+    /// Sockets connected to this namespace.
+    pub fn sockets(&self) -> Vec<SocketRef> {
+        self.sockets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A socket by id.
+    pub fn socket(&self, id: &str) -> Option<SocketRef> {
+        self.sockets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Broadcasts to every socket of the namespace.
+    pub fn broadcast(self: &Arc<Self>) -> BroadcastOp {
+        BroadcastOp::new(self.clone())
+    }
+
+    /// To the members of `room`.
+    pub fn to(self: &Arc<Self>, room: &str) -> BroadcastOp {
+        self.broadcast().to(room)
+    }
+
+    fn remove(&self, socket: &SocketRef, reason: DisconnectReason) {
+        if !socket.connected.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        self.sockets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(socket.id());
+        lock(&socket.acks).clear();
+        let handlers = socket
+            .handlers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .disconnect
+            .clone();
+        for h in handlers {
+            h(socket, reason);
+        }
+        self.hub.unregister(&socket.conn);
+    }
+}
+
+/// A broadcast being built: rooms, exclusions, flags; then `emit`.
+#[derive(Debug, Clone)]
+pub struct BroadcastOp {
+    ns: Arc<Namespace>,
+    opts: BroadcastOptions,
+    rooms: Vec<Arc<str>>,
+    timeout: Option<Duration>,
+}
+
+impl BroadcastOp {
+    fn new(ns: Arc<Namespace>) -> Self {
+        Self {
+            opts: BroadcastOptions {
+                ns: ns.name.clone(),
+                target: Target::All,
+                except_rooms: Vec::new(),
+                except: Vec::new(),
+                from: None,
+                volatile: false,
+            },
+            ns,
+            rooms: Vec::new(),
+            timeout: None,
+        }
+    }
+
+    /// Adds a room (or a socket id) to the targets.
+    pub fn to(mut self, room: &str) -> Self {
+        self.rooms.push(room.into());
+        self
+    }
+
+    /// Leaves out the members of a room (or a socket).
+    pub fn except(mut self, room: &str) -> Self {
+        match self.ns.socket(room) {
+            Some(s) => self.opts.except.push(s.conn.id()),
+            None => self.opts.except_rooms.push(room.into()),
+        }
+        self
+    }
+
+    /// Drops the message for recipients whose queue is full instead of closing them.
+    pub fn volatile(mut self) -> Self {
+        self.opts.volatile = true;
+        self
+    }
+
+    /// How long `emit_with_ack` waits for the answers.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    fn resolved(&self) -> BroadcastOptions {
+        let mut opts = self.opts.clone();
+        if !self.rooms.is_empty() {
+            let mut rooms = Vec::new();
+            let mut conns = Vec::new();
+            for r in &self.rooms {
+                match self.ns.socket(r) {
+                    Some(s) => conns.push(s.conn.id()),
+                    None => rooms.push(r.clone()),
+                }
+            }
+            opts.target = match (rooms.len(), conns.len()) {
+                (1, 0) if opts.except_rooms.is_empty() => Target::Room(rooms.pop().unwrap_or_default()),
+                _ => Target::Many { rooms, conns },
+            };
+        }
+        opts
+    }
+
+    /// Sends `event` with one argument.
+    pub fn emit(self, event: &str, data: impl Into<Payload>) -> Result<Emitted, HubError> {
+        self.emit_args(event, payload_args(data.into()))
+    }
+
+    /// Sends `event` with these arguments.
+    pub fn emit_args(self, event: &str, args: Args) -> Result<Emitted, HubError> {
+        let opts = self.resolved();
+        self.ns
+            .hub
+            .dispatch(&opts, event.into(), MessageBody::Args(args))
+    }
+
+    /// Sends `event` to every target and collects their acknowledgements (socket.io's
+    /// `timeout(d).emit(..., callback)`): one result per socket reached.
+    pub async fn emit_with_ack(self, event: &str, args: Args) -> Vec<Result<Args, AckError>> {
+        let timeout = self.timeout.unwrap_or(Duration::from_secs(5));
+        let opts = self.resolved();
+        let recipients = self.ns.hub.recipients(&opts);
+        let sockets: Vec<SocketRef> = recipients
+            .iter()
+            .filter_map(|c| self.ns.socket(c.wire_id()))
+            .collect();
+        let futures = sockets.iter().map(|s| {
+            let s = s.clone();
+            let args = args.clone();
+            let event = event.to_string();
+            async move { s.emit_with_ack(&event, args, timeout).await }
+        });
+        futures_util::future::join_all(futures).await
+    }
+
+    /// The sockets this broadcast reaches.
+    pub fn fetch_sockets(&self) -> Vec<SocketRef> {
+        let opts = self.resolved();
+        self.ns
+            .hub
+            .recipients(&opts)
+            .iter()
+            .filter_map(|c| self.ns.socket(c.wire_id()))
+            .collect()
+    }
+
+    /// Disconnects the sockets this broadcast reaches.
+    pub fn disconnect_sockets(&self, close: bool) {
+        for s in self.fetch_sockets() {
+            s.disconnect(close);
+        }
+    }
+
+    /// Makes the sockets this broadcast reaches join `room`.
+    pub fn sockets_join(&self, room: &str) {
+        for s in self.fetch_sockets() {
+            let _ = s.join(room);
+        }
+    }
+
+    /// Makes the sockets this broadcast reaches leave `room`.
+    pub fn sockets_leave(&self, room: &str) {
+        for s in self.fetch_sockets() {
+            s.leave(room);
+        }
+    }
+}
+
+/// Per-session Socket.IO state.
+#[derive(Default)]
+pub(crate) struct ClientState {
+    sockets: HashMap<Arc<str>, SocketRef>,
+    /// A binary packet waiting for its attachments.
+    partial: Option<(Packet, Vec<Bytes>)>,
+    connected_once: bool,
+}
+
+/// Finds or creates the namespace a CONNECT asks for.
+pub(crate) trait NamespaceResolver: Send + Sync {
+    fn resolve(&self, name: &str) -> Option<Arc<Namespace>>;
+}
+
+/// The Socket.IO application on an Engine.IO server.
+pub(crate) struct SioApp {
+    pub(crate) namespaces: Arc<dyn NamespaceResolver>,
+    pub(crate) connect_timeout: Duration,
+}
+
+impl App for SioApp {
+    fn on_open(&self, engine: &Arc<Engine>, session: &Arc<Session>) {
+        let (engine, weak) = (Arc::downgrade(engine), Arc::downgrade(session));
+        let timeout = self.connect_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let (Some(e), Some(s)) = (engine.upgrade(), weak.upgrade()) else {
+                return;
+            };
+            if !lock(&s.client).connected_once {
+                e.close(&s, DisconnectReason::ConnectTimeout);
+            }
+        });
+    }
+
+    fn on_message<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        session: &'a Arc<Session>,
+        msg: Msg,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let ready = {
+                let mut client = lock(&session.client);
+                match msg {
+                    Msg::Text(t) => {
+                        if client.partial.is_some() {
+                            return false;
+                        }
+                        let Ok(text) = std::str::from_utf8(&t) else {
+                            return false;
+                        };
+                        let Ok(packet) = socketio::decode(text) else {
+                            return false;
+                        };
+                        if packet.kind.is_binary() && packet.attachments > 0 {
+                            client.partial = Some((packet, Vec::new()));
+                            return true;
+                        }
+                        (packet, Vec::new())
+                    }
+                    Msg::Binary(b) => {
+                        let Some((packet, mut bin)) = client.partial.take() else {
+                            return false;
+                        };
+                        bin.push(b);
+                        if bin.len() < packet.attachments {
+                            client.partial = Some((packet, bin));
+                            return true;
+                        }
+                        (packet, bin)
+                    }
+                }
+            };
+            self.handle(engine, session, ready.0, ready.1).await
+        })
+    }
+
+    fn on_close(&self, session: &Arc<Session>, reason: DisconnectReason) {
+        let sockets: Vec<SocketRef> = lock(&session.client).sockets.drain().map(|(_, s)| s).collect();
+        for s in sockets {
+            s.ns.remove(&s, reason);
+        }
+    }
+}
+
+impl SioApp {
+    async fn handle(
+        &self,
+        engine: &Arc<Engine>,
+        session: &Arc<Session>,
+        packet: Packet,
+        bin: Vec<Bytes>,
+    ) -> bool {
+        let socket = lock(&session.client).sockets.get(packet.ns.as_str()).cloned();
+        match (packet.kind, socket) {
+            (Kind::Connect, None) => {
+                self.connect(engine, session, packet).await;
+                true
+            }
+            (Kind::Event | Kind::BinaryEvent, Some(s)) => {
+                let data = packet.data.unwrap_or(Value::Array(Vec::new()));
+                if !socketio::placeholders_valid(&data, bin.len()) {
+                    return false;
+                }
+                s.dispatch_event(data, bin, packet.id);
+                true
+            }
+            (Kind::Ack | Kind::BinaryAck, Some(s)) => {
+                let Some(id) = packet.id else { return false };
+                let values = match packet.data {
+                    Some(Value::Array(v)) => v,
+                    _ => Vec::new(),
+                };
+                s.receive_ack(id, Args { values, bin });
+                true
+            }
+            (Kind::Disconnect, Some(s)) => {
+                lock(&session.client).sockets.remove(packet.ns.as_str());
+                s.ns.remove(&s, DisconnectReason::ClientNamespaceDisconnect);
+                true
+            }
+            // Anything else (a packet for a namespace not joined, a second CONNECT, a
+            // CONNECT_ERROR from a client) is an invalid state: the reference closes.
+            _ => false,
+        }
+    }
+
+    async fn connect(&self, engine: &Arc<Engine>, session: &Arc<Session>, packet: Packet) {
+        let name: Arc<str> = packet.ns.as_str().into();
+        let Some(ns) = self.namespaces.resolve(&name) else {
+            refuse(session, &name, ConnectError::new("Invalid namespace"));
+            return;
+        };
+        let auth = packet.data.unwrap_or(Value::Object(Default::default()));
+        let user = auth.get("user").and_then(Value::as_str).map(str::to_string);
+        let req = Arc::new(ConnectRequest {
+            ns: name.clone(),
+            auth: auth.clone(),
+            handshake: session.handshake.clone(),
+            user: Mutex::new(user),
+        });
+        let middlewares = ns
+            .middlewares
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for m in middlewares {
+            if let Err(e) = m(req.clone()).await {
+                refuse(session, &name, e);
+                return;
+            }
+        }
+        if session.is_closed() {
+            return;
+        }
+        let user = lock(&req.user).clone();
+        let conn = ns.hub.register_with(
+            ConnSpec::new(user.as_deref(), Transport::SocketIo)
+                .in_ns(name.clone())
+                .with_outbox(session.outbox.clone())
+                .with_wire_id(super::engine::random_id()),
+            |conn| {
+                let payload = serde_json::json!({ "sid": conn.wire_id() });
+                encode_packet(Kind::Connect, &name, None, &payload, &[])
+                    .first()
+                    .cloned()
+            },
+        );
+        let socket = Arc::new(Socket {
+            conn: conn.clone(),
+            ns: ns.clone(),
+            session: Arc::downgrade(session),
+            engine: Arc::downgrade(engine),
+            auth,
+            handlers: RwLock::new(Handlers::default()),
+            acks: Mutex::new(HashMap::new()),
+            next_ack: AtomicU64::new(0),
+            connected: AtomicBool::new(true),
+        });
+        {
+            let weak = Arc::downgrade(&socket);
+            conn.set_closer(Box::new(move |code, _reason| {
+                if let Some(s) = weak.upgrade() {
+                    // The HTTP API's disconnect (4000) is a namespace DISCONNECT; anything
+                    // else (shutdown, policy) ends the whole session.
+                    s.disconnect(code != 4000);
+                }
+            }));
+        }
+        {
+            let mut client = lock(&session.client);
+            client.connected_once = true;
+            client.sockets.insert(name.clone(), socket.clone());
+        }
+        ns.sockets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(conn.wire_id().into(), socket.clone());
+        (ns.on_connect)(socket);
+    }
+}
+
+fn refuse(session: &Session, ns: &str, e: ConnectError) {
+    let mut payload = serde_json::json!({ "message": e.message });
+    if let Some(d) = e.data {
+        payload["data"] = d;
+    }
+    let frames = encode_packet(Kind::ConnectError, ns, None, &payload, &[]);
+    session.outbox.push_many(&frames, false);
+}
+
+/// Maps the standalone server's events onto hub operations (DESIGN.md): `join`, `leave`,
+/// `publish`, `send` and `broadcast`, each acknowledged with `{ok: true, ...}` or
+/// `{ok: false, code, message}`.
+pub fn install_hub_events(socket: &SocketRef) {
+    fn reply(ack: Option<AckSender>, res: Result<Value, HubError>) {
+        let Some(ack) = ack else { return };
+        let v = match res {
+            Ok(mut v) => {
+                if let Value::Object(o) = &mut v {
+                    o.insert("ok".into(), Value::Bool(true));
+                }
+                v
+            }
+            Err(e) => serde_json::json!({"ok": false, "code": e.code.as_str(), "message": e.message}),
+        };
+        ack.send_value(v);
+    }
+    fn field<'a>(args: &'a Args, name: &str) -> Option<&'a Value> {
+        args.values.first().and_then(|a| a.get(name))
+    }
+    fn str_field(args: &Args, name: &str) -> Result<String, HubError> {
+        field(args, name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| HubError::bad_request(format!("`{name}` must be a string")))
+    }
+    fn data_of(args: &Args) -> Payload {
+        let v = field(args, "data").cloned().unwrap_or(Value::Null);
+        let bin_args = SioArgs {
+            values: vec![v],
+            bin: args.bin.clone(),
+        };
+        Payload::json(&bin_args.to_v1_values()[0])
+    }
+    socket.on("join", |s, args, ack| {
+        let res = (|| {
+            let room = str_field(&args, "room")?;
+            let replay = match (field(&args, "since").and_then(Value::as_u64), field(&args, "history").and_then(Value::as_u64)) {
+                (Some(n), _) => crate::hub::ReplayFrom::Since(n),
+                (None, Some(n)) => crate::hub::ReplayFrom::Latest(n),
+                _ => crate::hub::ReplayFrom::None,
+            };
+            let j = s.ns.hub.join_with(&s.conn, &room, replay, |_| Vec::new())?;
+            let mut v = serde_json::json!({"room": j.room.as_ref(), "members": j.members});
+            if let Some(seq) = j.seq {
+                v["seq"] = seq.into();
+            }
+            if j.gap {
+                v["gap"] = true.into();
+            }
+            Ok(v)
+        })();
+        reply(ack, res);
+    });
+    socket.on("leave", |s, args, ack| {
+        let res = str_field(&args, "room").map(|room| {
+            s.leave(&room);
+            serde_json::json!({"room": room})
+        });
+        reply(ack, res);
+    });
+    socket.on("publish", |s, args, ack| {
+        let res = (|| {
+            let room = str_field(&args, "room")?;
+            let event = str_field(&args, "event")?;
+            let mut em = s.ns.hub.to_room(&room).ns(s.ns.name.clone()).from(s.conn.user_arc());
+            if field(&args, "exclude_self") == Some(&Value::Bool(true)) {
+                em = em.except(s.conn.id());
+            }
+            if field(&args, "volatile") == Some(&Value::Bool(true)) {
+                em = em.volatile();
+            }
+            let out = em.publish(&event, data_of(&args))?;
+            Ok(match out.seq {
+                Some(seq) => serde_json::json!({"seq": seq}),
+                None => serde_json::json!({}),
+            })
+        })();
+        reply(ack, res);
+    });
+    socket.on("send", |s, args, ack| {
+        let res = (|| {
+            let to = str_field(&args, "to")?;
+            let event = str_field(&args, "event")?;
+            let out = s
+                .ns
+                .hub
+                .to_user(&to)
+                .ns(s.ns.name.clone())
+                .from(s.conn.user_arc())
+                .publish(&event, data_of(&args))?;
+            if out.online == Some(false) {
+                return Err(HubError::new(ErrorCode::UserOffline, format!("user `{to}` is not online")));
+            }
+            Ok(serde_json::json!({"delivered": out.delivered}))
+        })();
+        reply(ack, res);
+    });
+    socket.on("broadcast", |s, args, ack| {
+        let res = (|| {
+            let event = str_field(&args, "event")?;
+            s.ns.hub
+                .to_all()
+                .ns(s.ns.name.clone())
+                .from(s.conn.user_arc())
+                .publish(&event, data_of(&args))?;
+            Ok(serde_json::json!({}))
+        })();
+        reply(ack, res);
+    });
+}
