@@ -27,8 +27,7 @@ fn handlers(socket: SocketRef) {
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
@@ -47,12 +46,10 @@ async fn main() -> std::io::Result<()> {
     let io = SocketIo::new(hubbub.hub().clone(), sio_config.clone());
     io.ns("/", handlers);
     io.ns("/custom", handlers);
-    let app = io
-        .routes()
-        .merge(engine_echo_routes(
-            hubbub.hub().clone(),
-            sio_config.with_path("/engine.io"),
-        ));
+    let app = io.routes().merge(engine_echo_routes(
+        hubbub.hub().clone(),
+        sio_config.with_path("/engine.io"),
+    ));
     let listener = tokio::net::TcpListener::bind(bind).await?;
     println!("conformance server on http://{bind}");
     hubbub.serve(listener, app, shutdown_signal()).await

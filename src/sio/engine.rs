@@ -214,7 +214,11 @@ pub(crate) fn random_id() -> Arc<str> {
 }
 
 fn error(status: StatusCode, code: u8, message: &str) -> Response {
-    (status, axum::Json(json!({"code": code, "message": message}))).into_response()
+    (
+        status,
+        axum::Json(json!({"code": code, "message": message})),
+    )
+        .into_response()
 }
 
 fn text(body: impl Into<Bytes>) -> Response {
@@ -312,12 +316,7 @@ impl Engine {
         });
     }
 
-    fn open(
-        self: &Arc<Self>,
-        tp: Tp,
-        handshake: Handshake,
-        permit: ConnPermit,
-    ) -> Arc<Session> {
+    fn open(self: &Arc<Self>, tp: Tp, handshake: Handshake, permit: ConnPermit) -> Arc<Session> {
         self.start_heartbeat();
         let session = Arc::new(Session {
             sid: random_id(),
@@ -336,18 +335,23 @@ impl Engine {
             client: Mutex::new(Default::default()),
             _permit: permit,
         });
-        let upgrades: &[&str] = if tp == Tp::Polling { &["websocket"] } else { &[] };
-        session.outbox.push_unbounded(OutFrame::Text(engineio::encode_open(
-            &engineio::Handshake {
-                sid: &session.sid,
-                upgrades,
-                ping_interval: self.config.ping_interval.as_millis() as u64,
-                ping_timeout: self.config.ping_timeout.as_millis() as u64,
-                max_payload: self.config.max_payload as u64,
-            },
-        )));
-        self.sessions()
-            .insert(session.sid.clone(), session.clone());
+        let upgrades: &[&str] = if tp == Tp::Polling {
+            &["websocket"]
+        } else {
+            &[]
+        };
+        session
+            .outbox
+            .push_unbounded(OutFrame::Text(engineio::encode_open(
+                &engineio::Handshake {
+                    sid: &session.sid,
+                    upgrades,
+                    ping_interval: self.config.ping_interval.as_millis() as u64,
+                    ping_timeout: self.config.ping_timeout.as_millis() as u64,
+                    max_payload: self.config.max_payload as u64,
+                },
+            )));
+        self.sessions().insert(session.sid.clone(), session.clone());
         self.hub.stats().connection_opened(Transport::SocketIo);
         self.app.on_open(self, &session);
         session
@@ -382,8 +386,17 @@ impl Engine {
         s.outbox.close(request);
     }
 
+    /// The session with this id. One whose pong is overdue is closed now rather than at
+    /// the heartbeat's next tick, so a request never sees a session that has timed out.
     fn session(&self, sid: &str) -> Option<Arc<Session>> {
-        self.sessions().get(sid).cloned()
+        let s = self.sessions().get(sid).cloned()?;
+        let deadline = s.pong_deadline.load(Ordering::Relaxed);
+        if deadline != 0 && self.now_ms() >= deadline {
+            self.close(&s, DisconnectReason::PingTimeout);
+            self.hub.stats().reaped();
+            return None;
+        }
+        Some(s)
     }
 
     /// Handles one packet from either transport; `false` ends the session.
@@ -407,6 +420,21 @@ impl Engine {
                 self.app.on_message(self, s, Msg::Binary(b)).await
             }
             Packet::Close => {
+                let polling_without_get = {
+                    let st = s.state();
+                    st.tp == Tp::Polling && !st.get_active
+                };
+                if polling_without_get {
+                    // A client that closes while polling usually has a GET on its way (its
+                    // requests race on separate connections): give it a moment to arrive,
+                    // so it gets its `noop` as it would had it come first.
+                    let (engine, s) = (self.clone(), s.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        engine.close(&s, DisconnectReason::TransportClose);
+                    });
+                    return true;
+                }
                 self.close(s, DisconnectReason::TransportClose);
                 false
             }
@@ -461,7 +489,7 @@ impl Engine {
         let query: HashMap<String, String> = parts
             .uri
             .query()
-            .and_then(|q| serde_urlencoded_parse(q))
+            .and_then(parse_query)
             .unwrap_or_default();
         if query.get("EIO").map(String::as_str) != Some("4") {
             self.hub
@@ -543,7 +571,7 @@ impl Engine {
                 Start::Refuse(error(StatusCode::BAD_REQUEST, 1, "Session ID unknown"))
             } else if st.tp == Tp::WebSocket {
                 Start::Refuse(error(StatusCode::BAD_REQUEST, 3, "Bad request"))
-            } else if st.tp == Tp::Upgrading {
+            } else if st.tp == Tp::Upgrading || st.ws_pending {
                 Start::Upgrading
             } else if st.get_active {
                 Start::Duplicate
@@ -707,8 +735,7 @@ impl Engine {
                 s.state().ws_pending = false;
                 return;
             };
-            let mut driver =
-                Driver::new(ws, CLOSE_GRACE).with_text_pings(Bytes::from_static(b"2"));
+            let mut driver = Driver::new(ws, CLOSE_GRACE).with_text_pings(Bytes::from_static(b"2"));
             driver.set_draining(false);
             let upgraded = tokio::time::timeout(UPGRADE_TIMEOUT, probe(&s, &mut driver, &engine))
                 .await
@@ -809,10 +836,8 @@ where
     engine.close(&s, reason);
 }
 
-fn serde_urlencoded_parse(q: &str) -> Option<HashMap<String, String>> {
-    axum::extract::Query::<HashMap<String, String>>::try_from_uri(
-        &format!("/?{q}").parse().ok()?,
-    )
-    .ok()
-    .map(|axum::extract::Query(m)| m)
+fn parse_query(q: &str) -> Option<HashMap<String, String>> {
+    axum::extract::Query::<HashMap<String, String>>::try_from_uri(&format!("/?{q}").parse().ok()?)
+        .ok()
+        .map(|axum::extract::Query(m)| m)
 }

@@ -18,8 +18,8 @@ use futures_util::future::BoxFuture;
 
 use crate::hub::{Hub, OutFrame};
 use crate::protocol::engineio;
-pub use engine::{DisconnectReason, Handshake};
 use engine::{App, Engine, EngineConfig, Msg, Session};
+pub use engine::{DisconnectReason, Handshake};
 pub use socket::{
     install_hub_events, AckError, AckSender, Args, BroadcastOp, ConnectError, ConnectRequest,
     Namespace, Socket, SocketRef,
@@ -185,8 +185,16 @@ impl SocketIo {
     }
 
     /// Declares namespace `name`; `on_connect` runs for every socket that joins it.
-    pub fn ns(&self, name: &str, on_connect: impl Fn(SocketRef) + Send + Sync + 'static) -> Arc<Namespace> {
-        let ns = Namespace::new(name.into(), self.namespaces.hub.clone(), Arc::new(on_connect));
+    pub fn ns(
+        &self,
+        name: &str,
+        on_connect: impl Fn(SocketRef) + Send + Sync + 'static,
+    ) -> Arc<Namespace> {
+        let ns = Namespace::new(
+            name.into(),
+            self.namespaces.hub.clone(),
+            Arc::new(on_connect),
+        );
         self.namespaces
             .registry
             .write()

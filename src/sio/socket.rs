@@ -18,8 +18,8 @@ use super::engine::{App, DisconnectReason, Engine, Handshake, Msg, Session};
 use crate::error::{ErrorCode, HubError};
 use crate::hub::{
     delivery::{encode_event, encode_packet},
-    BroadcastOptions, Conn, ConnSpec, Emitted, Hub, MessageBody, OutFrame,
-    Payload, SioArgs, Target,
+    BroadcastOptions, Conn, ConnSpec, Emitted, Hub, MessageBody, OutFrame, Payload, SioArgs,
+    Target,
 };
 use crate::protocol::socketio::{self, Kind, Packet};
 use crate::stats::Transport;
@@ -262,8 +262,10 @@ impl Socket {
     /// Joins a room of this namespace.
     pub fn join(&self, room: &str) -> Result<(), HubError> {
         let hub = self.ns.hub();
-        hub.join_with(&self.conn, room, crate::hub::ReplayFrom::None, |_| Vec::new())
-            .map(|_| ())
+        hub.join_with(&self.conn, room, crate::hub::ReplayFrom::None, |_| {
+            Vec::new()
+        })
+        .map(|_| ())
     }
 
     /// Leaves a room.
@@ -307,7 +309,8 @@ impl Socket {
         if let Some(s) = self.session.upgrade() {
             lock(&s.client).sockets.remove(&self.ns.name);
         }
-        self.ns.remove(self, DisconnectReason::ServerNamespaceDisconnect);
+        self.ns
+            .remove(self, DisconnectReason::ServerNamespaceDisconnect);
     }
 
     fn dispatch_event(self: &Arc<Self>, args: Value, bin: Vec<Bytes>, ack: Option<u64>) {
@@ -521,7 +524,9 @@ impl BroadcastOp {
                 }
             }
             opts.target = match (rooms.len(), conns.len()) {
-                (1, 0) if opts.except_rooms.is_empty() => Target::Room(rooms.pop().unwrap_or_default()),
+                (1, 0) if opts.except_rooms.is_empty() => {
+                    Target::Room(rooms.pop().unwrap_or_default())
+                }
                 _ => Target::Many { rooms, conns },
             };
         }
@@ -672,7 +677,11 @@ impl App for SioApp {
     }
 
     fn on_close(&self, session: &Arc<Session>, reason: DisconnectReason) {
-        let sockets: Vec<SocketRef> = lock(&session.client).sockets.drain().map(|(_, s)| s).collect();
+        let sockets: Vec<SocketRef> = lock(&session.client)
+            .sockets
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
         for s in sockets {
             s.ns.remove(&s, reason);
         }
@@ -687,7 +696,10 @@ impl SioApp {
         packet: Packet,
         bin: Vec<Bytes>,
     ) -> bool {
-        let socket = lock(&session.client).sockets.get(packet.ns.as_str()).cloned();
+        let socket = lock(&session.client)
+            .sockets
+            .get(packet.ns.as_str())
+            .cloned();
         match (packet.kind, socket) {
             (Kind::Connect, None) => {
                 self.connect(engine, session, packet).await;
@@ -818,7 +830,9 @@ pub fn install_hub_events(socket: &SocketRef) {
                 }
                 v
             }
-            Err(e) => serde_json::json!({"ok": false, "code": e.code.as_str(), "message": e.message}),
+            Err(e) => {
+                serde_json::json!({"ok": false, "code": e.code.as_str(), "message": e.message})
+            }
         };
         ack.send_value(v);
     }
@@ -842,7 +856,10 @@ pub fn install_hub_events(socket: &SocketRef) {
     socket.on("join", |s, args, ack| {
         let res = (|| {
             let room = str_field(&args, "room")?;
-            let replay = match (field(&args, "since").and_then(Value::as_u64), field(&args, "history").and_then(Value::as_u64)) {
+            let replay = match (
+                field(&args, "since").and_then(Value::as_u64),
+                field(&args, "history").and_then(Value::as_u64),
+            ) {
                 (Some(n), _) => crate::hub::ReplayFrom::Since(n),
                 (None, Some(n)) => crate::hub::ReplayFrom::Latest(n),
                 _ => crate::hub::ReplayFrom::None,
@@ -870,7 +887,11 @@ pub fn install_hub_events(socket: &SocketRef) {
         let res = (|| {
             let room = str_field(&args, "room")?;
             let event = str_field(&args, "event")?;
-            let mut em = s.ns.hub.to_room(&room).ns(s.ns.name.clone()).from(s.conn.user_arc());
+            let mut em =
+                s.ns.hub
+                    .to_room(&room)
+                    .ns(s.ns.name.clone())
+                    .from(s.conn.user_arc());
             if field(&args, "exclude_self") == Some(&Value::Bool(true)) {
                 em = em.except(s.conn.id());
             }
@@ -889,15 +910,17 @@ pub fn install_hub_events(socket: &SocketRef) {
         let res = (|| {
             let to = str_field(&args, "to")?;
             let event = str_field(&args, "event")?;
-            let out = s
-                .ns
-                .hub
-                .to_user(&to)
-                .ns(s.ns.name.clone())
-                .from(s.conn.user_arc())
-                .publish(&event, data_of(&args))?;
+            let out =
+                s.ns.hub
+                    .to_user(&to)
+                    .ns(s.ns.name.clone())
+                    .from(s.conn.user_arc())
+                    .publish(&event, data_of(&args))?;
             if out.online == Some(false) {
-                return Err(HubError::new(ErrorCode::UserOffline, format!("user `{to}` is not online")));
+                return Err(HubError::new(
+                    ErrorCode::UserOffline,
+                    format!("user `{to}` is not online"),
+                ));
             }
             Ok(serde_json::json!({"delivered": out.delivered}))
         })();
