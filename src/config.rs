@@ -48,6 +48,11 @@ pub struct Config {
     pub stats_log_interval: Duration,
     /// How long shutdown waits for clients to close before exiting. Default 5 s.
     pub shutdown_timeout: Duration,
+    /// Socket.IO's `connectTimeout`: a session that joins no namespace in time is closed.
+    /// Default 45 s, as in socket.io.
+    pub connect_timeout: Duration,
+    /// Socket.IO's path. Default `/socket.io`.
+    pub socketio_path: String,
     /// Fan-out adapter: `local` (one node). Default `local`.
     pub adapter: String,
     /// History store: `memory` or `sqlite`. Default `sqlite` (durable store lands with the
@@ -72,6 +77,8 @@ impl Default for Config {
             compression: Some(1024),
             stats_log_interval: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(45),
+            socketio_path: "/socket.io".into(),
             adapter: "local".into(),
             store: "sqlite".into(),
             db: PathBuf::from("./hubbub.db"),
@@ -147,6 +154,8 @@ settings! {
     compression: "permessage-deflate: on, off, or a threshold size [default: 1KiB]",
     stats_log_interval: "Interval of the connection-count log line; 0 is off [default: 0]",
     shutdown_timeout: "Time allowed for clients to close at shutdown [default: 5s]",
+    connect_timeout: "Socket.IO connectTimeout [default: 45s]",
+    socketio_path: "Socket.IO path [default: /socket.io]",
     adapter: "Fan-out adapter: local [default: local]",
     store: "History store: sqlite or memory [default: sqlite]",
     db: "SQLite file [default: ./hubbub.db]",
@@ -209,6 +218,13 @@ impl Config {
                     c.stats_log_interval = parse_duration(v).map_err(invalid)?
                 }
                 "shutdown_timeout" => c.shutdown_timeout = parse_duration(v).map_err(invalid)?,
+                "connect_timeout" => c.connect_timeout = parse_duration(v).map_err(invalid)?,
+                "socketio_path" => {
+                    if !v.starts_with('/') {
+                        return Err(invalid(format!("`{v}` must start with /")));
+                    }
+                    c.socketio_path = v.trim_end_matches('/').to_string();
+                }
                 "adapter" => match v.as_str() {
                     "local" => c.adapter = v.clone(),
                     _ => {

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::hub::{Hub, HubConfig};
+use crate::sio::{install_hub_events, ConnectError, ConnectRequest, SioConfig, SocketIo, SocketRef};
 use crate::ws::{self, WsConfig, WsState};
 
 /// Hubbub's hub plus the front ends and API built on it.
@@ -23,6 +24,7 @@ pub struct Hubbub {
     hub: Hub,
     config: Config,
     ws: WsState,
+    io: SocketIo,
 }
 
 impl Hubbub {
@@ -44,7 +46,31 @@ impl Hubbub {
                 heartbeat_interval: config.heartbeat_interval,
             },
         );
-        Self { hub, config, ws }
+        let io = SocketIo::new(
+            hub.clone(),
+            SioConfig::default()
+                .with_path(&config.socketio_path)
+                .with_ping(config.heartbeat_interval, config.heartbeat_timeout)
+                .with_max_payload(config.max_payload)
+                .with_connect_timeout(config.connect_timeout),
+        );
+        standard_namespaces(&io);
+        Self {
+            hub,
+            config,
+            ws,
+            io,
+        }
+    }
+
+    /// The Socket.IO server: add namespaces and handlers with it.
+    pub fn io(&self) -> &SocketIo {
+        &self.io
+    }
+
+    /// The Socket.IO routes only.
+    pub fn sio_routes(&self) -> Router {
+        self.io.routes()
     }
 
     /// The hub handle: clone it to emit from any task.
@@ -72,11 +98,12 @@ impl Hubbub {
         })
     }
 
-    /// Everything: the index page, the WebSocket routes and the API.
+    /// Everything: the index page, the WebSocket and Socket.IO routes and the API.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/", get(|| async { Html(INDEX_HTML) }))
             .merge(self.ws_routes())
+            .merge(self.sio_routes())
             .merge(self.api_routes())
     }
 
@@ -146,6 +173,28 @@ impl Hubbub {
                 log_stats(&hub);
             }
         }))
+    }
+}
+
+/// The standalone server's Socket.IO surface: `/` (shared with v1 clients) and any other
+/// namespace on demand, each with the hub's mapped events, and a middleware that checks
+/// `auth.user` (the user name in auth mode `none`).
+fn standard_namespaces(io: &SocketIo) {
+    fn on_connect(socket: SocketRef) {
+        install_hub_events(&socket);
+    }
+    io.ns("/", on_connect).use_middleware(check_user);
+    io.dynamic_ns(|name| name.len() <= 200, on_connect)
+        .use_middleware(check_user);
+}
+
+/// Refuses a CONNECT whose `auth.user` is present but not a usable user name.
+async fn check_user(req: std::sync::Arc<ConnectRequest>) -> Result<(), ConnectError> {
+    match req.auth.get("user") {
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(serde_json::Value::String(u)) if !u.is_empty() && u.len() <= 200 => Ok(()),
+        Some(_) => Err(ConnectError::new("invalid user")
+            .with_data(serde_json::json!({"code": "bad_request", "field": "auth.user"}))),
     }
 }
 

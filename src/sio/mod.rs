@@ -97,7 +97,8 @@ type ConnectFn = Arc<dyn Fn(SocketRef) + Send + Sync>;
 #[derive(Default)]
 struct Registry {
     static_ns: HashMap<String, Arc<Namespace>>,
-    dynamic: Vec<(Matcher, ConnectFn, Vec<Arc<Namespace>>)>,
+    /// Matcher, connection handler, and a template whose middleware each new namespace gets.
+    dynamic: Vec<(Matcher, ConnectFn, Arc<Namespace>)>,
 }
 
 struct Namespaces {
@@ -114,13 +115,14 @@ impl NamespaceResolver for Namespaces {
             }
         }
         let mut r = self.registry.write().unwrap_or_else(|p| p.into_inner());
-        let found = r
+        let (on_connect, template) = r
             .dynamic
             .iter()
             .find(|(m, _, _)| m(name))
-            .map(|(_, on_connect, _)| on_connect.clone())?;
+            .map(|(_, on_connect, template)| (on_connect.clone(), template.clone()))?;
         // Each matching name becomes a namespace of its own, as in socket.io.
-        let ns = Namespace::new(name.into(), self.hub.clone(), found);
+        let ns = Namespace::new(name.into(), self.hub.clone(), on_connect);
+        ns.copy_middleware_from(&template);
         r.static_ns.insert(name.to_string(), ns.clone());
         Some(ns)
     }
@@ -204,18 +206,22 @@ impl SocketIo {
         ns
     }
 
-    /// Declares dynamic namespaces: any name `matches` accepts becomes a namespace.
+    /// Declares dynamic namespaces: any name `matches` accepts becomes a namespace. The
+    /// returned template takes middleware that every such namespace will run.
     pub fn dynamic_ns(
         &self,
         matches: impl Fn(&str) -> bool + Send + Sync + 'static,
         on_connect: impl Fn(SocketRef) + Send + Sync + 'static,
-    ) {
+    ) -> Arc<Namespace> {
+        let on_connect: ConnectFn = Arc::new(on_connect);
+        let template = Namespace::new("*".into(), self.namespaces.hub.clone(), on_connect.clone());
         self.namespaces
             .registry
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .dynamic
-            .push((Arc::new(matches), Arc::new(on_connect), Vec::new()));
+            .push((Arc::new(matches), on_connect, template.clone()));
+        template
     }
 
     /// A namespace by name, if it exists.
