@@ -15,7 +15,9 @@ use tokio::net::TcpListener;
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::hub::{Hub, HubConfig};
-use crate::sio::{install_hub_events, ConnectError, ConnectRequest, SioConfig, SocketIo, SocketRef};
+use crate::sio::{
+    install_hub_events, ConnectError, ConnectRequest, SioConfig, SocketIo, SocketRef,
+};
 use crate::ws::{self, WsConfig, WsState};
 
 /// Hubbub's hub plus the front ends and API built on it.

@@ -486,11 +486,8 @@ impl Engine {
             }
             return r;
         }
-        let query: HashMap<String, String> = parts
-            .uri
-            .query()
-            .and_then(parse_query)
-            .unwrap_or_default();
+        let query: HashMap<String, String> =
+            parts.uri.query().and_then(parse_query).unwrap_or_default();
         if query.get("EIO").map(String::as_str) != Some("4") {
             self.hub
                 .stats()

@@ -940,27 +940,37 @@ pub fn install_hub_events(socket: &SocketRef) {
         let parsed = (|| {
             let to = str_field(&args, "to")?;
             let event = str_field(&args, "event")?;
-            let timeout = field(&args, "timeout_ms").and_then(Value::as_u64).unwrap_or(5000);
+            let timeout = field(&args, "timeout_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(5000);
             Ok((to, event, timeout.min(60_000)))
         })();
         let (to, event, timeout) = match parsed {
             Ok(v) => v,
             Err(e) => return reply(ack, Err(e)),
         };
-        let targets: Vec<SocketRef> = s
-            .ns
-            .sockets()
-            .into_iter()
-            .filter(|t| t.user() == to && t.id() != s.id())
-            .collect();
+        let targets: Vec<SocketRef> =
+            s.ns.sockets()
+                .into_iter()
+                .filter(|t| t.user() == to && t.id() != s.id())
+                .collect();
         if targets.is_empty() {
-            return reply(ack, Err(HubError::new(ErrorCode::UserOffline, format!("user `{to}` is not online"))));
+            return reply(
+                ack,
+                Err(HubError::new(
+                    ErrorCode::UserOffline,
+                    format!("user `{to}` is not online"),
+                )),
+            );
         }
         let data = field(&args, "data").cloned().unwrap_or(Value::Null);
         let bin = args.bin.clone();
         tokio::spawn(async move {
             let asks = targets.iter().map(|t| {
-                let args = Args { values: vec![data.clone()], bin: bin.clone() };
+                let args = Args {
+                    values: vec![data.clone()],
+                    bin: bin.clone(),
+                };
                 t.emit_with_ack(&event, args, Duration::from_millis(timeout))
             });
             let results = futures_util::future::join_all(asks).await;
@@ -970,7 +980,10 @@ pub fn install_hub_events(socket: &SocketRef) {
                 .map(|a| a.values.first().cloned().unwrap_or(Value::Null))
                 .collect();
             let timeouts = results.iter().filter(|r| r.is_err()).count();
-            reply(ack, Ok(serde_json::json!({"responses": responses, "timeouts": timeouts})));
+            reply(
+                ack,
+                Ok(serde_json::json!({"responses": responses, "timeouts": timeouts})),
+            );
         });
     });
     socket.on("broadcast", |s, args, ack| {
