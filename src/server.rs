@@ -182,12 +182,12 @@ impl Hubbub {
 /// namespace on demand, each with the hub's mapped events, and a middleware that checks
 /// `auth.user` (the user name in auth mode `none`).
 fn standard_namespaces(io: &SocketIo) {
-    fn on_connect(socket: SocketRef) {
-        install_hub_events(&socket);
-    }
-    io.ns("/", on_connect).use_middleware(check_user);
-    io.dynamic_ns(|name| name.len() <= 200, on_connect)
-        .use_middleware(check_user);
+    let main = io.ns("/", |_socket: SocketRef| {});
+    main.use_middleware(check_user);
+    install_hub_events(&main);
+    let others = io.dynamic_ns(|name| name.len() <= 200, |_socket: SocketRef| {});
+    others.use_middleware(check_user);
+    install_hub_events(&others);
 }
 
 /// Refuses a CONNECT whose `auth.user` is present but not a usable user name.

@@ -49,8 +49,12 @@ struct Args {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Proto {
+    /// Hubbub protocol v1 on `/ws`.
     V1,
+    /// A server that broadcasts whatever it receives (Node `ws`).
     Raw,
+    /// Socket.IO over WebSocket: events `join` {room} and `publish` {room, event, data}.
+    Sio,
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,9 +87,9 @@ enum Scenario {
 
 type Ws = WebSocket<yawc::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(url: &str) -> Result<Ws, String> {
-    let url = url.parse().map_err(|e| format!("{e}"))?;
-    WebSocket::connect(url)
+async fn connect(url: &str, proto: Proto) -> Result<Ws, String> {
+    let parsed = url.parse().map_err(|e| format!("{e}"))?;
+    let mut ws = WebSocket::connect(parsed)
         .with_options(
             Options::default()
                 .without_compression()
@@ -93,12 +97,32 @@ async fn connect(url: &str) -> Result<Ws, String> {
                 .with_max_payload_read(1 << 20),
         )
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    if proto == Proto::Sio {
+        // Engine.IO open packet, then connect to the main namespace.
+        let open = ws.next_frame().await.map_err(|e| e.to_string())?;
+        if !open.payload().starts_with(b"0") {
+            return Err("no Engine.IO open packet".into());
+        }
+        ws.send(Frame::text("40"))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let f = ws.next_frame().await.map_err(|e| e.to_string())?;
+            if f.payload().starts_with(b"40") {
+                break;
+            }
+            if f.payload().starts_with(b"44") {
+                return Err("connect_error".into());
+            }
+        }
+    }
+    Ok(ws)
 }
 
 /// Opens `n` connections, keeping `concurrency` handshakes in flight (a sliding window,
 /// so one slow handshake does not hold up the others).
-async fn connect_many(url: &str, n: usize, concurrency: usize) -> Vec<Ws> {
+async fn connect_many(url: &str, proto: Proto, n: usize, concurrency: usize) -> Vec<Ws> {
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for _ in 0..n {
@@ -106,7 +130,7 @@ async fn connect_many(url: &str, n: usize, concurrency: usize) -> Vec<Ws> {
         let url = url.to_string();
         let tx = tx.clone();
         tokio::task::spawn_local(async move {
-            let res = connect(&url).await;
+            let res = connect(&url, proto).await;
             drop(permit);
             let _ = tx.send(res);
         });
@@ -156,9 +180,10 @@ async fn idle(args: &Args, conns: usize, settle_secs: u64) {
     let pid = args.server_pid;
     let before = pid.and_then(rss_kib);
     let start = Instant::now();
-    let mut sockets = connect_many(&args.url, conns, args.connect_concurrency).await;
+    let mut sockets = connect_many(&args.url, args.proto, conns, args.connect_concurrency).await;
     let took = start.elapsed();
-    // Read the welcome (v1) so the server is past its per-connection setup, then idle.
+    // Read the welcome (v1) so the server is past its per-connection setup, then idle
+    // (Socket.IO connections finished their handshake while connecting).
     if args.proto == Proto::V1 {
         for ws in sockets.iter_mut() {
             let _ = tokio::time::timeout(Duration::from_secs(5), ws.next_frame()).await;
@@ -209,13 +234,16 @@ struct Totals {
 }
 
 async fn fanout(args: &Args, subs: usize, rate: u64, window: u64, secs: u64, size: usize) {
-    let mut sockets = connect_many(&args.url, subs + 1, args.connect_concurrency).await;
+    let mut sockets = connect_many(&args.url, args.proto, subs + 1, args.connect_concurrency).await;
     let mut publisher = sockets.pop().expect("a publisher");
-    if args.proto == Proto::V1 {
+    let join = match args.proto {
+        Proto::V1 => Some(r#"{"op":"join","room":"bench"}"#),
+        Proto::Sio => Some(r#"42["join",{"room":"bench"}]"#),
+        Proto::Raw => None,
+    };
+    if let Some(join) = join {
         for ws in sockets.iter_mut().chain(std::iter::once(&mut publisher)) {
-            ws.send(Frame::text(r#"{"op":"join","room":"bench"}"#))
-                .await
-                .expect("join");
+            ws.send(Frame::text(join)).await.expect("join");
         }
         // Let the joins land (and the presence storm pass) before measuring.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -232,7 +260,15 @@ async fn fanout(args: &Args, subs: usize, rate: u64, window: u64, secs: u64, siz
         let measuring = measuring.clone();
         tokio::task::spawn_local(async move {
             while let Ok(f) = ws.next_frame().await {
-                if f.opcode() != OpCode::Text || !measuring.get() {
+                if f.opcode() != OpCode::Text {
+                    continue;
+                }
+                if f.payload().as_ref() == b"2" {
+                    // Engine.IO ping: answer, or the server drops us.
+                    let _ = ws.send(Frame::text("3")).await;
+                    continue;
+                }
+                if !measuring.get() {
                     continue;
                 }
                 if let Some(t) = sent_at(f.payload()) {
@@ -252,6 +288,9 @@ async fn fanout(args: &Args, subs: usize, rate: u64, window: u64, secs: u64, siz
                 r#"{{"op":"publish","room":"bench","event":"m","data":{{"t":{t},"s":{seq},"p":"{pad}"}}}}"#
             ),
             Proto::Raw => format!(r#"{{"t":{t},"s":{seq},"p":"{pad}"}}"#),
+            Proto::Sio => format!(
+                r#"42["publish",{{"room":"bench","event":"m","data":{{"t":{t},"s":{seq},"p":"{pad}"}}}}]"#
+            ),
         }
     };
     let cpu0 = cpu_seconds(None);

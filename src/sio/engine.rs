@@ -151,6 +151,9 @@ pub struct Session {
     next_ping: AtomicU64,
     /// When an unanswered ping times out; 0 when none is outstanding.
     pong_deadline: AtomicU64,
+    /// When the application layer gives up waiting for its first handshake (Socket.IO's
+    /// `connectTimeout`); 0 when it is not waiting.
+    connect_deadline: AtomicU64,
     pub(crate) handshake: Arc<Handshake>,
     /// Per-session state of the application layer.
     pub(crate) client: Mutex<crate::sio::socket::ClientState>,
@@ -173,6 +176,22 @@ impl Session {
     /// Whether the session has ended.
     pub(crate) fn is_closed(&self) -> bool {
         self.state().closed
+    }
+}
+
+impl Session {
+    /// Starts waiting for the application's handshake: the session closes after `within`
+    /// unless [`Session::handshake_done`] comes first.
+    pub(crate) fn expect_handshake(&self, engine: &Engine, within: Duration) {
+        self.connect_deadline.store(
+            engine.now_ms() + within.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The application's handshake happened.
+    pub(crate) fn handshake_done(&self) {
+        self.connect_deadline.store(0, Ordering::Relaxed);
     }
 }
 
@@ -269,7 +288,7 @@ impl Engine {
         self.sessions().len()
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
@@ -295,6 +314,11 @@ impl Engine {
                     }
                     let now = e.now_ms();
                     for s in e.sessions_list() {
+                        let connect = s.connect_deadline.load(Ordering::Relaxed);
+                        if connect != 0 && now >= connect {
+                            e.close(&s, DisconnectReason::ConnectTimeout);
+                            continue;
+                        }
                         let deadline = s.pong_deadline.load(Ordering::Relaxed);
                         if deadline != 0 && now >= deadline {
                             e.close(&s, DisconnectReason::PingTimeout);
@@ -331,6 +355,7 @@ impl Engine {
             }),
             next_ping: AtomicU64::new(self.now_ms() + self.config.ping_interval.as_millis() as u64),
             pong_deadline: AtomicU64::new(0),
+            connect_deadline: AtomicU64::new(0),
             handshake: Arc::new(handshake),
             client: Mutex::new(Default::default()),
             _permit: permit,
@@ -542,8 +567,16 @@ impl Engine {
         parts: &axum::http::request::Parts,
         query: HashMap<String, String>,
     ) -> Handshake {
+        // Header values are slices of hyper's read buffer (8-16 KiB); copying them out
+        // lets that buffer go, instead of pinning it for the whole session.
+        let mut headers = HeaderMap::with_capacity(parts.headers.len());
+        for (name, value) in &parts.headers {
+            if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+                headers.append(name.clone(), v);
+            }
+        }
         Handshake {
-            headers: parts.headers.clone(),
+            headers,
             query,
             address: parts
                 .extensions

@@ -332,7 +332,16 @@ impl Socket {
         });
         let (handler, any) = {
             let h = self.handlers.read().unwrap_or_else(|p| p.into_inner());
-            (h.events.get(&name).cloned(), h.any.clone())
+            let own = h.events.get(&name).cloned();
+            let handler = own.or_else(|| {
+                self.ns
+                    .events
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&name)
+                    .cloned()
+            });
+            (handler, h.any.clone())
         };
         match (handler, any) {
             (Some(h), _) => h(self, args, ack),
@@ -364,6 +373,8 @@ pub struct Namespace {
     hub: Hub,
     sockets: RwLock<HashMap<Arc<str>, SocketRef>>,
     middlewares: RwLock<Vec<Middleware>>,
+    /// Event handlers every socket of the namespace has (held once, not per socket).
+    events: RwLock<HashMap<String, EventHandler>>,
     on_connect: ConnectHandler,
 }
 
@@ -382,6 +393,7 @@ impl Namespace {
             hub,
             sockets: RwLock::new(HashMap::new()),
             middlewares: RwLock::new(Vec::new()),
+            events: RwLock::new(HashMap::new()),
             on_connect,
         })
     }
@@ -415,6 +427,25 @@ impl Namespace {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         *self.middlewares.write().unwrap_or_else(|p| p.into_inner()) = list;
+        let events = other
+            .events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        *self.events.write().unwrap_or_else(|p| p.into_inner()) = events;
+    }
+
+    /// Handles `event` on every socket of this namespace (a socket's own handler for the
+    /// same event takes precedence). Held once for the namespace, not per socket.
+    pub fn on(
+        &self,
+        event: &str,
+        f: impl Fn(&SocketRef, Args, Option<AckSender>) + Send + Sync + 'static,
+    ) {
+        self.events
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(event.to_string(), Arc::new(f));
     }
 
     /// Sockets connected to this namespace.
@@ -613,7 +644,6 @@ pub(crate) struct ClientState {
     sockets: HashMap<Arc<str>, SocketRef>,
     /// A binary packet waiting for its attachments.
     partial: Option<(Packet, Vec<Bytes>)>,
-    connected_once: bool,
 }
 
 /// Finds or creates the namespace a CONNECT asks for.
@@ -629,17 +659,8 @@ pub(crate) struct SioApp {
 
 impl App for SioApp {
     fn on_open(&self, engine: &Arc<Engine>, session: &Arc<Session>) {
-        let (engine, weak) = (Arc::downgrade(engine), Arc::downgrade(session));
-        let timeout = self.connect_timeout;
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let (Some(e), Some(s)) = (engine.upgrade(), weak.upgrade()) else {
-                return;
-            };
-            if !lock(&s.client).connected_once {
-                e.close(&s, DisconnectReason::ConnectTimeout);
-            }
-        });
+        // The engine's heartbeat task enforces it; no timer per session.
+        session.expect_handshake(engine, self.connect_timeout);
     }
 
     fn on_message<'a>(
@@ -804,11 +825,10 @@ impl SioApp {
                 }
             }));
         }
-        {
-            let mut client = lock(&session.client);
-            client.connected_once = true;
-            client.sockets.insert(name.clone(), socket.clone());
-        }
+        session.handshake_done();
+        lock(&session.client)
+            .sockets
+            .insert(name.clone(), socket.clone());
         ns.sockets
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -829,7 +849,7 @@ fn refuse(session: &Session, ns: &str, e: ConnectError) {
 /// Maps the standalone server's events onto hub operations (DESIGN.md): `join`, `leave`,
 /// `publish`, `send` and `broadcast`, each acknowledged with `{ok: true, ...}` or
 /// `{ok: false, code, message}`.
-pub fn install_hub_events(socket: &SocketRef) {
+pub fn install_hub_events(socket: &Namespace) {
     fn reply(ack: Option<AckSender>, res: Result<Value, HubError>) {
         let Some(ack) = ack else { return };
         let v = match res {
