@@ -144,6 +144,17 @@ impl std::fmt::Debug for SocketIo {
     }
 }
 
+fn engine_config(config: &SioConfig, hub: &Hub) -> EngineConfig {
+    EngineConfig {
+        ping_interval: config.ping_interval,
+        ping_timeout: config.ping_timeout,
+        max_payload: config.max_payload,
+        queue_limit: hub.config().queue_limit,
+        cors: config.cors,
+        allow_polling: config.polling,
+    }
+}
+
 fn ws_options(max_payload: usize) -> yawc::Options {
     yawc::Options::default()
         .with_max_payload_read(max_payload + 1)
@@ -168,14 +179,7 @@ impl SocketIo {
         });
         let engine = Engine::new(
             hub.clone(),
-            EngineConfig {
-                ping_interval: config.ping_interval,
-                ping_timeout: config.ping_timeout,
-                max_payload: config.max_payload,
-                queue_limit: hub.config().queue_limit,
-                cors: config.cors,
-                allow_polling: config.polling,
-            },
+            engine_config(&config, &hub),
             ws_options(config.max_payload),
             app,
         );
@@ -282,14 +286,7 @@ pub fn engine_echo_routes(hub: Hub, config: SioConfig) -> Router {
     }
     let engine = Engine::new(
         hub.clone(),
-        EngineConfig {
-            ping_interval: config.ping_interval,
-            ping_timeout: config.ping_timeout,
-            max_payload: config.max_payload,
-            queue_limit: hub.config().queue_limit,
-            cors: config.cors,
-            allow_polling: config.polling,
-        },
+        engine_config(&config, &hub),
         ws_options(config.max_payload),
         Arc::new(Echo),
     );
