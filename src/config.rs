@@ -53,6 +53,10 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Socket.IO's path. Default `/socket.io`.
     pub socketio_path: String,
+    /// Socket.IO connection state recovery window; zero turns it off. Default 2 min (the
+    /// window socket.io suggests), on, since a standalone server has no reason to lose
+    /// messages over a short disconnection.
+    pub socketio_recovery: Duration,
     /// Fan-out adapter: `local` (one node). Default `local`.
     pub adapter: String,
     /// History store: `memory` or `sqlite`. Default `sqlite` (durable store lands with the
@@ -79,6 +83,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(45),
             socketio_path: "/socket.io".into(),
+            socketio_recovery: Duration::from_secs(120),
             adapter: "local".into(),
             store: "sqlite".into(),
             db: PathBuf::from("./hubbub.db"),
@@ -156,6 +161,7 @@ settings! {
     shutdown_timeout: "Time allowed for clients to close at shutdown [default: 5s]",
     connect_timeout: "Socket.IO connectTimeout [default: 45s]",
     socketio_path: "Socket.IO path [default: /socket.io]",
+    socketio_recovery: "Socket.IO connection state recovery window; 0 is off [default: 2m]",
     adapter: "Fan-out adapter: local [default: local]",
     store: "History store: sqlite or memory [default: sqlite]",
     db: "SQLite file [default: ./hubbub.db]",
@@ -219,6 +225,7 @@ impl Config {
                 }
                 "shutdown_timeout" => c.shutdown_timeout = parse_duration(v).map_err(invalid)?,
                 "connect_timeout" => c.connect_timeout = parse_duration(v).map_err(invalid)?,
+                "socketio_recovery" => c.socketio_recovery = parse_duration(v).map_err(invalid)?,
                 "socketio_path" => {
                     if !v.starts_with('/') {
                         return Err(invalid(format!("`{v}` must start with /")));

@@ -54,7 +54,10 @@ impl Hubbub {
                 .with_path(&config.socketio_path)
                 .with_ping(config.heartbeat_interval, config.heartbeat_timeout)
                 .with_max_payload(config.max_payload)
-                .with_connect_timeout(config.connect_timeout),
+                .with_connect_timeout(config.connect_timeout)
+                .with_recovery(
+                    (!config.socketio_recovery.is_zero()).then_some(config.socketio_recovery),
+                ),
         );
         standard_namespaces(&io);
         Self {

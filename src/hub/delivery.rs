@@ -172,6 +172,8 @@ pub struct Message {
     pub seq: Option<u64>,
     /// Milliseconds since the epoch.
     pub ts: u64,
+    /// Socket.IO connection-state-recovery offset, appended as the last argument.
+    pub offset: Option<Arc<str>>,
 }
 
 impl Message {
@@ -318,7 +320,13 @@ impl Delivery {
 
     fn encode_sio(&self) -> Box<[OutFrame]> {
         let (ns, event, args) = match &self.body {
-            Body::Message(m) => (m.ns.clone(), m.event.clone(), m.sio_args()),
+            Body::Message(m) => {
+                let mut args = m.sio_args();
+                if let Some(off) = &m.offset {
+                    args.values.push(Value::from(off.as_ref()));
+                }
+                (m.ns.clone(), m.event.clone(), args)
+            }
             Body::Presence {
                 ns,
                 room,
@@ -414,6 +422,7 @@ mod tests {
             from: Some("u".into()),
             seq: Some(1),
             ts: 5,
+            offset: None,
         }))
     }
 

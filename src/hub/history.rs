@@ -156,6 +156,7 @@ mod tests {
                 from: None,
                 seq: Some(seq),
                 ts: 0,
+                offset: None,
             }));
             log.append(seq, d);
         }

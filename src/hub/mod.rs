@@ -537,6 +537,15 @@ type OpHandler = Arc<dyn Fn(OpCall) -> OpFuture + Send + Sync>;
 type ConnHook = Arc<dyn Fn(&Hub, &Arc<Conn>) + Send + Sync>;
 type ShutdownHook = Arc<dyn Fn(u16, &str) + Send + Sync>;
 
+/// Keeps what a namespace delivered so reconnecting clients can catch up (Socket.IO's
+/// connection state recovery).
+pub trait Recorder: Send + Sync {
+    /// The offset of the next recorded message.
+    fn next_offset(&self) -> Arc<str>;
+    /// Stores a delivery made with `opts`.
+    fn record(&self, hub: &Hub, opts: &BroadcastOptions, d: &Arc<Delivery>);
+}
+
 /// A call to an application-defined op.
 #[derive(Clone, Debug)]
 pub struct OpCall {
@@ -556,6 +565,7 @@ struct Hooks {
     on_connect: Vec<ConnHook>,
     on_disconnect: Vec<ConnHook>,
     on_shutdown: Vec<ShutdownHook>,
+    recorders: HashMap<Arc<str>, Arc<dyn Recorder>>,
 }
 
 struct Inner {
@@ -861,6 +871,15 @@ impl Hub {
         self.hooks().ops.get(op).cloned().map(|h| move |c| h(c))
     }
 
+    /// Records the deliveries of namespace `ns` (not volatile ones).
+    pub fn set_recorder(&self, ns: &str, recorder: Arc<dyn Recorder>) {
+        self.hooks_mut().recorders.insert(ns.into(), recorder);
+    }
+
+    fn recorder(&self, ns: &str) -> Option<Arc<dyn Recorder>> {
+        self.hooks().recorders.get(ns).cloned()
+    }
+
     /// Runs `f` for each new connection, after it is registered.
     pub fn on_connect(&self, f: impl Fn(&Hub, &Arc<Conn>) + Send + Sync + 'static) {
         self.hooks_mut().on_connect.push(Arc::new(f));
@@ -979,8 +998,14 @@ impl Hub {
         event: Arc<str>,
         body: MessageBody,
     ) -> Result<Emitted, HubError> {
+        let recorder = if opts.volatile {
+            None
+        } else {
+            self.recorder(&opts.ns)
+        };
+        let made = std::cell::RefCell::new(None::<Arc<Delivery>>);
         let message = |room: Option<Arc<str>>, seq: Option<u64>| {
-            Delivery::new(Body::Message(Message {
+            let d = Delivery::new(Body::Message(Message {
                 ns: opts.ns.clone(),
                 room,
                 event: event.clone(),
@@ -988,7 +1013,10 @@ impl Hub {
                 from: opts.from.clone(),
                 seq,
                 ts: now_ms(),
-            }))
+                offset: recorder.as_ref().map(|r| r.next_offset()),
+            }));
+            *made.borrow_mut() = Some(d.clone());
+            d
         };
         let out = match &opts.target {
             Target::Room(room) if opts.except_rooms.is_empty() => {
@@ -1019,6 +1047,9 @@ impl Hub {
             }
         };
         self.inner.stats.messages_out(out.delivered as u64);
+        if let (Some(r), Some(d)) = (recorder, made.into_inner()) {
+            r.record(self, opts, &d);
+        }
         Ok(out)
     }
 

@@ -44,6 +44,9 @@ pub struct SioConfig {
     pub cors: bool,
     /// Offer HTTP long-polling (on by default; off gives WebSocket-only).
     pub polling: bool,
+    /// Connection state recovery: how long a dropped socket can be resumed (socket.io's
+    /// `maxDisconnectionDuration`); `None` (the default, as in socket.io) turns it off.
+    pub recovery: Option<Duration>,
 }
 
 impl Default for SioConfig {
@@ -56,6 +59,7 @@ impl Default for SioConfig {
             connect_timeout: Duration::from_secs(45),
             cors: true,
             polling: true,
+            recovery: None,
         }
     }
 }
@@ -83,6 +87,13 @@ impl SioConfig {
         self
     }
 
+    /// Turns connection state recovery on with this window.
+    #[must_use]
+    pub fn with_recovery(mut self, window: Option<Duration>) -> Self {
+        self.recovery = window;
+        self
+    }
+
     /// Sets `connectTimeout`.
     #[must_use]
     pub fn with_connect_timeout(mut self, d: Duration) -> Self {
@@ -104,6 +115,7 @@ struct Registry {
 struct Namespaces {
     hub: Hub,
     registry: RwLock<Registry>,
+    recovery: Option<Duration>,
 }
 
 impl NamespaceResolver for Namespaces {
@@ -121,7 +133,7 @@ impl NamespaceResolver for Namespaces {
             .find(|(m, _, _)| m(name))
             .map(|(_, on_connect, template)| (on_connect.clone(), template.clone()))?;
         // Each matching name becomes a namespace of its own, as in socket.io.
-        let ns = Namespace::new(name.into(), self.hub.clone(), on_connect);
+        let ns = Namespace::new(name.into(), self.hub.clone(), on_connect, self.recovery);
         ns.copy_middleware_from(&template);
         r.static_ns.insert(name.to_string(), ns.clone());
         Some(ns)
@@ -172,6 +184,7 @@ impl SocketIo {
         let namespaces = Arc::new(Namespaces {
             hub: hub.clone(),
             registry: RwLock::new(Registry::default()),
+            recovery: config.recovery,
         });
         let app = Arc::new(SioApp {
             namespaces: namespaces.clone(),
@@ -200,6 +213,7 @@ impl SocketIo {
             name.into(),
             self.namespaces.hub.clone(),
             Arc::new(on_connect),
+            self.namespaces.recovery,
         );
         self.namespaces
             .registry
@@ -218,7 +232,12 @@ impl SocketIo {
         on_connect: impl Fn(SocketRef) + Send + Sync + 'static,
     ) -> Arc<Namespace> {
         let on_connect: ConnectFn = Arc::new(on_connect);
-        let template = Namespace::new("*".into(), self.namespaces.hub.clone(), on_connect.clone());
+        let template = Namespace::new(
+            "*".into(),
+            self.namespaces.hub.clone(),
+            on_connect.clone(),
+            None,
+        );
         self.namespaces
             .registry
             .write()

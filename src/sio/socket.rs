@@ -144,6 +144,10 @@ pub struct Socket {
     acks: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Args>>>,
     next_ack: AtomicU64,
     connected: AtomicBool,
+    /// The private id that lets this socket be recovered (recovery on only).
+    pid: Option<Arc<str>>,
+    recovered: bool,
+    connected_at: std::time::Instant,
 }
 
 impl std::fmt::Debug for Socket {
@@ -190,6 +194,12 @@ impl Socket {
         self.session.upgrade().map(|s| s.handshake.clone())
     }
 
+    /// Whether this socket resumed an earlier one (connection state recovery): same id,
+    /// same rooms, missed events delivered.
+    pub fn recovered(&self) -> bool {
+        self.recovered
+    }
+
     /// Whether the socket is still connected.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
@@ -234,6 +244,13 @@ impl Socket {
 
     /// Sends `event` with these arguments to this socket only.
     pub fn emit_args(&self, event: &str, args: Args) {
+        if self.ns.recovery.is_some() {
+            // Through the hub, so the event is recorded (and carries its offset).
+            let mut op = BroadcastOp::new(self.ns.clone());
+            op.opts.target = Target::Conn(self.conn.id());
+            let _ = op.emit_args(event, args);
+            return;
+        }
         let frames = encode_event(&self.ns.name, event, &args, None);
         self.conn.outbox().push_many(&frames, false);
     }
@@ -376,6 +393,7 @@ pub struct Namespace {
     /// Event handlers every socket of the namespace has (held once, not per socket).
     events: RwLock<HashMap<String, EventHandler>>,
     on_connect: ConnectHandler,
+    recovery: Option<Arc<Recovery>>,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -387,8 +405,18 @@ impl std::fmt::Debug for Namespace {
 }
 
 impl Namespace {
-    pub(crate) fn new(name: Arc<str>, hub: Hub, on_connect: ConnectHandler) -> Arc<Self> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        hub: Hub,
+        on_connect: ConnectHandler,
+        recovery: Option<Duration>,
+    ) -> Arc<Self> {
+        let recovery = recovery.map(Recovery::new);
+        if let Some(r) = &recovery {
+            hub.set_recorder(&name, r.clone());
+        }
         Arc::new(Self {
+            recovery,
             name,
             hub,
             sockets: RwLock::new(HashMap::new()),
@@ -480,6 +508,15 @@ impl Namespace {
     fn remove(&self, socket: &SocketRef, reason: DisconnectReason) {
         if !socket.connected.swap(false, Ordering::AcqRel) {
             return;
+        }
+        let temporary = matches!(
+            reason,
+            DisconnectReason::TransportClose
+                | DisconnectReason::TransportError
+                | DisconnectReason::PingTimeout
+        );
+        if let (true, Some(rec), Some(pid)) = (temporary, &self.recovery, &socket.pid) {
+            rec.save(pid.clone(), socket);
         }
         self.sockets
             .write()
@@ -770,40 +807,78 @@ impl SioApp {
             return;
         };
         let auth = packet.data.unwrap_or(Value::Object(Default::default()));
-        let user = auth.get("user").and_then(Value::as_str).map(str::to_string);
-        let req = Arc::new(ConnectRequest {
-            ns: name.clone(),
-            auth: auth.clone(),
-            handshake: session.handshake.clone(),
-            user: Mutex::new(user),
+        let restored = ns.recovery.as_ref().and_then(|rec| {
+            let pid = auth.get("pid")?.as_str()?;
+            let offset = auth.get("offset").and_then(Value::as_str);
+            rec.restore(pid, offset)
+                .map(|(saved, missed)| (Arc::<str>::from(pid), saved, missed))
         });
-        let middlewares = ns
-            .middlewares
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for m in middlewares {
-            if let Err(e) = m(req.clone()).await {
-                refuse(session, &name, e);
-                return;
+        let recovered = restored.is_some();
+        let (user, wire_id, pid, rooms, missed) = match restored {
+            // A recovered socket skips middleware, as socket.io's default does.
+            Some((pid, saved, missed)) => (
+                Some(saved.user.to_string()),
+                saved.sid,
+                Some(pid),
+                saved.rooms,
+                missed,
+            ),
+            None => {
+                let user = auth.get("user").and_then(Value::as_str).map(str::to_string);
+                let req = Arc::new(ConnectRequest {
+                    ns: name.clone(),
+                    auth: auth.clone(),
+                    handshake: session.handshake.clone(),
+                    user: Mutex::new(user),
+                });
+                let middlewares = ns
+                    .middlewares
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                for m in middlewares {
+                    if let Err(e) = m(req.clone()).await {
+                        refuse(session, &name, e);
+                        return;
+                    }
+                }
+                let user = lock(&req.user).clone();
+                let pid = ns.recovery.as_ref().map(|_| super::engine::random_id());
+                (
+                    user,
+                    super::engine::random_id(),
+                    pid,
+                    Vec::new(),
+                    Vec::new(),
+                )
             }
-        }
+        };
         if session.is_closed() {
             return;
         }
-        let user = lock(&req.user).clone();
         let conn = ns.hub.register_with(
             ConnSpec::new(user.as_deref(), Transport::SocketIo)
                 .in_ns(name.clone())
                 .with_outbox(session.outbox.clone())
-                .with_wire_id(super::engine::random_id()),
+                .with_wire_id(wire_id),
             |conn| {
-                let payload = serde_json::json!({ "sid": conn.wire_id() });
+                let mut payload = serde_json::json!({ "sid": conn.wire_id() });
+                if let Some(pid) = &pid {
+                    payload["pid"] = Value::from(pid.as_ref());
+                }
                 encode_packet(Kind::Connect, &name, None, &payload, &[])
                     .first()
                     .cloned()
             },
         );
+        for room in &rooms {
+            let _ = ns
+                .hub
+                .join_with(&conn, room, crate::hub::ReplayFrom::None, |_| Vec::new());
+        }
+        for d in &missed {
+            conn.deliver(d, false);
+        }
         let socket = Arc::new(Socket {
             conn: conn.clone(),
             ns: ns.clone(),
@@ -814,6 +889,9 @@ impl SioApp {
             acks: Mutex::new(HashMap::new()),
             next_ack: AtomicU64::new(0),
             connected: AtomicBool::new(true),
+            pid,
+            recovered,
+            connected_at: std::time::Instant::now(),
         });
         {
             let weak = Arc::downgrade(&socket);
@@ -1018,4 +1096,145 @@ pub fn install_hub_events(socket: &Namespace) {
         })();
         reply(ack, res);
     });
+}
+
+/// Connection state recovery for one namespace (socket.io 4.6+): every recorded event
+/// carries an offset as its last argument; a socket that drops for a transport reason is
+/// saved for `window`; a client that reconnects with `{pid, offset}` in its CONNECT gets
+/// its id and rooms back and the events it missed.
+pub(crate) struct Recovery {
+    window: Duration,
+    next: AtomicU64,
+    ring: Mutex<std::collections::VecDeque<Recorded>>,
+    sessions: Mutex<HashMap<Arc<str>, Saved>>,
+}
+
+/// At most this many recent events are kept per namespace, whatever the window.
+const MAX_RECORDED: usize = 100_000;
+
+struct Recorded {
+    offset: Arc<str>,
+    at: std::time::Instant,
+    all: bool,
+    rooms: Vec<Arc<str>>,
+    users: Vec<Arc<str>>,
+    sids: Vec<Arc<str>>,
+    except_rooms: Vec<Arc<str>>,
+    except_sids: Vec<Arc<str>>,
+    delivery: Arc<crate::hub::Delivery>,
+}
+
+struct Saved {
+    sid: Arc<str>,
+    user: Arc<str>,
+    rooms: Vec<Arc<str>>,
+    connected_at: std::time::Instant,
+    disconnected_at: std::time::Instant,
+}
+
+impl Saved {
+    fn wants(&self, r: &Recorded) -> bool {
+        let in_rooms = |rooms: &[Arc<str>]| rooms.iter().any(|x| self.rooms.contains(x));
+        let targeted = r.all
+            || in_rooms(&r.rooms)
+            || r.users.contains(&self.user)
+            || r.sids.contains(&self.sid);
+        targeted && !r.except_sids.contains(&self.sid) && !in_rooms(&r.except_rooms)
+    }
+}
+
+impl Recovery {
+    pub(crate) fn new(window: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            window,
+            next: AtomicU64::new(1),
+            ring: Mutex::new(Default::default()),
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn save(&self, pid: Arc<str>, socket: &Socket) {
+        let now = std::time::Instant::now();
+        let mut sessions = lock(&self.sessions);
+        sessions.retain(|_, s| now.duration_since(s.disconnected_at) < self.window);
+        sessions.insert(
+            pid,
+            Saved {
+                sid: socket.conn.wire_id().into(),
+                user: socket.conn.user_arc(),
+                rooms: socket.conn.rooms().into_iter().map(Arc::from).collect(),
+                connected_at: socket.connected_at,
+                disconnected_at: now,
+            },
+        );
+    }
+
+    /// The saved session of `pid` and what it missed after `offset` (or, without an
+    /// offset, since it connected), if it is still within the window.
+    fn restore(
+        &self,
+        pid: &str,
+        offset: Option<&str>,
+    ) -> Option<(Saved, Vec<Arc<crate::hub::Delivery>>)> {
+        let saved = lock(&self.sessions).remove(pid)?;
+        if saved.disconnected_at.elapsed() > self.window {
+            return None;
+        }
+        let ring = lock(&self.ring);
+        let start = match offset {
+            Some(off) => ring.iter().position(|r| &*r.offset == off)? + 1,
+            None => ring
+                .iter()
+                .position(|r| r.at >= saved.connected_at)
+                .unwrap_or(ring.len()),
+        };
+        let missed = ring
+            .iter()
+            .skip(start)
+            .filter(|r| saved.wants(r))
+            .map(|r| r.delivery.clone())
+            .collect();
+        Some((saved, missed))
+    }
+}
+
+impl crate::hub::Recorder for Recovery {
+    fn next_offset(&self) -> Arc<str> {
+        self.next.fetch_add(1, Ordering::Relaxed).to_string().into()
+    }
+
+    fn record(&self, hub: &Hub, opts: &BroadcastOptions, d: &Arc<crate::hub::Delivery>) {
+        let Some(offset) = d.message().and_then(|m| m.offset.clone()) else {
+            return;
+        };
+        let sid_of = |id: &crate::hub::ConnId| hub.conn(*id).map(|c| Arc::<str>::from(c.wire_id()));
+        let mut r = Recorded {
+            offset,
+            at: std::time::Instant::now(),
+            all: false,
+            rooms: Vec::new(),
+            users: Vec::new(),
+            sids: Vec::new(),
+            except_rooms: opts.except_rooms.clone(),
+            except_sids: opts.except.iter().filter_map(sid_of).collect(),
+            delivery: d.clone(),
+        };
+        match &opts.target {
+            Target::All => r.all = true,
+            Target::Room(room) => r.rooms.push(room.clone()),
+            Target::User(user) => r.users.push(user.clone()),
+            Target::Conn(id) => r.sids.extend(sid_of(id)),
+            Target::Many { rooms, conns } => {
+                r.rooms.extend(rooms.iter().cloned());
+                r.sids.extend(conns.iter().filter_map(sid_of));
+            }
+        }
+        let mut ring = lock(&self.ring);
+        ring.push_back(r);
+        while ring.len() > MAX_RECORDED
+            || ring.front().is_some_and(|f| f.at.elapsed() > self.window)
+        {
+            ring.pop_front();
+        }
+    }
 }

@@ -298,3 +298,32 @@ test("1,000 clients in one room each get every message, in order", async () => {
   await Promise.all(done);
   for (const s of socks) s.disconnect();
 });
+
+test("connection state recovery: same id, same rooms, missed events", async () => {
+  const s = await connected(client({ transports: ["websocket"], auth: { user: "resumer" }, reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 }));
+  await s.emitWithAck("join", { room: "resume" });
+  const first = once(s, "live");
+  await post(server.url, "/api/push", { room: "resume", event: "live", data: 0 });
+  const [d0, m0, offset] = await first;
+  assert.equal(d0, 0);
+  assert.equal(m0.room, "resume");
+  assert.equal(typeof offset, "string", "recorded events carry their offset last");
+  const id = s.id;
+  const gone = once(s, "disconnect");
+  s.io.engine.close(); // the client drops its transport: a temporary disconnection
+  assert.equal((await gone)[0], "forced close");
+  // Published while the client is away.
+  for (const n of [1, 2, 3]) await post(server.url, "/api/push", { room: "resume", event: "live", data: n });
+  const got = [];
+  s.on("live", (n) => got.push(n));
+  await once(s, "connect", 10000);
+  assert.equal(s.recovered, true);
+  assert.equal(s.id, id, "the same socket id");
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(got, [1, 2, 3], "the missed events, in order, once");
+  // Still in the room.
+  await post(server.url, "/api/push", { room: "resume", event: "live", data: 4 });
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(got, [1, 2, 3, 4]);
+  s.disconnect();
+});
