@@ -53,9 +53,9 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Socket.IO's path. Default `/socket.io`.
     pub socketio_path: String,
-    /// Socket.IO connection state recovery window; zero turns it off. Default 2 min (the
-    /// window socket.io suggests), on, since a standalone server has no reason to lose
-    /// messages over a short disconnection.
+    /// Socket.IO connection state recovery window; zero turns it off. Default off, as in
+    /// socket.io: with it on, every recorded event carries its offset as an extra last
+    /// argument, which clients without recovery (python-socketio) pass to handlers.
     pub socketio_recovery: Duration,
     /// Fan-out adapter: `local` (one node). Default `local`.
     pub adapter: String,
@@ -83,7 +83,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(45),
             socketio_path: "/socket.io".into(),
-            socketio_recovery: Duration::from_secs(120),
+            socketio_recovery: Duration::ZERO,
             adapter: "local".into(),
             store: "sqlite".into(),
             db: PathBuf::from("./hubbub.db"),
@@ -161,7 +161,7 @@ settings! {
     shutdown_timeout: "Time allowed for clients to close at shutdown [default: 5s]",
     connect_timeout: "Socket.IO connectTimeout [default: 45s]",
     socketio_path: "Socket.IO path [default: /socket.io]",
-    socketio_recovery: "Socket.IO connection state recovery window; 0 is off [default: 2m]",
+    socketio_recovery: "Socket.IO connection state recovery window, e.g. 2m; 0 is off [default: 0]",
     adapter: "Fan-out adapter: local [default: local]",
     store: "History store: sqlite or memory [default: sqlite]",
     db: "SQLite file [default: ./hubbub.db]",

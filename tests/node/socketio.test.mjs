@@ -300,10 +300,13 @@ test("1,000 clients in one room each get every message, in order", async () => {
 });
 
 test("connection state recovery: same id, same rooms, missed events", async () => {
-  const s = await connected(client({ transports: ["websocket"], auth: { user: "resumer" }, reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 }));
+  const own = await startServer({ args: ["--socketio-recovery", "2m"] });
+  const s = io(own.url, { transports: ["websocket"], auth: { user: "resumer" }, reconnectionDelay: 100, reconnectionDelayMax: 200 });
+  clients.push(s);
+  await connected(s);
   await s.emitWithAck("join", { room: "resume" });
   const first = once(s, "live");
-  await post(server.url, "/api/push", { room: "resume", event: "live", data: 0 });
+  await post(own.url, "/api/push", { room: "resume", event: "live", data: 0 });
   const [d0, m0, offset] = await first;
   assert.equal(d0, 0);
   assert.equal(m0.room, "resume");
@@ -313,7 +316,7 @@ test("connection state recovery: same id, same rooms, missed events", async () =
   s.io.engine.close(); // the client drops its transport: a temporary disconnection
   assert.equal((await gone)[0], "forced close");
   // Published while the client is away.
-  for (const n of [1, 2, 3]) await post(server.url, "/api/push", { room: "resume", event: "live", data: n });
+  for (const n of [1, 2, 3]) await post(own.url, "/api/push", { room: "resume", event: "live", data: n });
   const got = [];
   s.on("live", (n) => got.push(n));
   await once(s, "connect", 10000);
@@ -322,8 +325,19 @@ test("connection state recovery: same id, same rooms, missed events", async () =
   await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(got, [1, 2, 3], "the missed events, in order, once");
   // Still in the room.
-  await post(server.url, "/api/push", { room: "resume", event: "live", data: 4 });
+  await post(own.url, "/api/push", { room: "resume", event: "live", data: 4 });
   await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(got, [1, 2, 3, 4]);
+  s.disconnect();
+  assert.equal(await own.stop(), 0);
+});
+
+test("without recovery (the default) events carry exactly their arguments", async () => {
+  const s = await connected(client({ transports: ["websocket"], auth: { user: "exact" } }));
+  await s.emitWithAck("join", { room: "exact" });
+  const got = new Promise((resolve) => s.once("e", (...args) => resolve(args)));
+  await post(server.url, "/api/push", { room: "exact", event: "e", data: 1 });
+  const args = await got;
+  assert.equal(args.length, 2, "data and meta, no offset");
   s.disconnect();
 });
