@@ -230,3 +230,37 @@ async fn a_session_that_never_connects_is_closed_after_connect_timeout() {
     assert!(st == 400 || text == "1", "{st} {text}");
     assert_eq!(io.session_count(), 0);
 }
+
+#[tokio::test]
+async fn the_allow_request_hook_refuses_handshakes_with_403() {
+    let hubbub = Hubbub::new(common::config(&[]));
+    let io = SocketIo::new(
+        hubbub.hub().clone(),
+        SioConfig::default().with_allow_request(|parts| match parts.headers.get("x-let-me-in") {
+            Some(_) => Ok(()),
+            None => Err("no pass".into()),
+        }),
+    );
+    io.ns("/", |_| {});
+    let s = TestServer::serve(hubbub, io.routes()).await;
+    let r = reqwest::get(s.url("/socket.io/?EIO=4&transport=polling"))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"code": 4, "message": "Forbidden"}));
+    let err = tokio_tungstenite::connect_async(s.ws_url("/socket.io/?EIO=4&transport=websocket"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, tokio_tungstenite::tungstenite::Error::Http(ref r) if r.status().as_u16() == 403),
+        "{err:?}"
+    );
+    let r = reqwest::Client::new()
+        .get(s.url("/socket.io/?EIO=4&transport=polling"))
+        .header("x-let-me-in", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

@@ -45,6 +45,7 @@ pub(crate) struct EngineConfig {
     pub(crate) queue_limit: usize,
     pub(crate) cors: bool,
     pub(crate) allow_polling: bool,
+    pub(crate) allow_request: Option<super::AllowRequest>,
 }
 
 /// What a client sent when it opened its session.
@@ -521,6 +522,17 @@ impl Engine {
         }
         let transport = query.get("transport").map(String::as_str);
         let sid = query.get("sid").cloned();
+        if sid.is_none() {
+            if let Some(check) = &self.config.allow_request {
+                if let Err(reason) = (check.0)(&parts) {
+                    tracing::debug!("handshake refused: {reason}");
+                    self.hub
+                        .stats()
+                        .upgrade_rejected(RejectReason::Unauthorized);
+                    return error(StatusCode::FORBIDDEN, 4, "Forbidden");
+                }
+            }
+        }
         match transport {
             Some("websocket") => {
                 let upgrade = IncomingUpgrade::from_request_parts(&mut parts, &()).await;

@@ -47,6 +47,21 @@ pub struct SioConfig {
     /// Connection state recovery: how long a dropped socket can be resumed (socket.io's
     /// `maxDisconnectionDuration`); `None` (the default, as in socket.io) turns it off.
     pub recovery: Option<Duration>,
+    /// socket.io's `allowRequest`: decides on every new session's handshake request;
+    /// `Err(reason)` answers HTTP 403 `{"code": 4, "message": "Forbidden"}`.
+    pub allow_request: Option<AllowRequest>,
+}
+
+/// A handshake check (see [`SioConfig::allow_request`]).
+#[derive(Clone)]
+pub struct AllowRequest(
+    pub Arc<dyn Fn(&axum::http::request::Parts) -> Result<(), String> + Send + Sync>,
+);
+
+impl std::fmt::Debug for AllowRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AllowRequest(..)")
+    }
 }
 
 impl Default for SioConfig {
@@ -60,6 +75,7 @@ impl Default for SioConfig {
             cors: true,
             polling: true,
             recovery: None,
+            allow_request: None,
         }
     }
 }
@@ -91,6 +107,16 @@ impl SioConfig {
     #[must_use]
     pub fn with_recovery(mut self, window: Option<Duration>) -> Self {
         self.recovery = window;
+        self
+    }
+
+    /// Sets the handshake check.
+    #[must_use]
+    pub fn with_allow_request(
+        mut self,
+        f: impl Fn(&axum::http::request::Parts) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.allow_request = Some(AllowRequest(Arc::new(f)));
         self
     }
 
@@ -164,6 +190,7 @@ fn engine_config(config: &SioConfig, hub: &Hub) -> EngineConfig {
         queue_limit: hub.config().queue_limit,
         cors: config.cors,
         allow_polling: config.polling,
+        allow_request: config.allow_request.clone(),
     }
 }
 
