@@ -52,11 +52,12 @@ pub struct SioConfig {
     pub allow_request: Option<AllowRequest>,
 }
 
+/// The function behind [`AllowRequest`].
+pub type AllowRequestFn = dyn Fn(&axum::http::request::Parts) -> Result<(), String> + Send + Sync;
+
 /// A handshake check (see [`SioConfig::allow_request`]).
 #[derive(Clone)]
-pub struct AllowRequest(
-    pub Arc<dyn Fn(&axum::http::request::Parts) -> Result<(), String> + Send + Sync>,
-);
+pub struct AllowRequest(pub Arc<AllowRequestFn>);
 
 impl std::fmt::Debug for AllowRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
