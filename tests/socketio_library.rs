@@ -232,3 +232,30 @@ async fn polling_answers_cross_origin_requests() {
         "content-type"
     );
 }
+
+#[tokio::test]
+async fn shutdown_closes_socketio_websockets_with_1001() {
+    let reasons = Arc::new(Mutex::new(Vec::new()));
+    let r2 = reasons.clone();
+    let (s, _io) = server(move |io| {
+        io.ns("/", move |socket: SocketRef| {
+            let r = r2.clone();
+            socket.on_disconnect(move |_, reason| r.lock().unwrap().push(reason.as_str()));
+        });
+    })
+    .await;
+    let mut a = Sio::connect(&s, "").await;
+    s.shutdown().await;
+    let code = loop {
+        match tokio::time::timeout(common::WAIT, a.ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(WsMessage::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1001));
+    assert_eq!(*reasons.lock().unwrap(), vec!["server shutting down"]);
+}

@@ -310,14 +310,19 @@ impl Socket {
         op
     }
 
+    /// Ends the whole Engine.IO session this socket rides on.
+    fn end_session(&self, reason: DisconnectReason) {
+        if let (Some(e), Some(s)) = (self.engine.upgrade(), self.session.upgrade()) {
+            e.close(&s, reason);
+        }
+    }
+
     /// Disconnects this socket from its namespace (the client gets a DISCONNECT packet);
     /// with `close`, the whole Engine.IO session ends too.
     pub fn disconnect(self: &Arc<Self>, close: bool) {
         if close {
-            if let (Some(e), Some(s)) = (self.engine.upgrade(), self.session.upgrade()) {
-                e.close(&s, DisconnectReason::ServerNamespaceDisconnect);
-                return;
-            }
+            self.end_session(DisconnectReason::ServerNamespaceDisconnect);
+            return;
         }
         let packet = socketio::encode(Kind::Disconnect, 0, &self.ns.name, None, b"");
         self.conn
@@ -896,10 +901,14 @@ impl SioApp {
         {
             let weak = Arc::downgrade(&socket);
             conn.set_closer(Box::new(move |code, _reason| {
-                if let Some(s) = weak.upgrade() {
-                    // The HTTP API's disconnect (4000) is a namespace DISCONNECT; anything
-                    // else (shutdown, policy) ends the whole session.
-                    s.disconnect(code != 4000);
+                let Some(s) = weak.upgrade() else { return };
+                // The HTTP API's disconnect (4000) is a namespace DISCONNECT; a server going
+                // away (1001) ends the session as a shutdown; anything else (policy) ends the
+                // session as a server-side disconnect.
+                match code {
+                    4000 => s.disconnect(false),
+                    1001 => s.end_session(DisconnectReason::ServerShuttingDown),
+                    _ => s.disconnect(true),
                 }
             }));
         }
