@@ -7,7 +7,6 @@
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::{response::Html, routing::get, serve::ListenerExt, Router};
 use tokio::net::TcpListener;
@@ -253,11 +252,6 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-}
-
-/// A short delay helper used by examples and tests that need the server up.
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 const INDEX_HTML: &str = include_str!("../static/index.html");

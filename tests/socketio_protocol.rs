@@ -264,3 +264,26 @@ async fn the_allow_request_hook_refuses_handshakes_with_403() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn a_websocket_frame_over_max_payload_closes_with_1009() {
+    let s = server().await; // maxPayload 1000
+    let mut ws = common::Client::connect(&s.ws_url("/sio/?EIO=4&transport=websocket")).await;
+    let _open = ws.ws.next().await.unwrap().unwrap();
+    ws.ws.send(WsMessage::text("40")).await.unwrap();
+    let _connect = ws.ws.next().await.unwrap().unwrap();
+    let big = format!(r#"42["echo","{}"]"#, "x".repeat(1100));
+    ws.ws.send(WsMessage::text(big)).await.unwrap();
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(WsMessage::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1009));
+    s.wait_connections(0).await;
+}

@@ -360,12 +360,10 @@ async fn fanout(args: &Args, subs: usize, rate: u64, window: u64, secs: u64, siz
         "fanout: {subs} subscribers, {sent} messages in {elapsed:.1}s ({:.0} msg/s published)",
         sent as f64 / elapsed
     );
+    let rate = tot.delivered as f64 / elapsed;
+    let [p50, p99, p999] = [0.5, 0.99, 0.999].map(|q| tot.hist.quantile(q) as f64 / 1000.0);
     println!(
-        "fanout: {:.0} deliveries/s, latency p50 {:.2} ms p99 {:.2} ms p999 {:.2} ms, lost {lost} of {expected}",
-        tot.delivered as f64 / elapsed,
-        tot.hist.quantile(0.5) as f64 / 1000.0,
-        tot.hist.quantile(0.99) as f64 / 1000.0,
-        tot.hist.quantile(0.999) as f64 / 1000.0,
+        "fanout: {rate:.0} deliveries/s, latency p50 {p50:.2} ms p99 {p99:.2} ms p999 {p999:.2} ms, lost {lost} of {expected}"
     );
     println!(
         "fanout: generator CPU {}, server CPU {}",
@@ -373,11 +371,7 @@ async fn fanout(args: &Args, subs: usize, rate: u64, window: u64, secs: u64, siz
         scpu.map_or("?".into(), |c| format!("{c:.0}%"))
     );
     println!(
-        "RESULT fanout subs={subs} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} lost={lost} gen_cpu={:.0} server_cpu={:.0}",
-        tot.delivered as f64 / elapsed,
-        tot.hist.quantile(0.5) as f64 / 1000.0,
-        tot.hist.quantile(0.99) as f64 / 1000.0,
-        tot.hist.quantile(0.999) as f64 / 1000.0,
+        "RESULT fanout subs={subs} deliveries_per_s={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2} p999_ms={p999:.2} lost={lost} gen_cpu={:.0} server_cpu={:.0}",
         cpu.unwrap_or(f64::NAN),
         scpu.unwrap_or(f64::NAN),
     );

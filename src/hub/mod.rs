@@ -222,11 +222,6 @@ impl Conn {
         let _ = self.closer.set(closer);
     }
 
-    /// The shared outbox.
-    pub fn outbox_arc(&self) -> &Arc<Outbox> {
-        &self.outbox
-    }
-
     /// The outbound queue the front end drains.
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
@@ -912,11 +907,6 @@ impl Hub {
         self.emitter(Target::Conn(conn))
     }
 
-    /// Emits as `opts` says.
-    pub fn emitter_with(&self, opts: BroadcastOptions) -> Emitter<'_> {
-        Emitter { hub: self, opts }
-    }
-
     fn emitter(&self, target: Target) -> Emitter<'_> {
         Emitter {
             hub: self,
@@ -1051,13 +1041,6 @@ impl Hub {
             r.record(self, opts, &d);
         }
         Ok(out)
-    }
-
-    /// Delivers an already built delivery to exactly these connections.
-    pub fn deliver_to(&self, conns: &[Arc<Conn>], d: &Delivery, volatile: bool) -> usize {
-        let n = conns.iter().map(|c| self.push_one(c, d, volatile)).sum();
-        self.inner.stats.messages_out(n as u64);
-        n
     }
 
     fn fan_out_all(&self, opts: &BroadcastOptions, d: &Delivery) -> Emitted {
@@ -1264,23 +1247,6 @@ impl Hub {
         let mut users: Vec<String> = st.users.keys().map(|u| u.to_string()).collect();
         users.sort();
         Some(users)
-    }
-
-    /// Rooms of namespace `ns` with their member connections' ids.
-    pub fn rooms_in(&self, ns: &str) -> Vec<(String, Vec<ConnId>)> {
-        self.inner
-            .rooms
-            .all()
-            .flat_map(|s| {
-                s.values()
-                    .filter(|r| &*r.ns == ns)
-                    .map(|r| {
-                        let st = lock(&r.state);
-                        (r.name.to_string(), st.members.keys().copied().collect())
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect()
     }
 
     /// A page of a room's history, newest first, and the `before` of the next page.

@@ -13,7 +13,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::{routing::any, Router};
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 use crate::hub::{Hub, OutFrame};
@@ -338,12 +337,4 @@ pub fn engine_echo_routes(hub: Hub, config: SioConfig) -> Router {
         Arc::new(Echo),
     );
     engine_routes(&config.path, engine)
-}
-
-/// Bytes helper for tests and examples: a binary argument.
-pub fn binary(b: impl Into<Bytes>) -> Args {
-    Args {
-        values: vec![crate::protocol::socketio::placeholder(0)],
-        bin: vec![b.into()],
-    }
 }
