@@ -1,11 +1,16 @@
-// The Node `ws` peer: every message a client sends is sent to every connected client
-// (the sender included), as in the ws README's broadcast example. No compression.
+// The Node `ws` peer: on `/echo` every message goes back to its sender; on any other path
+// every message a client sends is sent to every connected client (the sender included), as
+// in the ws README's broadcast example. No compression.
 "use strict";
 const { WebSocketServer, WebSocket } = require("ws");
 const port = Number(process.env.PORT || 3001);
 const wss = new WebSocketServer({ port, host: "127.0.0.1", perMessageDeflate: false });
-wss.on("connection", (ws) => {
+wss.on("connection", (ws, req) => {
   ws.on("error", () => {});
+  if (req.url === "/echo") {
+    ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
+    return;
+  }
   ws.on("message", (data, isBinary) => {
     for (const client of wss.clients) {
       if (client.readyState === WebSocket.OPEN) client.send(data, { binary: isBinary });
