@@ -79,7 +79,9 @@ impl Target {
                 if !open.payload().starts_with(b"0") {
                     return Err("no Engine.IO open packet".into());
                 }
-                ws.send(Frame::text("40")).await.map_err(|e| e.to_string())?;
+                ws.send(Frame::text("40"))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 loop {
                     let f = ws.next_frame().await.map_err(|e| e.to_string())?;
                     let p = f.payload();
@@ -159,9 +161,9 @@ impl Target {
             (Proto::V1, None) => {
                 format!(r#"{{"op":"publish","room":"{room}","event":"m","data":{data}}}"#)
             }
-            (Proto::V1, Some(id)) => format!(
-                r#"{{"op":"publish","id":{id},"room":"{room}","event":"m","data":{data}}}"#
-            ),
+            (Proto::V1, Some(id)) => {
+                format!(r#"{{"op":"publish","id":{id},"room":"{room}","event":"m","data":{data}}}"#)
+            }
             (Proto::Sio, None) => {
                 format!(r#"42["publish",{{"room":"{room}","event":"m","data":{data}}}]"#)
             }
@@ -252,7 +254,8 @@ impl CpuMeter {
         (
             share(crate::stats::cpu_seconds(None), self.gen0),
             share(
-                self.server_pid.and_then(|p| crate::stats::cpu_seconds(Some(p))),
+                self.server_pid
+                    .and_then(|p| crate::stats::cpu_seconds(Some(p))),
                 self.server0,
             ),
             secs,
@@ -285,7 +288,10 @@ mod tests {
         assert_eq!(number_field(p, b"\"seq\":"), Some(77));
         assert_eq!(number_field(p, b"\"nope\":"), None);
         assert_eq!(string_field(p, b"\"user\":\""), Some("anon-x1"));
-        assert_eq!(string_field(br#"{"user":"unterminated"#, b"\"user\":\""), None);
+        assert_eq!(
+            string_field(br#"{"user":"unterminated"#, b"\"user\":\""),
+            None
+        );
     }
 
     #[test]
@@ -299,11 +305,17 @@ mod tests {
             t(Proto::V1).join("r", Some(5), 1),
             r#"{"op":"join","id":1,"room":"r","since":5}"#
         );
-        assert_eq!(t(Proto::Sio).join("r", None, 3), r#"423["join",{"room":"r"}]"#);
+        assert_eq!(
+            t(Proto::Sio).join("r", None, 3),
+            r#"423["join",{"room":"r"}]"#
+        );
         assert_eq!(
             t(Proto::Sio).echo("anon-a", 9, ""),
             r#"42["send",{"to":"anon-a","event":"e","data":{"t":9,"p":""}}]"#
         );
-        assert_eq!(t(Proto::Raw).publish("r", 1, 2, "x", None), r#"{"t":1,"s":2,"p":"x"}"#);
+        assert_eq!(
+            t(Proto::Raw).publish("r", 1, 2, "x", None),
+            r#"{"t":1,"s":2,"p":"x"}"#
+        );
     }
 }

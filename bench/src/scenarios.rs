@@ -186,15 +186,27 @@ pub(crate) async fn fanout(t: &Target, pid: Option<u32>, window: usize, plan: Fa
         }
     }
     let (gen, server, elapsed) = cpu.finish();
-    // Give in-flight messages a moment to land, then stop counting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let in-flight messages land (until nothing more arrives for half a second, at most
+    // 10 s), then stop counting: what is still missing then is lost.
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut last_count = u64::MAX;
+    while Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = totals.borrow().delivered;
+        if now == last_count {
+            break;
+        }
+        last_count = now;
+    }
     measuring.set(false);
     let rss_end = pid.and_then(rss_kib).unwrap_or(0);
-    let tot = totals.borrow();
+    let (delivered, [p50, p99, p999]) = {
+        let tot = totals.borrow();
+        (tot.delivered, quantiles_ms(&tot.hist))
+    };
     let expected = sent * readers as u64;
-    let lost = expected.saturating_sub(tot.delivered);
-    let rate = tot.delivered as f64 / elapsed;
-    let [p50, p99, p999] = quantiles_ms(&tot.hist);
+    let lost = expected.saturating_sub(delivered);
+    let rate = delivered as f64 / elapsed;
     println!(
         "fanout: {readers} reading subscribers, {sent} messages in {elapsed:.1}s ({:.0} msg/s published)",
         sent as f64 / elapsed
@@ -329,7 +341,9 @@ impl Seen {
 
     fn has(&self, seq: u64) -> bool {
         let word = (seq / 64) as usize;
-        self.bits.get(word).is_some_and(|w| w & (1 << (seq % 64)) != 0)
+        self.bits
+            .get(word)
+            .is_some_and(|w| w & (1 << (seq % 64)) != 0)
     }
 
     fn highest(&self) -> Option<u64> {
@@ -395,7 +409,7 @@ pub(crate) async fn jitter(
             window.clone(),
         );
         tasks.push(tokio::task::spawn_local(async move {
-            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (index as u64 + 1) * 0x1000_0001;
+            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((index as u64 + 1) * 0x1000_0001);
             loop {
                 let permit = window.acquire().await.expect("window");
                 let client = t.connect(index + 1).await;
@@ -409,9 +423,13 @@ pub(crate) async fn jitter(
                     continue;
                 }
                 let cut = Instant::now()
-                    + Duration::from_millis(period_ms / 2 + next_random(&mut rng) % (period_ms / 2 + 1));
+                    + Duration::from_millis(
+                        period_ms / 2 + next_random(&mut rng) % (period_ms / 2 + 1),
+                    );
                 loop {
-                    let done = last.get().is_some_and(|l| seen.borrow().highest() >= Some(l));
+                    let done = last
+                        .get()
+                        .is_some_and(|l| seen.borrow().highest() >= Some(l));
                     if done {
                         return;
                     }
@@ -513,7 +531,11 @@ pub(crate) async fn jitter(
     for s in &seen {
         let s = s.borrow();
         let (got, expected) = s.share(highest);
-        let share = if expected == 0 { 0.0 } else { got as f64 / expected as f64 };
+        let share = if expected == 0 {
+            0.0
+        } else {
+            got as f64 / expected as f64
+        };
         complete += usize::from(expected > 0 && got == expected);
         min_share = min_share.min(share);
         sum_share += share;
