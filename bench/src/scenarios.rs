@@ -186,6 +186,8 @@ pub(crate) async fn fanout(t: &Target, pid: Option<u32>, window: usize, plan: Fa
         }
     }
     let (gen, server, elapsed) = cpu.finish();
+    // The rate counts what arrived while publishing; losses count what never arrived.
+    let in_window = totals.borrow().delivered;
     // Let in-flight messages land (until nothing more arrives for half a second, at most
     // 10 s), then stop counting: what is still missing then is lost.
     let give_up = Instant::now() + Duration::from_secs(10);
@@ -206,7 +208,7 @@ pub(crate) async fn fanout(t: &Target, pid: Option<u32>, window: usize, plan: Fa
     };
     let expected = sent * readers as u64;
     let lost = expected.saturating_sub(delivered);
-    let rate = delivered as f64 / elapsed;
+    let rate = in_window as f64 / elapsed;
     println!(
         "fanout: {readers} reading subscribers, {sent} messages in {elapsed:.1}s ({:.0} msg/s published)",
         sent as f64 / elapsed
