@@ -1,21 +1,27 @@
 #!/usr/bin/env python3
 """Runs the same scenarios against Hubbub and its peers, interleaved, and writes
-docs/benchmarks.md (a table of medians and spreads, ratios against the peer, and an SVG
-chart) with the exact commands to reproduce.
+docs/benchmarks.md (tables of medians and spreads, the targets with their ratios, and an
+SVG chart) with the exact commands to reproduce.
 
-    python3 bench/compare.py [--repeats 3] [--conns 10000] [--subs 1000] [--secs 8]
+    python3 bench/compare.py [--repeats 3] [--quick]
 
-Servers run pinned to CPU 0 and the generator (hubbub-bench) to CPU 1; each repeat runs
-every server once (A B C D, A B C D, ...), so drift on a shared machine hits all alike.
-Peers: a Node `ws` broadcast server and a Node `socket.io` 4.8 server from bench/peers
-(npm install there). Everything targets loopback and stops by itself.
+Servers run pinned to CPU 0 and the generator (hubbub-bench) to CPU 1; within a repeat,
+every scenario runs once against every server (A B C ..., A B C ...), so drift on a shared
+machine hits all alike, and each run gets a freshly started server. Peers, all doing the
+same work (broadcast to a room or to all, echo to the sender):
+- Node `ws` 8.18 (bench/peers/ws-broadcast.js, npm),
+- Node `socket.io` 4.8 (bench/peers/socketio-server.js, npm),
+- socketioxide 0.18 (bench/peers/socketioxide, crates.io).
+Everything targets loopback and stops by itself.
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,46 +34,93 @@ TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 BIN = os.path.join(TARGET, "release", "hubbub")
 GEN = os.path.join(TARGET, "release", "hubbub-bench")
 PEERS = os.path.join(ROOT, "bench", "peers")
+SIOX_DIR = os.path.join(PEERS, "socketioxide")
+SIOX = os.path.join(SIOX_DIR, "target", "release", "socketioxide-peer")
+SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 
+# name: (command, port)
 SERVERS = {
-    # name: (command, port, proto for the generator, url, peer of)
-    "hubbub /ws": ([BIN, "--bind", "127.0.0.1:3100"], 3100, "v1", "ws://127.0.0.1:3100/ws", None),
-    "node ws": (["node", "ws-broadcast.js"], 3101, "raw", "ws://127.0.0.1:3101/", "hubbub /ws"),
-    "hubbub socket.io": ([BIN, "--bind", "127.0.0.1:3102"], 3102, "sio",
-                         "ws://127.0.0.1:3102/socket.io/?EIO=4&transport=websocket", None),
-    "node socket.io": (["node", "socketio-server.js"], 3103, "sio",
-                       "ws://127.0.0.1:3103/socket.io/?EIO=4&transport=websocket", "hubbub socket.io"),
+    "hubbub": ([BIN, "--bind", "127.0.0.1:3100"], 3100),
+    "node ws": (["node", "ws-broadcast.js"], 3101),
+    "node socket.io": (["node", "socketio-server.js"], 3102),
+    "socketioxide": ([SIOX], 3103),
 }
+
+# An endpoint: (label, server, generator protocol, URL path).
+WS = ("hubbub /ws", "hubbub", "v1", "/ws")
+WS_ECHO = ("hubbub /ws/echo", "hubbub", "raw", "/ws/echo")
+HSIO = ("hubbub socket.io", "hubbub", "sio", SIO_PATH)
+NWS = ("node ws", "node ws", "raw", "/")
+NWS_ECHO = ("node ws", "node ws", "raw", "/echo")
+NSIO = ("node socket.io", "node socket.io", "sio", SIO_PATH)
+SIOX_EP = ("socketioxide", "socketioxide", "sio", SIO_PATH)
+ALL = [WS, NWS, HSIO, NSIO, SIOX_EP]
+
+
+def scenarios(a):
+    """(key, title, endpoints, generator arguments, source addresses)."""
+    fan = ["fanout", "--subs", str(a.subs), "--secs", str(a.secs)]
+    return [
+        ("idle", f"Idle memory per connection, {a.conns:,} connections", ALL,
+         ["idle", "--conns", str(a.conns)], 1),
+        ("idle19k", f"Idle memory per connection, {a.conns_max:,} connections", ALL,
+         ["idle", "--conns", str(a.conns_max)], 4),
+        ("connect", f"Handshakes per second ({a.handshakes:,} connections, 200 in flight)", ALL,
+         ["connect", "--conns", str(a.handshakes)], 8),
+        ("fanout", f"Fan-out to {a.subs:,} subscribers at maximal rate (~100-byte JSON)", ALL,
+         fan, 4),
+        ("fanout_fixed", f"Fan-out to {a.subs:,} subscribers at an equal fixed rate "
+                         f"({a.fixed_rate} msg/s = {a.fixed_rate * a.subs:,} deliveries/s)", ALL,
+         fan + ["--rate", str(a.fixed_rate)], 4),
+        ("echo", f"Echo with {a.echo_conns:,} connections (closed loop, ~100-byte JSON)",
+         [WS_ECHO, NWS_ECHO, WS, HSIO, NSIO, SIOX_EP],
+         ["echo", "--conns", str(a.echo_conns), "--secs", str(a.secs)], 1),
+        ("slow", f"Slow consumers: {a.slow_subs} subscribers, 20 % never read, "
+                 f"{a.slow_rate} msg/s of 2 KB", ALL,
+         ["fanout", "--subs", str(a.slow_subs), "--rate", str(a.slow_rate), "--size", "2000",
+          "--secs", str(a.slow_secs), "--slow-share", "0.2"], 1),
+        ("jitter", f"Jitter: {a.jitter_subs} subscribers cut off every 0.5-1.5 s (down 100 ms), "
+                   "100 msg/s, resume with `join since`", [WS, HSIO],
+         ["jitter", "--subs", str(a.jitter_subs), "--rate", "100", "--secs", str(a.secs),
+          "--period-ms", "1500", "--down-ms", "100"], 1),
+    ]
 
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
-def start(name):
-    cmd, port, _, _, _ = SERVERS[name]
+def wait_port(port, deadline):
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def post(port, path, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    urllib.request.urlopen(req, timeout=5).read()
+
+
+def start(server):
+    cmd, port = SERVERS[server]
     env = dict(os.environ, PORT=str(port), RUST_LOG="warn")
     cwd = PEERS if cmd[0] == "node" else tempfile.mkdtemp()
     proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        try:
-            if cmd[0] == "node":
-                import socket
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            else:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
-                req = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/api/rooms",
-                    data=b'{"name":"bench","presence":false}',
-                    headers={"content-type": "application/json"})
-                urllib.request.urlopen(req, timeout=2)
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{name} did not start")
+    if not wait_port(port, time.time() + 15):
+        proc.kill()
+        raise RuntimeError(f"{server} did not start")
+    if server == "hubbub":
+        # The benchmark rooms: no presence (a 10,000-member room would send 10,000^2
+        # presence frames while filling), and a history room for the jitter scenario.
+        post(port, "/api/rooms", {"name": "bench", "presence": False, "history": 0})
+        post(port, "/api/rooms", {"name": "jitter", "presence": False, "history": 5000})
+    return proc
 
 
 def stop(proc):
@@ -76,129 +129,267 @@ def stop(proc):
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
-    time.sleep(0.5)
+        proc.wait()
+    time.sleep(1)
 
 
-def generate(name, proc, scenario_args):
-    _, _, proto, url, _ = SERVERS[name]
-    cmd = ["taskset", "-c", "1", GEN, "--proto", proto, "--url", url,
-           "--server-pid", str(proc.pid), *scenario_args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
-    line = next((l for l in out.splitlines() if l.startswith("RESULT")), None)
+def generate(endpoint, proc, args, source_ips):
+    _, server, proto, path = endpoint
+    url = f"ws://127.0.0.1:{SERVERS[server][1]}{path}"
+    cmd = ["taskset", "-c", "1", GEN, "--proto", proto, "--url", url, "--server-pid",
+           str(proc.pid), "--source-ips", str(source_ips), *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    line = next((l for l in res.stdout.splitlines() if l.startswith("RESULT")), None)
     if not line:
-        raise RuntimeError(f"{name}: no result\n{out}")
-    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+|nan)", line) if v != "nan"}
+        print(f"  {endpoint[0]}: no result\n{res.stdout}\n{res.stderr}", flush=True)
+        return None
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
 
 
-def median_spread(xs):
-    return statistics.median(xs), (min(xs), max(xs))
+def med(xs):
+    return statistics.median(xs) if xs else None
 
 
-def svg_chart(rows, path):
-    """Horizontal bars: Hubbub's advantage as a ratio over its peer, per measure."""
-    width, bar_h, gap, left = 720, 26, 12, 320
-    height = 40 + len(rows) * (bar_h + gap)
-    top = max(r[1] for r in rows) or 1
-    scale = (width - left - 80) / top
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'font-family="sans-serif" font-size="13">',
-             f'<text x="10" y="22" font-weight="bold">Hubbub vs peer (higher is better for Hubbub)</text>']
-    for i, (label, ratio) in enumerate(rows):
-        y = 40 + i * (bar_h + gap)
-        w = max(2, ratio * scale)
-        parts.append(f'<text x="10" y="{y + 17}">{label}</text>')
-        parts.append(f'<rect x="{left}" y="{y}" width="{w:.0f}" height="{bar_h}" fill="#3b7dd8"/>')
-        parts.append(f'<text x="{left + w + 6:.0f}" y="{y + 17}">{ratio:.1f}x</text>')
-    x1 = left + scale
-    parts.append(f'<line x1="{x1:.0f}" y1="34" x2="{x1:.0f}" y2="{height - 4}" stroke="#999" '
-                 f'stroke-dasharray="4"/>')
-    parts.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(parts) + "\n")
+# What each scenario's table shows: (metric, column title, format).
+COLUMNS = {
+    "idle": [("bytes_per_conn", "bytes per connection", "{:,.0f}")],
+    "idle19k": [("bytes_per_conn", "bytes per connection", "{:,.0f}"),
+                ("conns", "connections held", "{:,.0f}")],
+    "connect": [("handshakes_per_s", "handshakes/s", "{:,.0f}"), ("p99_ms", "p99 ms", "{:.1f}")],
+    "fanout": [("deliveries_per_s", "deliveries/s", "{:,.0f}"), ("p50_ms", "p50 ms", "{:.1f}"),
+               ("p99_ms", "p99 ms", "{:.1f}"), ("lost", "lost", "{:,.0f}")],
+    "fanout_fixed": [("deliveries_per_s", "deliveries/s", "{:,.0f}"), ("p50_ms", "p50 ms", "{:.1f}"),
+                     ("p99_ms", "p99 ms", "{:.1f}"), ("p999_ms", "p999 ms", "{:.1f}"),
+                     ("lost", "lost", "{:,.0f}")],
+    "half": [("deliveries_per_s", "deliveries/s", "{:,.0f}"), ("p50_ms", "p50 ms", "{:.1f}"),
+             ("p99_ms", "p99 ms", "{:.1f}"), ("p999_ms", "p999 ms", "{:.1f}"),
+             ("lost", "lost", "{:,.0f}")],
+    "echo": [("round_trips_per_s", "round trips/s", "{:,.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),
+             ("p99_ms", "p99 ms", "{:.2f}")],
+    "slow": [("rss_growth_kib", "server RSS growth KiB", "{:,.0f}"),
+             ("slow_cut", "slow ones cut off", "{:.0f}"), ("p99_ms", "others' p99 ms", "{:.1f}"),
+             ("lost", "others' losses", "{:,.0f}")],
+    "jitter": [("min_share", "min share %", "{:.2f}"), ("complete", "clients complete", "{:.0f}"),
+               ("reconnects", "reconnects", "{:,.0f}"), ("duplicates", "duplicates", "{:.0f}")],
+}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--conns", type=int, default=10000)
-    ap.add_argument("--subs", type=int, default=1000)
+    ap.add_argument("--conns-max", type=int, default=19000)
+    ap.add_argument("--handshakes", type=int, default=5000)
+    ap.add_argument("--subs", type=int, default=10000)
+    ap.add_argument("--fixed-rate", type=int, default=5)
+    ap.add_argument("--echo-conns", type=int, default=1000)
+    ap.add_argument("--slow-subs", type=int, default=200)
+    ap.add_argument("--slow-rate", type=int, default=500)
+    ap.add_argument("--slow-secs", type=int, default=15)
+    ap.add_argument("--jitter-subs", type=int, default=200)
     ap.add_argument("--secs", type=int, default=8)
+    ap.add_argument("--only", help="comma-separated scenario keys")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs"))
     a = ap.parse_args()
-    run(["cargo", "build", "--release", "-p", "hubbub", "-p", "hubbub-bench"], cwd=ROOT)
-    if not os.path.isdir(os.path.join(PEERS, "node_modules")):
-        run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=PEERS)
-    for tool in ("taskset", "node"):
+    for tool in ("taskset", "node", "cargo"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is required")
-    scenarios = {
-        "idle": ["idle", "--conns", str(a.conns)],
-        "fanout": ["fanout", "--subs", str(a.subs), "--secs", str(a.secs)],
-    }
-    results = {(s, n): [] for s in scenarios for n in SERVERS}
+    run(["cargo", "build", "--release", "-p", "hubbub", "-p", "hubbub-bench"], cwd=ROOT)
+    run(["cargo", "build", "--release", "--target-dir", os.path.join(SIOX_DIR, "target")],
+        cwd=SIOX_DIR)
+    if not os.path.isdir(os.path.join(PEERS, "node_modules")):
+        run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=PEERS)
+
+    plan = scenarios(a)
+    if a.only:
+        keep = set(a.only.split(","))
+        plan = [s for s in plan if s[0] in keep]
+    results = {}  # (scenario key, endpoint label) -> [result dicts]
+    started = time.time()
     for rep in range(a.repeats):
-        for scen, sargs in scenarios.items():
-            for name in SERVERS:
-                proc = start(name)
+        for key, _, endpoints, gargs, ips in plan:
+            for ep in endpoints:
+                proc = start(ep[1])
                 try:
-                    r = generate(name, proc, sargs)
+                    r = generate(ep, proc, gargs, ips)
                 finally:
                     stop(proc)
-                results[(scen, name)].append(r)
-                print(f"[{rep + 1}/{a.repeats}] {scen:6} {name:18} {r}", flush=True)
+                if r is not None:
+                    results.setdefault((key, ep[0]), []).append(r)
+                print(f"[{rep + 1}/{a.repeats} {time.time() - started:5.0f}s] {key:12} {ep[0]:18} {r}",
+                      flush=True)
+            if key == "fanout":
+                # Hubbub's p99 at half of its own saturation rate (this repeat's maximal rate).
+                for ep in (WS, HSIO):
+                    sat = results.get(("fanout", ep[0]), [{}])[-1].get("deliveries_per_s")
+                    if not sat:
+                        continue
+                    rate = max(1, round(sat / 2 / a.subs))
+                    proc = start(ep[1])
+                    try:
+                        r = generate(ep, proc, ["fanout", "--subs", str(a.subs), "--secs",
+                                                str(a.secs), "--rate", str(rate)], 4)
+                    finally:
+                        stop(proc)
+                    if r is not None:
+                        r["rate"] = rate
+                        results.setdefault(("half", ep[0]), []).append(r)
+                    print(f"[{rep + 1}/{a.repeats}] half-sat     {ep[0]:18} rate {rate}: {r}", flush=True)
+    write_report(a, plan, results, time.time() - started)
 
-    lines = ["# Benchmarks", "",
-             "Generated by `bench/compare.py` from one run; every figure is the median of "
-             f"{a.repeats} interleaved repeats, with the spread (min-max). Server on CPU 0, "
-             "generator (`hubbub-bench`) on CPU 1, loopback, one generator process (the "
-             "open-files limit here is about 20,000, so one process holds at most about "
-             "19,000 connections). Ratios compare Hubbub with the peer measured in the same "
-             "run; absolute figures move 20 % or more on these shared machines.", "",
-             f"Machine: {os.cpu_count()} cores; `{sys.version.split()[0]}` Python, "
-             f"{subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()} Node.", "",
-             "| measure | server | median | spread | generator CPU | ratio vs peer |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    chart = []
-    measures = [
-        ("idle", "bytes_per_conn", f"idle memory per connection ({a.conns} connections)", "bytes", False),
-        ("fanout", "deliveries_per_s", f"fan-out to {a.subs} subscribers, max rate", "deliveries/s", True),
-        ("fanout", "p99_ms", f"fan-out p99 latency ({a.subs} subscribers, max rate)", "ms", False),
+
+def stat(results, key, label, metric):
+    xs = [r[metric] for r in results.get((key, label), []) if metric in r]
+    if not xs:
+        return None
+    return statistics.median(xs), min(xs), max(xs)
+
+
+def write_report(a, plan, results, took):
+    lines = [
+        "# Benchmarks", "",
+        f"Generated by `bench/compare.py` from one run ({took / 60:.0f} minutes); every figure is the "
+        f"median of {a.repeats} interleaved repeats, with the spread (min-max) where it matters. "
+        "Server on CPU 0, generator (`hubbub-bench`, one thread) on CPU 1, loopback, a freshly "
+        "started server for every run. Ratios compare Hubbub with peers measured in the same run; "
+        "absolute figures move 20 % or more on these shared, virtualised machines.", "",
+        f"Machine: {os.cpu_count()} cores, Linux {os.uname().release}; "
+        f"{subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()} Node. "
+        "The open-files limit here is 20,000 per process, so one generator process (and one "
+        "server) holds at most about 19,900 connections; beyond that, run several generator "
+        "processes and raise the server's limit.", "",
+        "A generator CPU of 90 % or more means the figure is a lower bound for the server: "
+        "the generator, not the server, was the limit.", "",
     ]
-    for scen, key, label, unit, higher_better in measures:
-        for name, (_, _, _, _, peer_of) in SERVERS.items():
-            xs = [r[key] for r in results[(scen, name)] if key in r]
-            if not xs:
-                continue
-            med, (lo, hi) = median_spread(xs)
-            gens = [r.get("gen_cpu") for r in results[(scen, name)] if r.get("gen_cpu") is not None]
-            gen = f"{statistics.median(gens):.0f} %" if gens else "n/a"
-            ratio = ""
-            if peer_of is None:
-                peer = next(n for n, v in SERVERS.items() if v[4] == name)
-                pxs = [r[key] for r in results[(scen, peer)] if key in r]
-                if pxs:
-                    pm = statistics.median(pxs)
-                    adv = (med / pm) if higher_better else (pm / med if med else 0)
-                    word = "better" if adv >= 1 else "worse"
-                    ratio = f"{adv:.2f}x ({word}) vs {peer}"
-                    chart.append((f"{label.split(' (')[0]}: {name}", adv))
-            lines.append(f"| {label} | {name} | {med:,.0f} {unit} | {lo:,.0f}-{hi:,.0f} | {gen} | {ratio} |")
-    lines += ["", "![Hubbub vs peer](benchmarks.svg)", "",
-              "A generator CPU at 90 % or more means the figure is a lower bound for the server.",
-              "Latency at maximal rate is queueing at each server's own saturation point (Hubbub "
-              "then moves many times more messages than its peer, through a saturated generator): "
-              "it is reported, not compared fairly; latency at a fixed, equal rate is the fair "
-              "comparison and is still to be added to this script.", "",
-              "## Reproduce", "", "```sh", "(cd bench/peers && npm install)",
-              f"python3 bench/compare.py --repeats {a.repeats} --conns {a.conns} --subs {a.subs} --secs {a.secs}",
-              "```", ""]
-    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
-    import json
-    with open(os.path.join(ROOT, "docs", "benchmarks.json"), "w") as f:
-        json.dump({f"{s}|{n}": v for (s, n), v in results.items()}, f, indent=1)
-    with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
+    # Targets first.
+    targets = []
+    chart = []
+
+    def ratio_row(title, key, metric, ours, peer, higher_better, need, fmt="{:,.0f}", unit=""):
+        o, p = stat(results, key, ours, metric), stat(results, key, peer, metric)
+        if not o or not p:
+            return
+        adv = (o[0] / p[0] if p[0] else float("inf")) if higher_better else \
+            (p[0] / o[0] if o[0] else float("inf"))
+        met = adv >= need
+        targets.append(f"| {title} | {ours}: {fmt.format(o[0])}{unit} | {peer}: {fmt.format(p[0])}{unit} "
+                       f"| {adv:.2f}x | {need:g}x | {'met' if met else '**not met**'} |")
+        chart.append((f"{title.split(' (')[0]} vs {peer}", adv, need))
+
+    lines += ["## Targets (issue 3)", "",
+              "Advantage: how many times better Hubbub is (higher deliveries or round trips, "
+              "lower memory or latency).", "",
+              "| target | Hubbub | peer | advantage | needed | |", "| --- | --- | --- | --- | --- | --- |"]
+    for ep in (WS, HSIO):
+        ratio_row(f"fan-out {a.subs:,} subs, deliveries/s ({ep[0]})", "fanout", "deliveries_per_s",
+                  ep[0], "socketioxide", True, 2)
+    ratio_row(f"idle memory at {a.conns:,}", "idle", "bytes_per_conn", WS[0], "node ws", False, 2,
+              unit=" B")
+    ratio_row(f"idle memory at {a.conns_max:,}", "idle19k", "bytes_per_conn", WS[0], "node ws",
+              False, 2, unit=" B")
+    ratio_row("echo round trips/s", "echo", "round_trips_per_s", HSIO[0], "socketioxide", True, 1.3)
+    ratio_row("echo p99", "echo", "p99_ms", HSIO[0], "socketioxide", False, 3, fmt="{:.2f}",
+              unit=" ms")
+    ratio_row("handshakes/s (Socket.IO)", "connect", "handshakes_per_s", HSIO[0], "socketioxide",
+              True, 1)
+    ratio_row("handshakes/s (/ws)", "connect", "handshakes_per_s", WS[0], "socketioxide", True, 1)
+    lines += targets
+    for key, limit in (("idle", 6144), ("idle19k", 6144)):
+        s = stat(results, key, HSIO[0], "bytes_per_conn")
+        if s:
+            lines.append(f"| Socket.IO idle memory ({key}) | {s[0]:,.0f} B | limit {limit:,} B | | "
+                         f"| {'met' if s[0] <= limit else '**not met**'} |")
+    for ep in (WS, HSIO):
+        s = stat(results, "half", ep[0], "p99_ms")
+        r = stat(results, "half", ep[0], "rate")
+        if s and r:
+            lines.append(f"| fan-out p99 at half saturation ({ep[0]}, {r[0]:.0f} msg/s) | "
+                         f"{s[0]:.1f} ms | limit 50 ms | | | {'met' if s[0] < 50 else '**not met**'} |")
+        s = stat(results, "jitter", ep[0], "min_share")
+        if s:
+            lines.append(f"| jitter: every message to every client ({ep[0]}) | min share {s[1]:.2f} % "
+                         f"| 100 % | | | {'met' if s[1] >= 100 else '**not met**'} |")
+    lines += ["", "![Hubbub's advantage over each peer](benchmarks.svg)", ""]
+
+    for key, title, endpoints, gargs, ips in plan + [("half", "Fan-out at half of Hubbub's own "
+                                                      "saturation rate (measured in each repeat)",
+                                                      [WS, HSIO], None, 4)]:
+        cols = COLUMNS[key]
+        rows = []
+        for ep in endpoints:
+            cells = []
+            for metric, _, fmt in cols:
+                s = stat(results, key, ep[0], metric)
+                if not s:
+                    cells.append("n/a")
+                elif s[1] == s[2] or metric in ("lost", "conns", "complete"):
+                    cells.append(fmt.format(s[0]))
+                else:
+                    cells.append(f"{fmt.format(s[0])} ({fmt.format(s[1])}-{fmt.format(s[2])})")
+            g = stat(results, key, ep[0], "gen_cpu")
+            sv = stat(results, key, ep[0], "server_cpu")
+            if any(c != "n/a" for c in cells):
+                rows.append(f"| {ep[0]} | " + " | ".join(cells) +
+                            f" | {g[0]:.0f} % | {sv[0]:.0f} % |" if g and sv else
+                            f"| {ep[0]} | " + " | ".join(cells) + " | | |")
+        if not rows:
+            continue
+        lines += [f"## {title}", ""]
+        if gargs:
+            lines += [f"`hubbub-bench --source-ips {ips} {' '.join(gargs)}`", ""]
+        lines += ["| server | " + " | ".join(c[1] for c in cols) + " | generator CPU | server CPU |",
+                  "| --- " * (len(cols) + 3) + "|"] + rows + [""]
+
+    lines += ["## Reproduce", "", "```sh", "(cd bench/peers && npm install)",
+              "python3 bench/compare.py " + " ".join(
+                  f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(a).items())
+                  if v is not None and k not in ("out", "only")),
+              "```", "",
+              "One scenario by hand: start a server pinned to CPU 0 (`taskset -c 0 "
+              "target/release/hubbub --bind 127.0.0.1:3100`), create the room (`curl -XPOST "
+              "127.0.0.1:3100/api/rooms -H 'content-type: application/json' -d "
+              "'{\"name\":\"bench\",\"presence\":false}'`), then `taskset -c 1 "
+              "target/release/hubbub-bench --url ws://127.0.0.1:3100/ws --server-pid PID fanout "
+              "--subs 10000 --rate 5`.", ""]
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "benchmarks.json"), "w") as f:
+        json.dump({f"{k}|{n}": v for (k, n), v in sorted(results.items())}, f, indent=1)
+    with open(os.path.join(a.out, "benchmarks.md"), "w") as f:
         f.write("\n".join(lines))
-    svg_chart(chart, os.path.join(ROOT, "docs", "benchmarks.svg"))
-    print("wrote docs/benchmarks.md and docs/benchmarks.svg")
+    svg_chart(chart, os.path.join(a.out, "benchmarks.svg"))
+    print(f"wrote {a.out}/benchmarks.md, .svg and .json")
+
+
+def svg_chart(rows, path):
+    """Horizontal bars on a log scale: Hubbub's advantage over a peer, with the target."""
+    import math
+    width, bar_h, gap, left = 860, 24, 10, 380
+    height = 50 + len(rows) * (bar_h + gap)
+    top = max([r[1] for r in rows] + [2])
+    span = math.log10(top) + 0.3
+    scale = (width - left - 70) / span
+
+    def x(v):
+        return left + max(0.0, math.log10(max(v, 1e-3)) + 0.3) * scale
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="sans-serif" font-size="12">',
+             '<text x="10" y="20" font-weight="bold">Hubbub\'s advantage over each peer '
+             '(log scale; | = 1x, red tick = target)</text>']
+    for i, (label, adv, need) in enumerate(rows):
+        y = 36 + i * (bar_h + gap)
+        color = "#3b7dd8" if adv >= need else "#d8843b"
+        parts.append(f'<text x="10" y="{y + 16}">{label}</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{max(2, x(adv) - left):.0f}" height="{bar_h}" '
+                     f'fill="{color}"/>')
+        parts.append(f'<line x1="{x(need):.0f}" y1="{y - 2}" x2="{x(need):.0f}" y2="{y + bar_h + 2}" '
+                     'stroke="#c00" stroke-width="2"/>')
+        parts.append(f'<text x="{x(adv) + 6:.0f}" y="{y + 16}">{adv:.2f}x</text>')
+    parts.append(f'<line x1="{x(1):.0f}" y1="30" x2="{x(1):.0f}" y2="{height - 4}" stroke="#999" '
+                 'stroke-dasharray="4"/>')
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts) + "\n")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ async fn main() -> std::io::Result<()> {
             get(|| async { "an ordinary route; the echo is at /ws/echo" }),
         )
         .merge(hubbub.ws_routes());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    let listener = hubbub::server::bind("127.0.0.1:3000".parse()?)?;
     println!("echo on ws://127.0.0.1:3000/ws/echo");
     hubbub.serve(listener, app, shutdown_signal()).await
 }

@@ -29,7 +29,7 @@ async fn main() -> std::io::Result<()> {
             );
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    let listener = hubbub::server::bind("127.0.0.1:3000".parse()?)?;
     hubbub
         .serve(listener, hubbub.router(), shutdown_signal())
         .await

@@ -25,6 +25,6 @@ async fn main() -> std::io::Result<()> {
         shutdown_signal().await;
         game_hub.shutdown(1001, "server shutting down");
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    let listener = hubbub::server::bind("127.0.0.1:3000".parse()?)?;
     chat.serve(listener, app, shutdown).await
 }

@@ -50,7 +50,7 @@ async fn main() -> std::io::Result<()> {
         hubbub.hub().clone(),
         sio_config.with_path("/engine.io"),
     ));
-    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let listener = hubbub::server::bind(bind)?;
     println!("conformance server on http://{bind}");
     hubbub.serve(listener, app, shutdown_signal()).await
 }

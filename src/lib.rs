@@ -31,7 +31,7 @@
 //! let app = Router::new()
 //!     .route("/hello", get(|| async { "hello" }))
 //!     .merge(hubbub.router());
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! let listener = hubbub::server::bind("127.0.0.1:3000".parse()?)?;
 //! hubbub.serve(listener, app, std::future::pending()).await
 //! # }
 //! ```

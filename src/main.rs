@@ -42,7 +42,7 @@ async fn main() -> std::process::ExitCode {
             config.db.display()
         );
     }
-    let listener = match tokio::net::TcpListener::bind(config.bind).await {
+    let listener = match hubbub::server::bind(config.bind) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("hubbub: cannot listen on {}: {e}", config.bind);

@@ -229,6 +229,25 @@ pub fn raise_fd_limit() -> Option<u64> {
     rlimit::increase_nofile_limit(u64::MAX).ok()
 }
 
+/// Pending connections the listener queues before they are accepted (the kernel caps it
+/// at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener for [`Hubbub::serve`] with a backlog of [`LISTEN_BACKLOG`].
+///
+/// `tokio::net::TcpListener::bind` queues only 128 connections; a burst of reconnects after
+/// a restart overflows that, and each dropped SYN costs its client a one-second retry.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// File descriptors kept aside for the listener, logs, the store and the runtime.
 pub const FD_RESERVE: u64 = 64;
 

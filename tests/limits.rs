@@ -1,6 +1,6 @@
 //! Limits: max_payload (1009), max_connections (503 before the upgrade), the outbound
-//! queue (1008 slow consumer for reliable deliveries, drops for volatile ones), and a
-//! flooding client that does not starve the others.
+//! queue (1008 slow consumer for reliable deliveries, drops for volatile ones), a flooding
+//! client that does not starve the others, and the listen backlog.
 
 mod common;
 
@@ -261,4 +261,28 @@ async fn a_flooding_client_does_not_starve_the_others() {
     // The flooder is still connected (no rate limit configured) and answers pings.
     let pong = flooder.request(json!({"op":"ping"})).await;
     assert_eq!(pong["op"], "pong");
+}
+
+/// A burst of connections the server has not accepted yet waits in the listen queue
+/// instead of losing its SYN (which costs a client a one-second retry).
+#[tokio::test]
+async fn the_listener_queues_a_burst_of_connections() {
+    let listener = hubbub::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Nothing accepts while the burst connects: 600 is well past the 128 that
+    // `TcpListener::bind` queues.
+    let mut connects = Vec::new();
+    for _ in 0..600 {
+        connects.push(tokio::spawn(tokio::time::timeout(
+            Duration::from_millis(800),
+            tokio::net::TcpStream::connect(addr),
+        )));
+    }
+    let mut held = Vec::new();
+    for c in connects {
+        let stream = c.await.unwrap().expect("connected without a SYN retry");
+        held.push(stream.unwrap());
+    }
+    assert_eq!(held.len(), 600);
+    drop(listener);
 }

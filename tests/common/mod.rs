@@ -49,7 +49,7 @@ impl TestServer {
     }
 
     pub async fn serve(hubbub: Hubbub, app: axum::Router) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = hubbub::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let h = hubbub.clone();
