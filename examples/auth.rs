@@ -46,7 +46,7 @@ async fn main() -> std::io::Result<()> {
     let app = hubbub
         .ws_routes()
         .route_layer(middleware::from_fn_with_state(tokens, check_token));
-    let listener = hubbub::server::bind("127.0.0.1:3000".parse()?)?;
+    let listener = hubbub::server::bind(([127, 0, 0, 1], 3000).into())?;
     println!("auth: ws://127.0.0.1:3000/ws?token=t-alice");
     hubbub.serve(listener, app, shutdown_signal()).await
 }

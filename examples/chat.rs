@@ -31,7 +31,7 @@ async fn main() -> std::io::Result<()> {
     hub.on_disconnect(|hub, conn| {
         let _ = hub.to_all().emit("left", json!({ "user": conn.user() }));
     });
-    let listener = hubbub::server::bind("127.0.0.1:3000".parse()?)?;
+    let listener = hubbub::server::bind(([127, 0, 0, 1], 3000).into())?;
     println!("chat on ws://127.0.0.1:3000/ws/<name>");
     hubbub
         .serve(listener, hubbub.router(), shutdown_signal())

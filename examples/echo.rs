@@ -16,7 +16,7 @@ async fn main() -> std::io::Result<()> {
             get(|| async { "an ordinary route; the echo is at /ws/echo" }),
         )
         .merge(hubbub.ws_routes());
-    let listener = hubbub::server::bind("127.0.0.1:3000".parse()?)?;
+    let listener = hubbub::server::bind(([127, 0, 0, 1], 3000).into())?;
     println!("echo on ws://127.0.0.1:3000/ws/echo");
     hubbub.serve(listener, app, shutdown_signal()).await
 }

@@ -29,7 +29,7 @@ async fn main() -> std::io::Result<()> {
             );
         }
     });
-    let listener = hubbub::server::bind("127.0.0.1:3000".parse()?)?;
+    let listener = hubbub::server::bind(([127, 0, 0, 1], 3000).into())?;
     hubbub
         .serve(listener, hubbub.router(), shutdown_signal())
         .await

@@ -27,7 +27,7 @@ async fn main() -> std::io::Result<()> {
         .route("/notify/{user}", post(notify))
         .with_state(hubbub.hub().clone())
         .merge(hubbub.ws_routes());
-    let listener = hubbub::server::bind("127.0.0.1:3000".parse()?)?;
+    let listener = hubbub::server::bind(([127, 0, 0, 1], 3000).into())?;
     println!("push: connect to ws://127.0.0.1:3000/ws/<name>, POST /notify/<name>");
     hubbub.serve(listener, app, shutdown_signal()).await
 }

@@ -25,6 +25,6 @@ async fn main() -> std::io::Result<()> {
         shutdown_signal().await;
         game_hub.shutdown(1001, "server shutting down");
     };
-    let listener = hubbub::server::bind("127.0.0.1:3000".parse()?)?;
+    let listener = hubbub::server::bind(([127, 0, 0, 1], 3000).into())?;
     chat.serve(listener, app, shutdown).await
 }

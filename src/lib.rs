@@ -31,7 +31,7 @@
 //! let app = Router::new()
 //!     .route("/hello", get(|| async { "hello" }))
 //!     .merge(hubbub.router());
-//! let listener = hubbub::server::bind("127.0.0.1:3000".parse()?)?;
+//! let listener = hubbub::server::bind(([127, 0, 0, 1], 3000).into())?;
 //! hubbub.serve(listener, app, std::future::pending()).await
 //! # }
 //! ```
