@@ -8,8 +8,21 @@ use hubbub::{
     Hubbub,
 };
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // One core (e.g. pinned with taskset): a current-thread runtime serves connections in
+    // FIFO order; the work-stealing scheduler's LIFO slot and overflow queue let a few
+    // connections run ahead of the others when one worker is saturated.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = builder.enable_all().build().expect("the tokio runtime");
+    runtime.block_on(run())
+}
+
+async fn run() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -309,6 +309,11 @@ pub(crate) async fn echo(
     let tot = totals.borrow();
     let rate = tot.delivered as f64 / elapsed;
     let [p50, p99, p999] = quantiles_ms(&tot.hist);
+    if std::env::var_os("BENCH_DIST").is_some() {
+        for q in [0.8, 0.9, 0.95, 0.97, 0.98, 0.985] {
+            println!("echo: p{q} {:.2} ms", tot.hist.quantile(q) as f64 / 1000.0);
+        }
+    }
     println!(
         "echo: {n} connections, {rate:.0} round trips/s, latency p50 {p50:.2} ms p99 {p99:.2} ms p999 {p999:.2} ms; generator CPU {gen:.0}%, server CPU {server:.0}%"
     );

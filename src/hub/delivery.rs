@@ -194,6 +194,48 @@ impl Message {
         }
     }
 
+    /// The common case written straight into one buffer: a hub-shaped JSON message with no
+    /// binary inside becomes `42<ns,>["event",<data as sent>,{meta}(,"offset")]` without
+    /// building a `Value` tree. `None` when the message needs the general path.
+    fn encode_sio_direct(&self) -> Option<OutFrame> {
+        let MessageBody::Hub(Payload::Json(raw)) = &self.body else {
+            return None;
+        };
+        let data = raw.as_bytes();
+        if data.windows(9).any(|w| w == b"\"_binary\"") {
+            return None;
+        }
+        let mut meta = ObjectWriter::with_capacity(64);
+        if let Some(from) = &self.from {
+            meta.str("from", from);
+        }
+        if let Some(room) = &self.room {
+            meta.str("room", room);
+        }
+        if let Some(seq) = self.seq {
+            meta.u64("seq", seq);
+        }
+        meta.u64("ts", self.ts);
+        let meta = meta.finish();
+        let header = socketio::encode_header(socketio::Kind::Event, 0, &self.ns, None);
+        let mut out =
+            Vec::with_capacity(4 + header.len() + self.event.len() + data.len() + meta.len());
+        out.push(b'4'); // the Engine.IO message type
+        out.extend_from_slice(header.as_bytes());
+        out.push(b'[');
+        serde_json::to_writer(&mut out, self.event.as_ref()).ok()?;
+        out.push(b',');
+        out.extend_from_slice(data);
+        out.push(b',');
+        out.extend_from_slice(&meta);
+        if let Some(off) = &self.offset {
+            out.push(b',');
+            serde_json::to_writer(&mut out, off.as_ref()).ok()?;
+        }
+        out.push(b']');
+        Some(OutFrame::Text(Bytes::from(out)))
+    }
+
     /// The Socket.IO event arguments (without the event name).
     pub fn sio_args(&self) -> SioArgs {
         match &self.body {
@@ -321,6 +363,9 @@ impl Delivery {
     fn encode_sio(&self) -> Box<[OutFrame]> {
         let (ns, event, args) = match &self.body {
             Body::Message(m) => {
+                if let Some(frame) = m.encode_sio_direct() {
+                    return Box::new([frame]);
+                }
                 let mut args = m.sio_args();
                 if let Some(off) = &m.offset {
                     args.values.push(Value::from(off.as_ref()));
@@ -463,6 +508,39 @@ mod tests {
             r#"451-["e",{"n":1,"pic":{"_placeholder":true,"num":0}},{"from":"u","room":"r","seq":1,"ts":5}]"#
         );
         assert_eq!(frames[1], OutFrame::Binary(Bytes::from_static(&[0, 1])));
+    }
+
+    #[test]
+    fn the_direct_socketio_encoding_matches_the_general_one() {
+        for (ns, room, from, seq, offset) in [
+            ("/", Some("r\"1"), Some("u"), Some(7), Some("o-1")),
+            ("/chat", None, None, None, None),
+        ] {
+            let m = Message {
+                ns: ns.into(),
+                room: room.map(Into::into),
+                event: "ev\n".into(),
+                body: MessageBody::Hub(Payload::json(&json!({"a": [1, "x"], "b": null}))),
+                from: from.map(Into::into),
+                seq,
+                ts: 99,
+                offset: offset.map(Into::into),
+            };
+            let OutFrame::Text(direct) = m.encode_sio_direct().expect("the direct path") else {
+                panic!("text")
+            };
+            let mut args = m.sio_args();
+            if let Some(off) = &m.offset {
+                args.values.push(Value::from(off.as_ref()));
+            }
+            let general = encode_event(ns, &m.event, &args, None);
+            let (a, b) = (
+                socketio::decode(&std::str::from_utf8(&direct).unwrap()[1..]),
+                socketio::decode(&std::str::from_utf8(text(&general[0])).unwrap()[1..]),
+            );
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+            assert!(a.is_ok());
+        }
     }
 
     #[test]

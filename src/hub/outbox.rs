@@ -199,6 +199,15 @@ impl Outbox {
         self.lock().close.is_some()
     }
 
+    /// Forgets the drain task's waker until the next [`take`](Self::take). The driver calls
+    /// it while its task handles a client frame: what that handler queues (an ack, a reply
+    /// to the sender) is taken by the same task right after, and a wake-up would reschedule
+    /// the task ahead of every other connection (tokio runs a task woken by itself next),
+    /// which starves the others under load.
+    pub fn forget_waker(&self) {
+        drop(self.waker.take());
+    }
+
     /// Takes everything queued, registering `waker` for the next push. `spare` is an empty
     /// queue handed back so its allocation is reused.
     pub fn take(&self, waker: &std::task::Waker, spare: VecDeque<OutFrame>) -> Batch {

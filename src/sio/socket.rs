@@ -962,7 +962,12 @@ pub fn install_hub_events(socket: &Namespace) {
             .ok_or_else(|| HubError::bad_request(format!("`{name}` must be a string")))
     }
     fn data_of(args: &Args) -> Payload {
-        let v = field(args, "data").cloned().unwrap_or(Value::Null);
+        let data = field(args, "data");
+        if args.bin.is_empty() {
+            // No attachments, so no placeholders to replace: serialize in place.
+            return Payload::json(data.unwrap_or(&Value::Null));
+        }
+        let v = data.cloned().unwrap_or(Value::Null);
         let bin_args = SioArgs {
             values: vec![v],
             bin: args.bin.clone(),

@@ -132,7 +132,12 @@ where
             }
         }
         match self.ws.poll_next_frame(cx) {
-            Poll::Ready(Ok(frame)) => Poll::Ready(Event::Frame(frame)),
+            Poll::Ready(Ok(frame)) => {
+                // The connection loop handles the frame, then comes back here and takes what
+                // was queued meanwhile: no wake-up needed for that (see `forget_waker`).
+                conn.outbox().forget_waker();
+                Poll::Ready(Event::Frame(frame))
+            }
             Poll::Ready(Err(e)) => Poll::Ready(Event::ReadError(e)),
             Poll::Pending => Poll::Pending,
         }
