@@ -64,14 +64,14 @@ def scenarios(a):
         ("idle", f"Idle memory per connection, {a.conns:,} connections", ALL,
          ["idle", "--conns", str(a.conns)], 1),
         ("idle19k", f"Idle memory per connection, {a.conns_max:,} connections", ALL,
-         ["idle", "--conns", str(a.conns_max)], 4),
+         ["idle", "--conns", str(a.conns_max)], 1),
         ("connect", f"Handshakes per second ({a.handshakes:,} connections, 200 in flight)", ALL,
-         ["connect", "--conns", str(a.handshakes)], 8),
+         ["connect", "--conns", str(a.handshakes)], 1),
         ("fanout", f"Fan-out to {a.subs:,} subscribers at maximal rate (~100-byte JSON)", ALL,
-         fan, 4),
+         fan, 1),
         ("fanout_fixed", f"Fan-out to {a.subs:,} subscribers at an equal fixed rate "
                          f"({a.fixed_rate} msg/s = {a.fixed_rate * a.subs:,} deliveries/s)", ALL,
-         fan + ["--rate", str(a.fixed_rate)], 4),
+         fan + ["--rate", str(a.fixed_rate)], 1),
         ("echo", f"Echo with {a.echo_conns:,} connections (closed loop, ~100-byte JSON)",
          [WS_ECHO, NWS_ECHO, WS, HSIO, NSIO, SIOX_EP],
          ["echo", "--conns", str(a.echo_conns), "--secs", str(a.secs)], 1),
@@ -228,7 +228,7 @@ def main():
                     proc = start(ep[1])
                     try:
                         r = generate(ep, proc, ["fanout", "--subs", str(a.subs), "--secs",
-                                                str(a.secs), "--rate", str(rate)], 4)
+                                                str(a.secs), "--rate", str(rate)], 1)
                     finally:
                         stop(proc)
                     if r is not None:
@@ -313,7 +313,7 @@ def write_report(a, plan, results, took):
 
     for key, title, endpoints, gargs, ips in plan + [("half", "Fan-out at half of Hubbub's own "
                                                       "saturation rate (measured in each repeat)",
-                                                      [WS, HSIO], None, 4)]:
+                                                      [WS, HSIO], None, 1)]:
         cols = COLUMNS[key]
         rows = []
         for ep in endpoints:

@@ -49,7 +49,10 @@ struct Args {
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
     /// Spread connections over this many loopback source addresses (127.0.0.1..N), for
-    /// more connections than one address's ephemeral ports allow.
+    /// more connections to one server port than one address's ephemeral ports allow (about
+    /// 28,000; several generator processes are needed past the open-files limit anyway).
+    /// Binding a source address makes the kernel search for a free port at bind time,
+    /// which costs generator CPU as ports fill up: leave it at 1 below 28,000.
     #[arg(long, default_value_t = 1)]
     source_ips: u8,
     #[command(subcommand)]
