@@ -36,7 +36,12 @@ async fn main() {
         });
     });
     let app = axum::Router::new().layer(layer);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+    // The same listen backlog as Hubbub's (tokio's `bind` queues only 128, and a burst of
+    // connections would then measure SYN retries, not the server).
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_reuseaddr(true).expect("reuseaddr");
+    socket.bind(([127, 0, 0, 1], port).into()).expect("bind");
+    let listener = socket.listen(4096).expect("listen");
     println!("socketioxide-peer listening on {port}");
     axum::serve(listener, app).await.expect("serve");
 }
