@@ -340,6 +340,10 @@ def write_report(a, plan, results, took):
         lines += ["| server | " + " | ".join(c[1] for c in cols) + " | generator CPU | server CPU |",
                   "| --- " * (len(cols) + 3) + "|"] + rows + [""]
 
+    notes = os.path.join(ROOT, "bench", "notes.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            lines += [f.read().rstrip(), ""]
     lines += ["## Reproduce", "", "```sh", "(cd bench/peers && npm install)",
               "python3 bench/compare.py " + " ".join(
                   f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(a).items())

@@ -17,6 +17,8 @@ use clap::Parser;
 pub enum AuthMode {
     /// Development: the user is named by `/ws/{user}` or `?user=`; anonymous otherwise.
     None,
+    /// A signed JWT names the user (`sub`); see the `jwt_*` settings.
+    Jwt,
 }
 
 /// The server's settings, typed. Every field documents its default.
@@ -27,6 +29,36 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Identity mode. Default `none`.
     pub auth: AuthMode,
+    /// HS256 secret for `auth = "jwt"`.
+    pub jwt_secret: Option<String>,
+    /// PEM public key (RSA or EC) or JWKS file for `auth = "jwt"`.
+    pub jwt_public_key: Option<PathBuf>,
+    /// Accepted JWT algorithms (pinned). Default: the one the key implies (HS256 for a
+    /// secret, RS256 for an RSA key, ES256 for an EC key).
+    pub jwt_algorithms: Vec<String>,
+    /// Required `aud` of tokens, when set.
+    pub jwt_audience: Option<String>,
+    /// Required `iss` of tokens, when set.
+    pub jwt_issuer: Option<String>,
+    /// Cookie a token may come in. Default `hubbub_token`.
+    pub jwt_cookie: String,
+    /// Origins allowed to open connections from a browser (`*` for any). Default: any in
+    /// auth mode `none`; the server's own origin only in `jwt` mode.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Time a client has to send its request headers before the connection is dropped
+    /// (slowloris). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Messages per second a connection may send (bursts of twice that); 0 is off.
+    /// Default 1000.
+    pub rate_messages: f64,
+    /// Bytes per second a connection may send (bursts of twice that); 0 is off.
+    /// Default 8 MiB.
+    pub rate_bytes: f64,
+    /// Handshakes per second per client address (bursts of twice that); 0 is off. Default
+    /// off (clients behind one NAT share an address).
+    pub rate_handshakes_per_ip: f64,
+    /// A user's new connection closes their older ones with 4409. Default off.
+    pub single_session: bool,
     /// API key for `/api/*`, `/rest/message` and `/metrics`; unset means loopback only.
     pub api_key: Option<String>,
     /// Messages a new room keeps. Default 100.
@@ -71,6 +103,18 @@ impl Default for Config {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
             auth: AuthMode::None,
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_algorithms: Vec::new(),
+            jwt_audience: None,
+            jwt_issuer: None,
+            jwt_cookie: "hubbub_token".into(),
+            allowed_origins: None,
+            handshake_timeout: Duration::from_secs(10),
+            rate_messages: 1000.0,
+            rate_bytes: (8u64 << 20) as f64,
+            rate_handshakes_per_ip: 0.0,
+            single_session: false,
             api_key: None,
             default_history: 100,
             heartbeat_interval: Duration::from_secs(25),
@@ -148,7 +192,19 @@ macro_rules! settings {
 
 settings! {
     bind: "Address to listen on [default: 127.0.0.1:3000]",
-    auth: "Identity mode: none [default: none]",
+    auth: "Identity mode: none or jwt [default: none]",
+    jwt_secret: "HS256 secret for auth jwt",
+    jwt_public_key: "PEM public key (RSA/EC) or JWKS file for auth jwt",
+    jwt_algorithms: "Accepted JWT algorithms, e.g. RS256,ES256 [default: implied by the key]",
+    jwt_audience: "Required JWT aud [default: not checked]",
+    jwt_issuer: "Required JWT iss [default: not checked]",
+    jwt_cookie: "Cookie that may carry the token [default: hubbub_token]",
+    allowed_origins: "Browser origins allowed, comma-separated, or * [default: any in none, same-origin in jwt]",
+    handshake_timeout: "Time to send the request headers, e.g. 10s [default: 10s]",
+    rate_messages: "Messages per second per connection; 0 is off [default: 1000]",
+    rate_bytes: "Bytes per second per connection, e.g. 8MiB; 0 is off [default: 8MiB]",
+    rate_handshakes_per_ip: "Handshakes per second per client address; 0 is off [default: 0]",
+    single_session: "on: a user's new connection closes their older ones (4409) [default: off]",
     api_key: "API key protecting /api/*, /rest/message and /metrics [default: loopback only]",
     default_history: "Messages a new room keeps [default: 100]",
     heartbeat_interval: "Ping interval, e.g. 25s [default: 25s]",
@@ -196,15 +252,30 @@ impl Config {
                 "auth" => {
                     c.auth = match v.as_str() {
                         "none" => AuthMode::None,
-                        "jwt" | "basic" | "cookie" => {
+                        "jwt" => AuthMode::Jwt,
+                        "basic" | "cookie" => {
                             return Err(invalid(format!(
-                                "auth mode `{v}` is not available in this version (only `none`)"
+                                "auth mode `{v}` is not available in this version (`none` or `jwt`)"
                             )))
                         }
                         _ => return Err(invalid(format!("unknown auth mode `{v}`"))),
                     }
                 }
                 "api_key" => c.api_key = (!v.is_empty()).then(|| v.clone()),
+                "jwt_secret" => c.jwt_secret = (!v.is_empty()).then(|| v.clone()),
+                "jwt_public_key" => c.jwt_public_key = (!v.is_empty()).then(|| PathBuf::from(v)),
+                "jwt_algorithms" => c.jwt_algorithms = list(v),
+                "jwt_audience" => c.jwt_audience = (!v.is_empty()).then(|| v.clone()),
+                "jwt_issuer" => c.jwt_issuer = (!v.is_empty()).then(|| v.clone()),
+                "jwt_cookie" => c.jwt_cookie = v.clone(),
+                "allowed_origins" => c.allowed_origins = Some(list(v)),
+                "handshake_timeout" => c.handshake_timeout = parse_duration(v).map_err(invalid)?,
+                "rate_messages" => c.rate_messages = parse_rate(v).map_err(invalid)?,
+                "rate_bytes" => c.rate_bytes = parse_size(v).map_err(invalid)? as f64,
+                "rate_handshakes_per_ip" => {
+                    c.rate_handshakes_per_ip = parse_rate(v).map_err(invalid)?
+                }
+                "single_session" => c.single_session = parse_switch(v).map_err(invalid)?,
                 "default_history" => c.default_history = parse_count(v).map_err(invalid)?,
                 "heartbeat_interval" => {
                     c.heartbeat_interval = parse_duration(v).map_err(invalid)?
@@ -259,6 +330,19 @@ impl Config {
                 message: "sizes must be above zero".into(),
             });
         }
+        if c.auth == AuthMode::Jwt && c.jwt_secret.is_none() && c.jwt_public_key.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "auth".into(),
+                message: "auth `jwt` needs `jwt_secret` (HS256) or `jwt_public_key` (RS256/ES256)"
+                    .into(),
+            });
+        }
+        if c.handshake_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "handshake_timeout".into(),
+                message: "must be above zero".into(),
+            });
+        }
         if c.heartbeat_interval.is_zero() || c.heartbeat_timeout.is_zero() {
             return Err(ConfigError::Invalid {
                 name: "heartbeat_interval".into(),
@@ -288,6 +372,32 @@ fn read_file(path: &PathBuf) -> Result<BTreeMap<String, String>, ConfigError> {
         out.insert(k, s);
     }
     Ok(out)
+}
+
+/// Parses a non-negative rate such as `500` or `2.5`.
+fn parse_rate(v: &str) -> Result<f64, String> {
+    match v.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err(format!("`{v}` is not a rate (a number, 0 for off)")),
+    }
+}
+
+/// Parses `on`/`off` (and `true`/`false`).
+fn parse_switch(v: &str) -> Result<bool, String> {
+    match v.trim() {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("`{v}` is not on or off")),
+    }
+}
+
+/// Splits a comma-separated list, trimming and dropping empty items.
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Parses `1MiB`, `64KiB`, `10kB`, `1000` into bytes.

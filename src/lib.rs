@@ -37,9 +37,11 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod protocol;
 pub mod server;
 pub mod sio;

@@ -5,15 +5,27 @@
 //! heartbeat and the stats log, and on shutdown closes every client with 1001, stops
 //! accepting, flushes and returns within `shutdown_timeout`.
 
-use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
+use std::future::Future;
+use std::time::Duration;
 
-use axum::{response::Html, routing::get, serve::ListenerExt, Router};
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::{middleware, response::Html, routing::get, Router};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 
 use crate::api::{self, ApiState};
+use crate::auth::{self, Authenticator, Gate, Origins};
 use crate::config::Config;
+use crate::error::{ErrorCode, HubError};
 use crate::hub::{Hub, HubConfig};
+use crate::limits::{AddressLimiter, RatePolicy};
+
+/// The close code for connections replaced by a newer session of their user.
+pub const REPLACED: u16 = 4409;
 use crate::sio::{
     install_hub_events, ConnectError, ConnectRequest, SioConfig, SocketIo, SocketRef,
 };
@@ -26,6 +38,9 @@ pub struct Hubbub {
     config: Config,
     ws: WsState,
     io: SocketIo,
+    auth: Arc<Authenticator>,
+    origins: Arc<Origins>,
+    handshakes: Arc<AddressLimiter>,
 }
 
 impl Hubbub {
@@ -39,12 +54,17 @@ impl Hubbub {
             heartbeat_timeout: config.heartbeat_timeout,
             ..HubConfig::default()
         });
+        let rate = RatePolicy {
+            messages: config.rate_messages,
+            bytes: config.rate_bytes,
+        };
         let ws = WsState::new(
             hub.clone(),
             WsConfig {
                 max_payload: config.max_payload,
                 compression: config.compression,
                 heartbeat_interval: config.heartbeat_interval,
+                rate,
             },
         );
         let io = SocketIo::new(
@@ -54,16 +74,41 @@ impl Hubbub {
                 .with_ping(config.heartbeat_interval, config.heartbeat_timeout)
                 .with_max_payload(config.max_payload)
                 .with_connect_timeout(config.connect_timeout)
+                .with_rate(rate)
                 .with_recovery(
                     (!config.socketio_recovery.is_zero()).then_some(config.socketio_recovery),
                 ),
         );
-        standard_namespaces(&io);
+        let auth = Arc::new(Authenticator::from_config_or_closed(&config));
+        standard_namespaces(&io, &hub, &auth, &config.jwt_cookie);
+        if auth.required() {
+            install_token_refresh(&hub, &auth);
+        }
+        if config.single_session {
+            // "Log in on a new device, log out the others."
+            hub.on_connect(|hub, conn| {
+                hub.close_others(conn, REPLACED, "replaced by a newer session");
+            });
+        }
         Self {
             hub,
-            config,
+            config: config.clone(),
             ws,
             io,
+            auth,
+            origins: Arc::new(Origins::from_config(&config)),
+            handshakes: Arc::new(AddressLimiter::new(config.rate_handshakes_per_ip)),
+        }
+    }
+
+    /// The gate in front of the WebSocket (`socketio: false`) or Socket.IO routes.
+    fn gate(&self, socketio: bool) -> Gate {
+        Gate {
+            auth: self.auth.clone(),
+            origins: self.origins.clone(),
+            cookie: self.config.jwt_cookie.as_str().into(),
+            socketio,
+            handshakes: self.handshakes.clone(),
         }
     }
 
@@ -74,7 +119,9 @@ impl Hubbub {
 
     /// The Socket.IO routes only.
     pub fn sio_routes(&self) -> Router {
-        self.io.routes()
+        self.io
+            .routes()
+            .layer(middleware::from_fn_with_state(self.gate(true), auth::gate))
     }
 
     /// The hub handle: clone it to emit from any task.
@@ -91,6 +138,7 @@ impl Hubbub {
     /// prefix with `Router::nest`.
     pub fn ws_routes(&self) -> Router {
         ws::routes(self.ws.clone())
+            .layer(middleware::from_fn_with_state(self.gate(false), auth::gate))
     }
 
     /// The HTTP API, metrics and health routes.
@@ -113,6 +161,10 @@ impl Hubbub {
 
     /// Serves `app` (usually [`Self::router`] merged into the application's routes) until
     /// `shutdown` resolves, then shuts down gracefully.
+    ///
+    /// Each connection gets `handshake_timeout` to send its request headers (a client that
+    /// opens a TCP connection and stalls is dropped: slowloris), and TCP_NODELAY (a 101
+    /// followed by a small welcome frame must not wait for a delayed ACK).
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -120,34 +172,63 @@ impl Hubbub {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let heartbeat = self.hub.spawn_heartbeat();
+        let expiry = self.hub.spawn_expiry();
         let stats_log = self.spawn_stats_log();
-        let hub = self.hub.clone();
-        let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing every client with 1001");
-            hub.shutdown(1001, "server shutting down");
-            let _ = stopped_tx.send(true);
-        };
-        // Nagle off: a 101 followed by a small welcome frame must not wait for a delayed ACK.
-        let listener = listener.tap_io(|tcp| {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // One clone per open HTTP connection: shutdown waits for the count to drop.
+        let live = Arc::new(());
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.config.handshake_timeout);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (tcp, addr) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // Out of file descriptors, usually: let some close first.
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!("TCP_NODELAY: {e}");
             }
-        });
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
+            let router = app.clone();
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(addr));
+                router.clone().oneshot(req)
+            });
+            let conn = http
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            let mut stop = stop_rx.clone();
+            let guard = live.clone();
+            tokio::spawn(async move {
+                let _guard = guard;
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            });
+        }
+        drop(listener);
+        tracing::info!("shutting down: closing every client with 1001");
+        self.hub.shutdown(1001, "server shutting down");
+        let _ = stop_tx.send(true);
         let timeout = self.config.shutdown_timeout;
-        let mut stopped = stopped_rx.clone();
-        let mut serve = std::pin::pin!(server.into_future());
-        tokio::select! {
-            res = &mut serve => res?,
-            _ = async { let _ = stopped.wait_for(|s| *s).await; tokio::time::sleep(timeout).await } => {
-                tracing::warn!("HTTP connections still open after {timeout:?}; exiting anyway");
-            }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while Arc::strong_count(&live) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if Arc::strong_count(&live) > 1 {
+            tracing::warn!("HTTP connections still open after {timeout:?}; exiting anyway");
         }
         if !self.hub.wait_idle(timeout).await {
             tracing::warn!(
@@ -156,6 +237,7 @@ impl Hubbub {
             );
         }
         heartbeat.abort();
+        expiry.abort();
         if let Some(t) = stats_log {
             t.abort();
         }
@@ -181,15 +263,110 @@ impl Hubbub {
 }
 
 /// The standalone server's Socket.IO surface: `/` (shared with v1 clients) and any other
-/// namespace on demand, each with the hub's mapped events, and a middleware that checks
-/// `auth.user` (the user name in auth mode `none`).
-fn standard_namespaces(io: &SocketIo) {
+/// namespace on demand, each with the hub's mapped events, and a middleware that names the
+/// user: `auth.user` in auth mode `none`, a verified token otherwise.
+fn standard_namespaces(io: &SocketIo, hub: &Hub, auth: &Arc<Authenticator>, cookie: &str) {
     let main = io.ns("/", |_socket: SocketRef| {});
-    main.use_middleware(check_user);
-    install_hub_events(&main);
     let others = io.dynamic_ns(|name| name.len() <= 200, |_socket: SocketRef| {});
-    others.use_middleware(check_user);
-    install_hub_events(&others);
+    for ns in [&main, &others] {
+        if auth.required() {
+            let (verifier, cookie): (Arc<Authenticator>, Arc<str>) = (auth.clone(), cookie.into());
+            ns.use_middleware(move |req| {
+                let (verifier, cookie) = (verifier.clone(), cookie.clone());
+                async move { authenticate_socket(&verifier, &cookie, &req) }
+            });
+            install_auth_event(ns, hub.clone(), auth.clone());
+        } else {
+            ns.use_middleware(check_user);
+        }
+        install_hub_events(ns);
+    }
+}
+
+/// Names a Socket.IO socket's user from its token: the CONNECT's `auth.token`, or one the
+/// handshake request carried (header, query, cookie). Refusals reach the client as
+/// `connect_error` with `{code, message}` in `data`.
+fn authenticate_socket(
+    auth: &Authenticator,
+    cookie: &str,
+    req: &ConnectRequest,
+) -> Result<(), ConnectError> {
+    let token = match req.auth.get("token") {
+        Some(serde_json::Value::String(t)) => Some(t.clone()),
+        _ => auth::request_token(&req.handshake.headers, &req.handshake.query, cookie)
+            .map(|(t, _)| t),
+    };
+    let refused = |code: &str, message: &str| {
+        ConnectError::new(message).with_data(serde_json::json!({"code": code, "message": message}))
+    };
+    let Some(token) = token else {
+        return Err(refused("unauthorized", "a token is required"));
+    };
+    let principal = auth
+        .verify(&token)
+        .map_err(|e| refused(e.code.as_str(), &e.message))?;
+    req.set_user(principal.user);
+    req.set_expiry(principal.expires_at_ms);
+    Ok(())
+}
+
+/// Checks a fresh token for a connection of `user`: same user, later expiry.
+fn refreshed(auth: &Authenticator, user: &str, token: &str) -> Result<Option<u64>, HubError> {
+    let p = auth.verify(token)?;
+    if p.user != user {
+        return Err(HubError::new(
+            ErrorCode::Forbidden,
+            "the token names another user",
+        ));
+    }
+    Ok(p.expires_at_ms)
+}
+
+/// The v1 `auth` op: `{"op":"auth","token":"..."}` replaces the connection's token before it
+/// expires; the ack carries the new `expires_at` (ms since the epoch).
+fn install_token_refresh(hub: &Hub, auth: &Arc<Authenticator>) {
+    let auth = auth.clone();
+    hub.on_op("auth", move |call| {
+        let auth = auth.clone();
+        async move {
+            let token = call
+                .frame
+                .get("token")
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| HubError::bad_request("`token` must be a string"))?;
+            let at = refreshed(&auth, call.conn.user(), token)?;
+            call.hub.set_expiry(&call.conn, at);
+            Ok(Some(serde_json::json!({ "expires_at": at })))
+        }
+    });
+}
+
+/// The Socket.IO `auth` event: `socket.emit("auth", {token}, ack)` does what the v1 `auth`
+/// op does; the ack gets `{ok: true, expires_at}` or `{ok: false, code, message}`.
+fn install_auth_event(ns: &crate::sio::Namespace, hub: Hub, auth: Arc<Authenticator>) {
+    ns.on("auth", move |s, args, ack| {
+        let token = args
+            .values
+            .first()
+            .and_then(|a| a.get("token"))
+            .and_then(serde_json::Value::as_str);
+        let res = match token {
+            None => Err(HubError::bad_request("`token` must be a string")),
+            Some(t) => refreshed(&auth, s.user(), t),
+        };
+        let answer = match res {
+            Ok(at) => {
+                hub.set_expiry(s.conn(), at);
+                serde_json::json!({"ok": true, "expires_at": at})
+            }
+            Err(e) => {
+                serde_json::json!({"ok": false, "code": e.code.as_str(), "message": e.message})
+            }
+        };
+        if let Some(ack) = ack {
+            ack.send_value(answer);
+        }
+    });
 }
 
 /// Refuses a CONNECT whose `auth.user` is present but not a usable user name.

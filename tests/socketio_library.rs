@@ -187,7 +187,9 @@ async fn fetch_and_disconnect_sockets_and_the_handshake() {
     let first = ns.socket(&a.sid).unwrap();
     let hs = first.handshake().unwrap();
     assert_eq!(hs.query.get("tag").map(String::as_str), Some("first"));
-    assert!(hs.headers.contains_key("sec-websocket-key"));
+    // The request's headers, without those that only negotiated the upgrade.
+    assert!(hs.headers.contains_key("host"));
+    assert!(!hs.headers.contains_key("sec-websocket-key"));
     assert!(hs.address.unwrap().ip().is_loopback());
     // to(socket id) reaches just that socket.
     ns.to(&a.sid).emit("just-you", json!(true)).unwrap();

@@ -13,6 +13,7 @@
 //! then a connection's outbox or room list. No lock is ever held across an `.await`.
 
 pub mod delivery;
+pub mod expiry;
 pub mod history;
 pub mod outbox;
 
@@ -122,6 +123,8 @@ pub struct Conn {
     outbox: Arc<Outbox>,
     rooms: Mutex<Vec<Arc<str>>>,
     awaiting_pong: AtomicBool,
+    /// When the credentials expire, ms since the epoch; 0 when they do not.
+    expires_at: AtomicU64,
     closer: OnceLock<Closer>,
 }
 
@@ -575,6 +578,7 @@ struct Inner {
     rooms: Shards<Arc<str>, Arc<Room>>,
     stats: Stats,
     hooks: RwLock<Hooks>,
+    expiries: Arc<expiry::Expiries>,
 }
 
 /// A cloneable handle to the hub: emit from anywhere, inspect rooms and users.
@@ -620,6 +624,7 @@ impl Hub {
                 rooms: Shards::new(),
                 stats: Stats::new(),
                 hooks: RwLock::new(Hooks::default()),
+                expiries: Arc::default(),
             }),
         }
     }
@@ -715,6 +720,7 @@ impl Hub {
                 .unwrap_or_else(|| Arc::new(Outbox::new(self.inner.config.queue_limit))),
             rooms: Mutex::new(Vec::new()),
             awaiting_pong: AtomicBool::new(false),
+            expires_at: AtomicU64::new(0),
             closer: OnceLock::new(),
         });
         if let Some(frame) = greeting(&conn) {
@@ -848,6 +854,21 @@ impl Hub {
 
     fn hooks_mut(&self) -> std::sync::RwLockWriteGuard<'_, Hooks> {
         self.inner.hooks.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the other connections of `conn`'s user with `code` (the single-session
+    /// policy), except those sharing its outbox (the other namespaces of one Socket.IO
+    /// session). Returns how many were closed.
+    pub fn close_others(&self, conn: &Arc<Conn>, code: u16, reason: &str) -> usize {
+        let others: Vec<Arc<Conn>> = self
+            .user_conns(conn.user())
+            .into_iter()
+            .filter(|c| c.key != conn.key && !Arc::ptr_eq(&c.outbox, &conn.outbox))
+            .collect();
+        for c in &others {
+            c.close(code, reason);
+        }
+        others.len()
     }
 
     /// Registers a handler for an application op (`{"op": "<name>", ...}` on `/ws`). The

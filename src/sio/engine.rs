@@ -46,6 +46,7 @@ pub(crate) struct EngineConfig {
     pub(crate) cors: bool,
     pub(crate) allow_polling: bool,
     pub(crate) allow_request: Option<super::AllowRequest>,
+    pub(crate) rate: crate::limits::RatePolicy,
 }
 
 /// What a client sent when it opened its session.
@@ -158,6 +159,8 @@ pub struct Session {
     pub(crate) handshake: Arc<Handshake>,
     /// Per-session state of the application layer.
     pub(crate) client: Mutex<crate::sio::socket::ClientState>,
+    /// The session's rate-limit buckets (`None` when limits are off).
+    limiter: Mutex<Option<crate::limits::Limiter>>,
     _permit: ConnPermit,
 }
 
@@ -359,6 +362,12 @@ impl Engine {
             connect_deadline: AtomicU64::new(0),
             handshake: Arc::new(handshake),
             client: Mutex::new(Default::default()),
+            limiter: Mutex::new(
+                self.config
+                    .rate
+                    .is_on()
+                    .then(|| crate::limits::Limiter::new(&self.config.rate, crate::hub::now_ms())),
+            ),
             _permit: permit,
         });
         let upgrades: &[&str] = if tp == Tp::Polling {
@@ -425,6 +434,33 @@ impl Engine {
         Some(s)
     }
 
+    /// Applies the session's rate limits to one message of `size` bytes: `false` when it
+    /// must be dropped (the client is told with an `error` event, or the session is closed
+    /// with 4429 after repeated abuse).
+    fn within_rate(&self, s: &Session, size: usize) -> bool {
+        use crate::limits::Verdict;
+        let verdict = match s.limiter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            None => return true,
+            Some(l) => l.check(&self.config.rate, size, crate::hub::now_ms()),
+        };
+        match verdict {
+            Verdict::Allow => true,
+            Verdict::Refuse => {
+                let event = br#"42["error",{"code":"rate_limited","message":"too many messages; slow down"}]"#;
+                s.outbox
+                    .push(OutFrame::Text(Bytes::from_static(event)), true);
+                false
+            }
+            Verdict::Close => {
+                s.outbox.close(CloseRequest::Close(
+                    crate::limits::RATE_LIMIT_CLOSE,
+                    "rate limit exceeded".into(),
+                ));
+                false
+            }
+        }
+    }
+
     /// Handles one packet from either transport; `false` ends the session.
     async fn handle_packet(self: &Arc<Self>, s: &Arc<Session>, p: Packet) -> bool {
         match p {
@@ -439,10 +475,16 @@ impl Engine {
             }
             Packet::Message(m) => {
                 self.hub.stats().message_in();
+                if !self.within_rate(s, m.len()) {
+                    return true;
+                }
                 self.app.on_message(self, s, Msg::Text(m)).await
             }
             Packet::Binary(b) => {
                 self.hub.stats().message_in();
+                if !self.within_rate(s, b.len()) {
+                    return true;
+                }
                 self.app.on_message(self, s, Msg::Binary(b)).await
             }
             Packet::Close => {
@@ -580,9 +622,26 @@ impl Engine {
         query: HashMap<String, String>,
     ) -> Handshake {
         // Header values are slices of hyper's read buffer (8-16 KiB); copying them out
-        // lets that buffer go, instead of pinning it for the whole session.
-        let mut headers = HeaderMap::with_capacity(parts.headers.len());
+        // lets that buffer go, instead of pinning it for the whole session. The headers that
+        // only negotiate the WebSocket upgrade say nothing about the client and are not
+        // kept: about 0.5 KiB less per session.
+        const UPGRADE_ONLY: [&str; 5] = [
+            "upgrade",
+            "connection",
+            "sec-websocket-key",
+            "sec-websocket-version",
+            "sec-websocket-extensions",
+        ];
+        let kept = parts
+            .headers
+            .keys()
+            .filter(|n| !UPGRADE_ONLY.contains(&n.as_str()))
+            .count();
+        let mut headers = HeaderMap::with_capacity(kept);
         for (name, value) in &parts.headers {
+            if UPGRADE_ONLY.contains(&name.as_str()) {
+                continue;
+            }
             if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
                 headers.append(name.clone(), v);
             }

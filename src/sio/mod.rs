@@ -49,6 +49,10 @@ pub struct SioConfig {
     /// socket.io's `allowRequest`: decides on every new session's handshake request;
     /// `Err(reason)` answers HTTP 403 `{"code": 4, "message": "Forbidden"}`.
     pub allow_request: Option<AllowRequest>,
+    /// Messages and bytes per second a session may send (off by default). Over the limit a
+    /// message is dropped and the client gets an `error` event `{code: "rate_limited"}`;
+    /// repeated abuse closes the session (4429 on a WebSocket).
+    pub rate: crate::limits::RatePolicy,
 }
 
 /// The function behind [`AllowRequest`].
@@ -76,6 +80,7 @@ impl Default for SioConfig {
             polling: true,
             recovery: None,
             allow_request: None,
+            rate: crate::limits::RatePolicy::OFF,
         }
     }
 }
@@ -100,6 +105,13 @@ impl SioConfig {
     #[must_use]
     pub fn with_max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
+        self
+    }
+
+    /// Limits the messages and bytes per second a session may send.
+    #[must_use]
+    pub fn with_rate(mut self, rate: crate::limits::RatePolicy) -> Self {
+        self.rate = rate;
         self
     }
 
@@ -191,6 +203,7 @@ fn engine_config(config: &SioConfig, hub: &Hub) -> EngineConfig {
         cors: config.cors,
         allow_polling: config.polling,
         allow_request: config.allow_request.clone(),
+        rate: config.rate,
     }
 }
 

@@ -73,12 +73,19 @@ pub struct ConnectRequest {
     /// The Engine.IO handshake.
     pub handshake: Arc<Handshake>,
     user: Mutex<Option<String>>,
+    expires_at: Mutex<Option<u64>>,
 }
 
 impl ConnectRequest {
     /// Names the user this socket belongs to (by default `auth.user`, or anonymous).
     pub fn set_user(&self, user: impl Into<String>) {
         *self.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.into());
+    }
+
+    /// Says when the socket's credentials expire (ms since the epoch): the socket is then
+    /// disconnected unless a fresh token arrives first (see [`crate::hub::Hub::set_expiry`]).
+    pub fn set_expiry(&self, at_ms: Option<u64>) {
+        *self.expires_at.lock().unwrap_or_else(|p| p.into_inner()) = at_ms;
     }
 }
 
@@ -819,6 +826,7 @@ impl SioApp {
                 .map(|(saved, missed)| (Arc::<str>::from(pid), saved, missed))
         });
         let recovered = restored.is_some();
+        let mut expiry = None;
         let (user, wire_id, pid, rooms, missed) = match restored {
             // A recovered socket skips middleware, as socket.io's default does.
             Some((pid, saved, missed)) => (
@@ -835,6 +843,7 @@ impl SioApp {
                     auth: auth.clone(),
                     handshake: session.handshake.clone(),
                     user: Mutex::new(user),
+                    expires_at: Mutex::new(None),
                 });
                 let middlewares = ns
                     .middlewares
@@ -848,6 +857,7 @@ impl SioApp {
                     }
                 }
                 let user = lock(&req.user).clone();
+                expiry = *lock(&req.expires_at);
                 let pid = ns.recovery.as_ref().map(|_| super::engine::random_id());
                 (
                     user,
@@ -876,6 +886,9 @@ impl SioApp {
                     .cloned()
             },
         );
+        if expiry.is_some() {
+            ns.hub.set_expiry(&conn, expiry);
+        }
         for room in &rooms {
             let _ = ns
                 .hub
@@ -956,9 +969,11 @@ pub fn install_hub_events(socket: &Namespace) {
         args.values.first().and_then(|a| a.get(name))
     }
     fn str_field(args: &Args, name: &str) -> Result<String, HubError> {
+        str_ref(args, name).map(str::to_string)
+    }
+    fn str_ref<'a>(args: &'a Args, name: &str) -> Result<&'a str, HubError> {
         field(args, name)
             .and_then(Value::as_str)
-            .map(str::to_string)
             .ok_or_else(|| HubError::bad_request(format!("`{name}` must be a string")))
     }
     fn data_of(args: &Args) -> Payload {
@@ -1006,11 +1021,11 @@ pub fn install_hub_events(socket: &Namespace) {
     });
     socket.on("publish", |s, args, ack| {
         let res = (|| {
-            let room = str_field(&args, "room")?;
-            let event = str_field(&args, "event")?;
+            let room = str_ref(&args, "room")?;
+            let event = str_ref(&args, "event")?;
             let mut em =
                 s.ns.hub
-                    .to_room(&room)
+                    .to_room(room)
                     .ns(s.ns.name.clone())
                     .from(s.conn.user_arc());
             if field(&args, "exclude_self") == Some(&Value::Bool(true)) {
@@ -1019,33 +1034,41 @@ pub fn install_hub_events(socket: &Namespace) {
             if field(&args, "volatile") == Some(&Value::Bool(true)) {
                 em = em.volatile();
             }
-            let out = em.publish(&event, data_of(&args))?;
-            Ok(match out.seq {
-                Some(seq) => serde_json::json!({"seq": seq}),
-                None => serde_json::json!({}),
-            })
+            let out = em.publish(event, data_of(&args))?;
+            Ok(out.seq)
         })();
-        reply(ack, res);
+        // The answer is built only for a client that asked for one.
+        if ack.is_some() {
+            reply(
+                ack,
+                res.map(|seq| match seq {
+                    Some(seq) => serde_json::json!({"seq": seq}),
+                    None => serde_json::json!({}),
+                }),
+            );
+        }
     });
     socket.on("send", |s, args, ack| {
         let res = (|| {
-            let to = str_field(&args, "to")?;
-            let event = str_field(&args, "event")?;
+            let to = str_ref(&args, "to")?;
+            let event = str_ref(&args, "event")?;
             let out =
                 s.ns.hub
-                    .to_user(&to)
+                    .to_user(to)
                     .ns(s.ns.name.clone())
                     .from(s.conn.user_arc())
-                    .publish(&event, data_of(&args))?;
+                    .publish(event, data_of(&args))?;
             if out.online == Some(false) {
                 return Err(HubError::new(
                     ErrorCode::UserOffline,
                     format!("user `{to}` is not online"),
                 ));
             }
-            Ok(serde_json::json!({"delivered": out.delivered}))
+            Ok(out.delivered)
         })();
-        reply(ack, res);
+        if ack.is_some() {
+            reply(ack, res.map(|n| serde_json::json!({ "delivered": n })));
+        }
     });
     socket.on("request", |s, args, ack| {
         // Ask every socket of user `to` (this namespace) and collect their answers.

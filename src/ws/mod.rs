@@ -22,8 +22,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use yawc::{DeflatePool, IncomingUpgrade, OpCode, Options};
 
+use crate::auth::Expiry;
 use crate::error::{ApiError, ErrorCode, HubError};
+use crate::hub::now_ms;
 use crate::hub::{CloseRequest, Conn, ConnPermit, Hub, OpCall, OutFrame, Payload, ReplayFrom};
+use crate::limits::{Limiter, RatePolicy, Verdict, RATE_LIMIT_CLOSE};
 use crate::protocol::v1::{self, Request};
 use crate::stats::{RejectReason, Transport};
 use driver::Driver;
@@ -41,6 +44,8 @@ pub struct WsConfig {
     pub compression: Option<usize>,
     /// Announced in `welcome` as `heartbeat_ms`.
     pub heartbeat_interval: Duration,
+    /// Messages and bytes per second a connection may send.
+    pub rate: RatePolicy,
 }
 
 impl Default for WsConfig {
@@ -49,6 +54,7 @@ impl Default for WsConfig {
             max_payload: 1 << 20,
             compression: Some(1024),
             heartbeat_interval: Duration::from_secs(25),
+            rate: RatePolicy::OFF,
         }
     }
 }
@@ -134,21 +140,28 @@ struct IdentityQuery {
 async fn v1_handler(
     State(state): State<WsState>,
     identity: Option<Extension<Identity>>,
+    expiry: Option<Extension<Expiry>>,
     Query(q): Query<IdentityQuery>,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
     let user = identity.map(|Extension(Identity(u))| u).or(q.user);
-    accept_v1(state, user, upgrade)
+    accept_v1(state, user, expiry.map(|Extension(Expiry(t))| t), upgrade)
 }
 
 async fn v1_user_handler(
     State(state): State<WsState>,
     identity: Option<Extension<Identity>>,
+    expiry: Option<Extension<Expiry>>,
     Path(user): Path<String>,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
     let user = identity.map(|Extension(Identity(u))| u).unwrap_or(user);
-    accept_v1(state, Some(user), upgrade)
+    accept_v1(
+        state,
+        Some(user),
+        expiry.map(|Extension(Expiry(t))| t),
+        upgrade,
+    )
 }
 
 /// Refuses or accepts an upgrade, before any WebSocket state exists.
@@ -178,6 +191,7 @@ fn admit(
 fn accept_v1(
     state: WsState,
     user: Option<String>,
+    expiry: Option<u64>,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
     if let Some(u) = &user {
@@ -206,7 +220,7 @@ fn accept_v1(
     tokio::spawn(async move {
         match fut.await {
             Ok(ws) => {
-                let task = run_v1(state, Driver::new(ws, CLOSE_GRACE), user, permit);
+                let task = run_v1(state, Driver::new(ws, CLOSE_GRACE), user, expiry, permit);
                 tokio::spawn(task);
             }
             Err(e) => tracing::debug!("upgrade failed: {e}"),
@@ -223,6 +237,7 @@ fn run_v1<S>(
     state: WsState,
     mut driver: Driver<S>,
     user: Option<String>,
+    expiry: Option<u64>,
     permit: ConnPermit,
 ) -> impl std::future::Future<Output = ()> + Send
 where
@@ -239,12 +254,35 @@ where
                 state.inner.config.max_payload as u64,
             )))
         });
+        if expiry.is_some() {
+            hub.set_expiry(&conn, expiry);
+        }
+        let rate = state.inner.config.rate;
+        let mut limiter = rate.is_on().then(|| Limiter::new(&rate, now_ms()));
         while let Some(frame) = driver.next_message(&*conn, hub.stats()).await {
             hub.stats().message_in();
             if conn.outbox().is_closing() {
                 continue;
             }
             let (opcode, payload) = (frame.opcode(), frame.into_payload());
+            if let Some(l) = &mut limiter {
+                match l.check(&rate, payload.len(), now_ms()) {
+                    Verdict::Allow => {}
+                    Verdict::Refuse => {
+                        let msg = "too many messages; slow down";
+                        reply(
+                            &hub,
+                            &conn,
+                            v1::encode_error(None, ErrorCode::RateLimited, msg),
+                        );
+                        continue;
+                    }
+                    Verdict::Close => {
+                        conn.close(RATE_LIMIT_CLOSE, "rate limit exceeded");
+                        continue;
+                    }
+                }
+            }
             if opcode == OpCode::Binary {
                 reply(
                     &hub,
