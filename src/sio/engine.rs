@@ -441,7 +441,7 @@ impl Engine {
         use crate::limits::Verdict;
         let verdict = match s.limiter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             None => return true,
-            Some(l) => l.check(&self.config.rate, size, crate::hub::now_ms()),
+            Some(l) => l.check(&self.config.rate, size, crate::hub::now_ms),
         };
         match verdict {
             Verdict::Allow => true,

@@ -83,10 +83,12 @@ impl WsState {
             // (yawc's own check ends the stream without a close frame).
             .with_no_delay()
             // Small buffers that grow with traffic and shrink back after it: an idle
-            // connection holds under a KiB of them, not the usual 8-128 KiB. The write buffer
-            // is flushed once it holds 8 KiB, and given back after any batch above that.
-            .with_read_buffer_capacity(512)
-            .with_write_buffer_capacity(256)
+            // connection holds 256 bytes of them, not the usual 8-128 KiB (a larger start
+            // saves a reallocation per message above it: about 7 % of v1 echo throughput
+            // at 1,000 connections for 0.35 KiB per idle connection). The write buffer is
+            // flushed once it holds 8 KiB, and given back after any batch above that.
+            .with_read_buffer_capacity(128)
+            .with_write_buffer_capacity(128)
             .with_backpressure_boundary(8 * 1024);
         options = match config.compression {
             Some(threshold) => options
@@ -266,7 +268,7 @@ where
             }
             let (opcode, payload) = (frame.opcode(), frame.into_payload());
             if let Some(l) = &mut limiter {
-                match l.check(&rate, payload.len(), now_ms()) {
+                match l.check(&rate, payload.len(), now_ms) {
                     Verdict::Allow => {}
                     Verdict::Refuse => {
                         let msg = "too many messages; slow down";
