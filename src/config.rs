@@ -59,6 +59,10 @@ pub struct Config {
     pub rate_handshakes_per_ip: f64,
     /// A user's new connection closes their older ones with 4409. Default off.
     pub single_session: bool,
+    /// PEM certificate chain: with `tls_key`, the server speaks https and wss itself.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// API key for `/api/*`, `/rest/message` and `/metrics`; unset means loopback only.
     pub api_key: Option<String>,
     /// Messages a new room keeps. Default 100.
@@ -115,6 +119,8 @@ impl Default for Config {
             rate_bytes: (8u64 << 20) as f64,
             rate_handshakes_per_ip: 0.0,
             single_session: false,
+            tls_cert: None,
+            tls_key: None,
             api_key: None,
             default_history: 100,
             heartbeat_interval: Duration::from_secs(25),
@@ -205,6 +211,8 @@ settings! {
     rate_bytes: "Bytes per second per connection, e.g. 8MiB; 0 is off [default: 8MiB]",
     rate_handshakes_per_ip: "Handshakes per second per client address; 0 is off [default: 0]",
     single_session: "on: a user's new connection closes their older ones (4409) [default: off]",
+    tls_cert: "PEM certificate chain; with tls_key, serve https and wss [default: plain]",
+    tls_key: "PEM private key for tls_cert",
     api_key: "API key protecting /api/*, /rest/message and /metrics [default: loopback only]",
     default_history: "Messages a new room keeps [default: 100]",
     heartbeat_interval: "Ping interval, e.g. 25s [default: 25s]",
@@ -276,6 +284,8 @@ impl Config {
                     c.rate_handshakes_per_ip = parse_rate(v).map_err(invalid)?
                 }
                 "single_session" => c.single_session = parse_switch(v).map_err(invalid)?,
+                "tls_cert" => c.tls_cert = (!v.is_empty()).then(|| PathBuf::from(v)),
+                "tls_key" => c.tls_key = (!v.is_empty()).then(|| PathBuf::from(v)),
                 "default_history" => c.default_history = parse_count(v).map_err(invalid)?,
                 "heartbeat_interval" => {
                     c.heartbeat_interval = parse_duration(v).map_err(invalid)?
@@ -335,6 +345,12 @@ impl Config {
                 name: "auth".into(),
                 message: "auth `jwt` needs `jwt_secret` (HS256) or `jwt_public_key` (RS256/ES256)"
                     .into(),
+            });
+        }
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                name: "tls_cert".into(),
+                message: "tls_cert and tls_key go together".into(),
             });
         }
         if c.handshake_timeout.is_zero() {

@@ -62,7 +62,12 @@ async fn run() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    tracing::info!("hubbub listening on http://{}", config.bind);
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!("hubbub listening on {scheme}://{}", config.bind);
     let hubbub = Hubbub::new(config);
     let app = hubbub.router();
     match hubbub.serve(listener, app, shutdown_signal()).await {

@@ -180,6 +180,10 @@ impl Hubbub {
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(self.config.handshake_timeout);
+        let tls = match (&self.config.tls_cert, &self.config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+            _ => None,
+        };
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let (tcp, addr) = tokio::select! {
@@ -202,21 +206,25 @@ impl Hubbub {
                 req.extensions_mut().insert(ConnectInfo(addr));
                 router.clone().oneshot(req)
             });
-            let conn = http
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            let mut stop = stop_rx.clone();
-            let guard = live.clone();
-            tokio::spawn(async move {
-                let _guard = guard;
-                let mut conn = std::pin::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => return,
-                    _ = stop.wait_for(|s| *s) => {}
+            let (http, stop, guard) = (http.clone(), stop_rx.clone(), live.clone());
+            match &tls {
+                None => {
+                    tokio::spawn(serve_connection(http, tcp, service, stop, guard));
                 }
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            });
+                Some(acceptor) => {
+                    let (acceptor, limit) = (acceptor.clone(), self.config.handshake_timeout);
+                    tokio::spawn(async move {
+                        // The TLS handshake gets the same time limit as the request headers.
+                        match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => {
+                                serve_connection(http, stream, service, stop, guard).await
+                            }
+                            Ok(Err(e)) => tracing::debug!("TLS handshake with {addr}: {e}"),
+                            Err(_) => tracing::debug!("TLS handshake with {addr} timed out"),
+                        }
+                    });
+                }
+            }
         }
         drop(listener);
         tracing::info!("shutting down: closing every client with 1001");
@@ -260,6 +268,69 @@ impl Hubbub {
             }
         }))
     }
+}
+
+/// Serves one HTTP/1.1 connection (plain or TLS) with upgrades, until it ends or shutdown
+/// asks it to finish its current request.
+async fn serve_connection<I, S>(
+    http: hyper::server::conn::http1::Builder,
+    io: I,
+    service: S,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    _live: Arc<()>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// A TLS acceptor from PEM files: the certificate chain and its private key (rustls, ring
+/// provider, TLS 1.2 and 1.3, ALPN `http/1.1`).
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &std::path::Path, e: &dyn std::fmt::Display| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: {e}", what.display()),
+        )
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, &e))?;
+    if certs.is_empty() {
+        return Err(bad(cert, &"no certificate in the file"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(cert, &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(cert, &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The standalone server's Socket.IO surface: `/` (shared with v1 clients) and any other

@@ -245,6 +245,30 @@ async fn rs256_and_es256_verify_with_public_key_files() {
 }
 
 #[tokio::test]
+async fn a_jwks_file_selects_the_key_by_kid() {
+    let jwks = format!("{FIXTURES}/jwks.json");
+    let s = TestServer::with(&[("auth", "jwt"), ("jwt_public_key", &jwks)]).await;
+    let key =
+        EncodingKey::from_rsa_pem(&std::fs::read(format!("{FIXTURES}/rsa-private.pem")).unwrap())
+            .unwrap();
+    let with_kid = |kid: &str| {
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some(kid.to_string());
+        jsonwebtoken::encode(&h, &json!({"sub": "ivy", "exp": now() + 60}), &key).unwrap()
+    };
+    let mut c = open(&s, &format!("/ws?token={}", with_kid("test-rsa")), &[])
+        .await
+        .unwrap();
+    assert_eq!(welcome_user(&mut c).await, "ivy");
+    let (status, body) = open(&s, &format!("/ws?token={}", with_kid("rotated-away")), &[])
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["message"], "no key for this token");
+}
+
+#[tokio::test]
 async fn settings_that_would_accept_forged_tokens_are_refused_at_start() {
     let key = format!("{FIXTURES}/rsa-public.pem");
     for (pairs, want) in [

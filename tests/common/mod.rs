@@ -332,3 +332,58 @@ pub fn close_code(c: CloseCode) -> u16 {
 }
 
 pub use tungstenite::Message as WsMessage;
+
+/// A TLS client that trusts only the test CA (tests/fixtures/tls-ca.pem).
+pub fn tls_connector() -> tokio_rustls::TlsConnector {
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+    let cert = rustls_pki_types::CertificateDer::from_pem_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tls-ca.pem"
+    ))
+    .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+/// Opens a TLS connection to `addr` for server name `localhost`.
+pub async fn tls_stream(
+    addr: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tls_connector().connect(name, tcp).await
+}
+
+/// A v1 client over wss: TLS to `addr`, then the WebSocket handshake for `path`.
+pub async fn wss_client(
+    addr: &str,
+    path: &str,
+) -> WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tls = tls_stream(addr).await.expect("TLS handshake");
+    let (ws, _) = tokio_tungstenite::client_async(format!("wss://localhost{path}"), tls)
+        .await
+        .expect("WebSocket handshake over TLS");
+    ws
+}
+
+/// An HTTP/1.1 GET over TLS; returns the whole response as text.
+pub async fn https_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = tls_stream(addr).await.expect("TLS handshake");
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
