@@ -38,10 +38,16 @@ pub struct Principal {
     pub claims: Value,
 }
 
-/// When a request's credentials expire (ms since the epoch); set by the gate next to
-/// [`crate::ws::Identity`] so the v1 front end can schedule the 4401 close.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Expiry(pub u64);
+/// What a request's verified credentials say beyond the user: set by the gate next to
+/// [`crate::ws::Identity`], so the v1 front end can schedule the 4401 close and restrict
+/// the connection to its grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    /// When they expire, ms since the epoch.
+    pub expires_at_ms: Option<u64>,
+    /// What they allow.
+    pub grants: crate::hub::Grants,
+}
 
 /// Verifies credentials for the configured mode.
 #[derive(Debug)]
@@ -426,7 +432,7 @@ pub struct Gate {
 
 /// Axum middleware: refuses a request before the upgrade when its origin is not allowed
 /// (403) or its credentials are missing or bad (401), with the JSON error body; otherwise
-/// passes the user on as [`crate::ws::Identity`] and [`Expiry`].
+/// passes the user on as [`crate::ws::Identity`] and [`Credentials`].
 pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
     if !gate.origins.allows(req.headers()) {
         return ApiError::new(ErrorCode::Forbidden, "origin not allowed").into_response();
@@ -466,9 +472,10 @@ pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Res
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    if let Some(at) = principal.expires_at_ms {
-        req.extensions_mut().insert(Expiry(at));
-    }
+    req.extensions_mut().insert(Credentials {
+        expires_at_ms: principal.expires_at_ms,
+        grants: crate::hub::Grants::from_claims(&principal.claims),
+    });
     req.extensions_mut()
         .insert(crate::ws::Identity(principal.user));
     let mut response = next.run(req).await;

@@ -376,6 +376,7 @@ fn authenticate_socket(
     let principal = auth
         .verify(&token)
         .map_err(|e| refused(e.code.as_str(), &e.message))?;
+    req.set_grants(crate::hub::Grants::from_claims(&principal.claims));
     req.set_user(principal.user);
     req.set_expiry(principal.expires_at_ms);
     Ok(())

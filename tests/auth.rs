@@ -499,3 +499,132 @@ async fn a_client_that_never_sends_its_request_headers_is_dropped() {
     let (status, _) = s.get("/healthz").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn claims_grant_rights_per_room_and_private_rooms_need_a_grant() {
+    let s = jwt_server(&[]).await;
+    let (st, _) = s
+        .post("/api/rooms", json!({"name": "vip", "private": true}))
+        .await;
+    assert_eq!(st, 201);
+    let limited = sign(
+        Algorithm::HS256,
+        json!({"sub": "kim", "exp": now() + 60, "rooms": {
+            "lobby": ["join", "publish"],
+            "news": ["join", "presence"],
+            "team-*": ["join", "history", "presence"]
+        }}),
+    );
+    let mut kim = open(&s, &format!("/ws?token={limited}"), &[])
+        .await
+        .unwrap();
+    welcome_user(&mut kim).await;
+    for (req, want) in [
+        (json!({"op": "join", "room": "lobby"}), "ack"),
+        (
+            json!({"op": "publish", "room": "lobby", "event": "e"}),
+            "ack",
+        ),
+        (json!({"op": "join", "room": "news"}), "ack"),
+        (json!({"op": "join", "room": "team-a", "history": 5}), "ack"),
+        (
+            json!({"op": "publish", "room": "news", "event": "e"}),
+            "forbidden",
+        ),
+        (
+            json!({"op": "join", "room": "news", "history": 5}),
+            "forbidden",
+        ),
+        (json!({"op": "join", "room": "elsewhere"}), "forbidden"),
+        (json!({"op": "join", "room": "vip"}), "forbidden"),
+        (json!({"op": "broadcast", "event": "e"}), "forbidden"),
+    ] {
+        let r = kim.request(req.clone()).await;
+        let got = if r["op"] == "ack" {
+            "ack"
+        } else {
+            r["code"].as_str().unwrap()
+        };
+        assert_eq!(got, want, "{req} -> {r}");
+    }
+    // Without a `rooms` claim: every room but the private ones; `broadcast` needs its claim.
+    let open_token = sign(Algorithm::HS256, json!({"sub": "lee", "exp": now() + 60}));
+    let mut lee = open(&s, &format!("/ws?token={open_token}"), &[])
+        .await
+        .unwrap();
+    welcome_user(&mut lee).await;
+    assert_eq!(
+        lee.request(json!({"op": "join", "room": "anything"})).await["op"],
+        "ack"
+    );
+    assert_eq!(
+        lee.request(json!({"op": "join", "room": "vip"})).await["code"],
+        "forbidden"
+    );
+    let admin = sign(
+        Algorithm::HS256,
+        json!({"sub": "max", "exp": now() + 60, "broadcast": true, "rooms": {"*": ["join", "publish", "presence", "history"]}}),
+    );
+    let mut max = open(&s, &format!("/ws?token={admin}"), &[]).await.unwrap();
+    welcome_user(&mut max).await;
+    assert_eq!(
+        max.request(json!({"op": "join", "room": "vip"})).await["op"],
+        "ack"
+    );
+    assert_eq!(
+        max.request(json!({"op": "broadcast", "event": "e"})).await["op"],
+        "ack"
+    );
+    // Everyone gets the broadcast (kim also has her own lobby message queued before it).
+    for c in [&mut kim, &mut lee] {
+        while c.recv_op("message").await["from"] != "max" {}
+    }
+    // Presence events reach only those with the right: kim has none in lobby, lee has.
+    assert_eq!(
+        lee.request(json!({"op": "join", "room": "lobby"})).await["op"],
+        "ack"
+    );
+    assert_eq!(
+        max.request(json!({"op": "join", "room": "lobby"})).await["op"],
+        "ack"
+    );
+    let p = lee.recv_op("presence").await;
+    assert_eq!(p["joined"], "max");
+    kim.expect_no_message(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn socketio_mapped_events_follow_the_same_rights() {
+    let s = jwt_server(&[]).await;
+    let t = sign(
+        Algorithm::HS256,
+        json!({"sub": "nia", "exp": now() + 60, "rooms": {"news": ["join"]}}),
+    );
+    let (mut ws, _) = sio_connect(&s, "", json!({"token": t})).await.unwrap();
+    ws.send(WsMessage::text(
+        r#"421["publish",{"room":"news","event":"e"}]"#,
+    ))
+    .await
+    .unwrap();
+    ws.send(WsMessage::text(r#"422["join",{"room":"news"}]"#))
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        let text = ws
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_text()
+            .unwrap()
+            .to_string();
+        if text.starts_with("43") {
+            answers.push(text);
+        }
+    }
+    let publish: Value = serde_json::from_str(&answers[0][3..]).unwrap();
+    assert_eq!(publish[0]["code"], "forbidden", "{publish}");
+    let join: Value = serde_json::from_str(&answers[1][3..]).unwrap();
+    assert_eq!(join[0]["ok"], true, "{join}");
+}

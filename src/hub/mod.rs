@@ -14,6 +14,7 @@
 
 pub mod delivery;
 pub mod expiry;
+pub mod grants;
 pub mod history;
 pub mod outbox;
 
@@ -28,6 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use delivery::{now_ms, Body, Delivery, Message, MessageBody, Payload, SioArgs};
+pub use grants::{Grants, Right};
 use history::HistoryLog;
 pub use history::Replay;
 pub use outbox::{CloseRequest, OutFrame, Outbox, Push};
@@ -125,6 +127,8 @@ pub struct Conn {
     awaiting_pong: AtomicBool,
     /// When the credentials expire, ms since the epoch; 0 when they do not.
     expires_at: AtomicU64,
+    /// What the credentials allow; unset means unrestricted (auth mode `none`).
+    grants: OnceLock<Arc<Grants>>,
     closer: OnceLock<Closer>,
 }
 
@@ -721,6 +725,7 @@ impl Hub {
             rooms: Mutex::new(Vec::new()),
             awaiting_pong: AtomicBool::new(false),
             expires_at: AtomicU64::new(0),
+            grants: OnceLock::new(),
             closer: OnceLock::new(),
         });
         if let Some(frame) = greeting(&conn) {
@@ -854,6 +859,37 @@ impl Hub {
 
     fn hooks_mut(&self) -> std::sync::RwLockWriteGuard<'_, Hooks> {
         self.inner.hooks.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Restricts `conn` to what `grants` allow (set once, from its credentials).
+    pub fn set_grants(&self, conn: &Conn, grants: Grants) {
+        let _ = conn.grants.set(Arc::new(grants));
+    }
+
+    /// `Ok` when `conn` has `right` in `room` (of its namespace); `forbidden` otherwise.
+    pub fn authorize(&self, conn: &Conn, room: &str, right: Right) -> Result<(), HubError> {
+        let Some(g) = conn.grants.get() else {
+            return Ok(());
+        };
+        let private = self
+            .room_in(&conn.ns, room)
+            .is_some_and(|r| lock(&r.state).settings.private);
+        if g.allows(room, private, right) {
+            Ok(())
+        } else {
+            Err(forbidden_in(room, right))
+        }
+    }
+
+    /// `Ok` when `conn` may broadcast to its whole namespace.
+    pub fn authorize_broadcast(&self, conn: &Conn) -> Result<(), HubError> {
+        match conn.grants.get() {
+            Some(g) if !g.broadcast => Err(HubError::new(
+                ErrorCode::Forbidden,
+                "broadcasting needs the `broadcast` claim",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Closes the other connections of `conn`'s user with `code` (the single-session
@@ -1311,6 +1347,21 @@ impl Hub {
             if st.dead {
                 continue;
             }
+            if let Some(g) = conn.grants.get() {
+                let private = st.settings.private;
+                let wanted: &[Right] = match replay {
+                    ReplayFrom::None => &[Right::Join],
+                    _ => &[Right::Join, Right::History],
+                };
+                if let Some(&missing) = wanted.iter().find(|r| !g.allows(room, private, **r)) {
+                    let removable = st.removable();
+                    drop(st);
+                    if removable {
+                        self.remove_if_removable(&r);
+                    }
+                    return Err(forbidden_in(room, missing));
+                }
+            }
             let already_user = st.users.contains_key(&conn.user);
             if let Some(max) = st.settings.max_users {
                 if !already_user && st.users.len() >= max {
@@ -1358,7 +1409,12 @@ impl Hub {
                     joined: true,
                     count: st.users.len() as u64,
                 });
-                let n = self.fan_out(st.members.values(), &d, &[conn.key], false);
+                let private = st.settings.private;
+                let watchers = st
+                    .members
+                    .values()
+                    .filter(|c| may_see_presence(c, &r.name, private));
+                let n = self.fan_out(watchers, &d, &[conn.key], false);
                 self.inner.stats.messages_out(n as u64);
             }
             return Ok(joined);
@@ -1399,7 +1455,12 @@ impl Hub {
                 joined: false,
                 count: st.users.len() as u64,
             });
-            let n = self.fan_out(st.members.values(), &d, &[], false);
+            let private = st.settings.private;
+            let watchers = st
+                .members
+                .values()
+                .filter(|c| may_see_presence(c, &r.name, private));
+            let n = self.fan_out(watchers, &d, &[], false);
             self.inner.stats.messages_out(n as u64);
         }
         let removable = st.removable();
@@ -1518,4 +1579,18 @@ fn check_name(name: &str, field: &str) -> Result<(), HubError> {
         )));
     }
     Ok(())
+}
+
+fn forbidden_in(room: &str, right: Right) -> HubError {
+    HubError::new(
+        ErrorCode::Forbidden,
+        format!("no `{}` right in room `{room}`", right.as_str()),
+    )
+}
+
+/// Whether `c` receives `room`'s presence events (always, unless its grants say no).
+fn may_see_presence(c: &Conn, room: &str, private: bool) -> bool {
+    c.grants
+        .get()
+        .is_none_or(|g| g.allows(room, private, Right::Presence))
 }

@@ -74,6 +74,7 @@ pub struct ConnectRequest {
     pub handshake: Arc<Handshake>,
     user: Mutex<Option<String>>,
     expires_at: Mutex<Option<u64>>,
+    grants: Mutex<Option<crate::hub::Grants>>,
 }
 
 impl ConnectRequest {
@@ -86,6 +87,11 @@ impl ConnectRequest {
     /// disconnected unless a fresh token arrives first (see [`crate::hub::Hub::set_expiry`]).
     pub fn set_expiry(&self, at_ms: Option<u64>) {
         *self.expires_at.lock().unwrap_or_else(|p| p.into_inner()) = at_ms;
+    }
+
+    /// Restricts the socket to what `grants` allow in rooms (see [`crate::hub::Grants`]).
+    pub fn set_grants(&self, grants: crate::hub::Grants) {
+        *self.grants.lock().unwrap_or_else(|p| p.into_inner()) = Some(grants);
     }
 }
 
@@ -827,6 +833,7 @@ impl SioApp {
         });
         let recovered = restored.is_some();
         let mut expiry = None;
+        let mut grants = None;
         let (user, wire_id, pid, rooms, missed) = match restored {
             // A recovered socket skips middleware, as socket.io's default does.
             Some((pid, saved, missed)) => (
@@ -844,6 +851,7 @@ impl SioApp {
                     handshake: session.handshake.clone(),
                     user: Mutex::new(user),
                     expires_at: Mutex::new(None),
+                    grants: Mutex::new(None),
                 });
                 let middlewares = ns
                     .middlewares
@@ -858,6 +866,7 @@ impl SioApp {
                 }
                 let user = lock(&req.user).clone();
                 expiry = *lock(&req.expires_at);
+                grants = lock(&req.grants).take();
                 let pid = ns.recovery.as_ref().map(|_| super::engine::random_id());
                 (
                     user,
@@ -888,6 +897,9 @@ impl SioApp {
         );
         if expiry.is_some() {
             ns.hub.set_expiry(&conn, expiry);
+        }
+        if let Some(g) = grants {
+            ns.hub.set_grants(&conn, g);
         }
         for room in &rooms {
             let _ = ns
@@ -1023,6 +1035,8 @@ pub fn install_hub_events(socket: &Namespace) {
         let res = (|| {
             let room = str_ref(&args, "room")?;
             let event = str_ref(&args, "event")?;
+            s.ns.hub
+                .authorize(&s.conn, room, crate::hub::Right::Publish)?;
             let mut em =
                 s.ns.hub
                     .to_room(room)
@@ -1124,6 +1138,7 @@ pub fn install_hub_events(socket: &Namespace) {
     socket.on("broadcast", |s, args, ack| {
         let res = (|| {
             let event = str_field(&args, "event")?;
+            s.ns.hub.authorize_broadcast(&s.conn)?;
             s.ns.hub
                 .to_all()
                 .ns(s.ns.name.clone())

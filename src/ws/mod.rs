@@ -22,10 +22,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 use yawc::{DeflatePool, IncomingUpgrade, OpCode, Options};
 
-use crate::auth::Expiry;
+use crate::auth::Credentials;
 use crate::error::{ApiError, ErrorCode, HubError};
 use crate::hub::now_ms;
-use crate::hub::{CloseRequest, Conn, ConnPermit, Hub, OpCall, OutFrame, Payload, ReplayFrom};
+use crate::hub::{
+    CloseRequest, Conn, ConnPermit, Hub, OpCall, OutFrame, Payload, ReplayFrom, Right,
+};
 use crate::limits::{Limiter, RatePolicy, Verdict, RATE_LIMIT_CLOSE};
 use crate::protocol::v1::{self, Request};
 use crate::stats::{RejectReason, Transport};
@@ -142,18 +144,18 @@ struct IdentityQuery {
 async fn v1_handler(
     State(state): State<WsState>,
     identity: Option<Extension<Identity>>,
-    expiry: Option<Extension<Expiry>>,
+    creds: Option<Extension<Credentials>>,
     Query(q): Query<IdentityQuery>,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
     let user = identity.map(|Extension(Identity(u))| u).or(q.user);
-    accept_v1(state, user, expiry.map(|Extension(Expiry(t))| t), upgrade)
+    accept_v1(state, user, creds.map(|Extension(c)| Box::new(c)), upgrade)
 }
 
 async fn v1_user_handler(
     State(state): State<WsState>,
     identity: Option<Extension<Identity>>,
-    expiry: Option<Extension<Expiry>>,
+    creds: Option<Extension<Credentials>>,
     Path(user): Path<String>,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
@@ -161,7 +163,7 @@ async fn v1_user_handler(
     accept_v1(
         state,
         Some(user),
-        expiry.map(|Extension(Expiry(t))| t),
+        creds.map(|Extension(c)| Box::new(c)),
         upgrade,
     )
 }
@@ -193,7 +195,7 @@ fn admit(
 fn accept_v1(
     state: WsState,
     user: Option<String>,
-    expiry: Option<u64>,
+    creds: Option<Box<Credentials>>,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
     if let Some(u) = &user {
@@ -222,7 +224,7 @@ fn accept_v1(
     tokio::spawn(async move {
         match fut.await {
             Ok(ws) => {
-                let task = run_v1(state, Driver::new(ws, CLOSE_GRACE), user, expiry, permit);
+                let task = run_v1(state, Driver::new(ws, CLOSE_GRACE), user, creds, permit);
                 tokio::spawn(task);
             }
             Err(e) => tracing::debug!("upgrade failed: {e}"),
@@ -239,7 +241,7 @@ fn run_v1<S>(
     state: WsState,
     mut driver: Driver<S>,
     user: Option<String>,
-    expiry: Option<u64>,
+    creds: Option<Box<Credentials>>,
     permit: ConnPermit,
 ) -> impl std::future::Future<Output = ()> + Send
 where
@@ -256,8 +258,9 @@ where
                 state.inner.config.max_payload as u64,
             )))
         });
-        if expiry.is_some() {
-            hub.set_expiry(&conn, expiry);
+        if let Some(c) = creds {
+            hub.set_expiry(&conn, c.expires_at_ms);
+            hub.set_grants(&conn, c.grants);
         }
         let rate = state.inner.config.rate;
         let mut limiter = rate.is_on().then(|| Limiter::new(&rate, now_ms()));
@@ -381,6 +384,9 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
             volatile,
             exclude_self,
         } => {
+            if let Err(e) = hub.authorize(conn, &room, Right::Publish) {
+                return reply_error(hub, conn, id, &e);
+            }
             let mut em = hub.to_room(&room).from(conn.user_arc());
             if exclude_self {
                 em = em.except(conn.id());
@@ -416,6 +422,9 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
             }
         }
         Request::Broadcast { event, data } => {
+            if let Err(e) = hub.authorize_broadcast(conn) {
+                return reply_error(hub, conn, id, &e);
+            }
             match hub
                 .to_all()
                 .from(conn.user_arc())
