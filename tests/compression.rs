@@ -12,11 +12,20 @@ use yawc::{Frame, OpCode, Options, WebSocket};
 /// Sends an upgrade offering permessage-deflate over a plain TCP stream and returns the
 /// stream and the response head.
 async fn raw_upgrade(s: &TestServer, path: &str) -> (tokio::net::TcpStream, String) {
+    upgrade_offering(s, path, "permessage-deflate; client_max_window_bits").await
+}
+
+/// Like [`raw_upgrade`], with `offers` as the `Sec-WebSocket-Extensions` value.
+async fn upgrade_offering(
+    s: &TestServer,
+    path: &str,
+    offers: &str,
+) -> (tokio::net::TcpStream, String) {
     let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+         Sec-WebSocket-Extensions: {offers}\r\n\r\n",
         s.addr
     );
     tcp.write_all(req.as_bytes()).await.unwrap();
@@ -69,6 +78,27 @@ async fn deflate_is_negotiated_without_context_takeover_and_applied_over_the_thr
         "{} bytes on the wire",
         payload.len()
     );
+}
+
+/// Several offers in one header (Autobahn 13.7): the server accepts the first one.
+#[tokio::test]
+async fn the_first_of_several_offers_is_accepted() {
+    let s = TestServer::start().await;
+    let offers = "permessage-deflate; client_no_context_takeover; client_max_window_bits; \
+                  server_no_context_takeover; server_max_window_bits=9, \
+                  permessage-deflate; client_no_context_takeover, permessage-deflate";
+    let (_tcp, head) = upgrade_offering(&s, "/ws/echo", offers).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let ext = head
+        .lines()
+        .find(|l| l.starts_with("sec-websocket-extensions:"))
+        .expect("compression is negotiated");
+    assert_eq!(ext.matches("permessage-deflate").count(), 1, "{ext}");
+    assert!(ext.contains("server_no_context_takeover"), "{ext}");
+    // An offer list without permessage-deflate negotiates nothing.
+    let (_tcp, head) = upgrade_offering(&s, "/ws/echo", "x-other, x-another; a=1").await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(!head.contains("sec-websocket-extensions"), "{head}");
 }
 
 #[tokio::test]

@@ -126,6 +126,38 @@ pub fn routes(state: WsState) -> Router {
         .route("/ws/echo", get(echo_handler))
         .route("/ws/{user}", get(v1_user_handler))
         .with_state(state)
+        .layer(axum::middleware::map_request(first_deflate_offer))
+}
+
+/// Keeps only the client's first permessage-deflate offer in `Sec-WebSocket-Extensions`.
+///
+/// A client may list several offers, best first, separated by commas (RFC 7692 §5: the
+/// server accepts one it supports). yawc reads a single offer and treats a list as no
+/// offer at all, which turned compression off for such clients; the first offer is the
+/// client's preferred one and yawc can answer any single permessage-deflate offer.
+async fn first_deflate_offer(mut req: axum::extract::Request) -> axum::extract::Request {
+    let headers = req.headers_mut();
+    let offers: Vec<String> = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|o| o.trim().to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if offers.len() <= 1 {
+        return req;
+    }
+    headers.remove(axum::http::header::SEC_WEBSOCKET_EXTENSIONS);
+    let first = offers.into_iter().find(|o| {
+        o.split(';')
+            .next()
+            .is_some_and(|name| name.trim().eq_ignore_ascii_case("permessage-deflate"))
+    });
+    if let Some(v) = first.and_then(|o| axum::http::HeaderValue::from_str(&o).ok()) {
+        headers.insert(axum::http::header::SEC_WEBSOCKET_EXTENSIONS, v);
+    }
+    req
 }
 
 /// The authenticated user of a request, set by application middleware before the upgrade.
