@@ -24,8 +24,7 @@ use crate::error::{ErrorCode, HubError};
 use crate::hub::{Hub, HubConfig};
 use crate::limits::{AddressLimiter, RatePolicy};
 
-/// The close code for connections replaced by a newer session of their user.
-pub const REPLACED: u16 = 4409;
+pub use crate::hub::REPLACED;
 use crate::sio::{
     install_hub_events, ConnectError, ConnectRequest, SioConfig, SocketIo, SocketRef,
 };

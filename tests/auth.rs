@@ -628,3 +628,30 @@ async fn socketio_mapped_events_follow_the_same_rights() {
     let join: Value = serde_json::from_str(&answers[1][3..]).unwrap();
     assert_eq!(join[0]["ok"], true, "{join}");
 }
+
+#[tokio::test]
+async fn a_single_session_claim_replaces_that_users_older_connections() {
+    let s = jwt_server(&[]).await;
+    let single = sign(
+        Algorithm::HS256,
+        json!({"sub": "oli", "exp": now() + 60, "single_session": true}),
+    );
+    let mut first = open(&s, &format!("/ws?token={single}"), &[]).await.unwrap();
+    welcome_user(&mut first).await;
+    let plain = token("pat", 60);
+    let mut pat1 = open(&s, &format!("/ws?token={plain}"), &[]).await.unwrap();
+    welcome_user(&mut pat1).await;
+    let mut pat2 = open(&s, &format!("/ws?token={plain}"), &[]).await.unwrap();
+    welcome_user(&mut pat2).await;
+    let mut second = open(&s, &format!("/ws?token={single}"), &[]).await.unwrap();
+    welcome_user(&mut second).await;
+    let (code, reason) = first.expect_close().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (4409, "replaced by a newer session")
+    );
+    assert_eq!(second.request(json!({"op": "ping"})).await["op"], "pong");
+    // A user without the claim keeps every connection (the setting is off).
+    assert_eq!(pat1.request(json!({"op": "ping"})).await["op"], "pong");
+    assert_eq!(pat2.request(json!({"op": "ping"})).await["op"], "pong");
+}

@@ -2,7 +2,8 @@
 //!
 //! Claims: `rooms` maps room patterns (an exact name, a prefix ending in `*`, or `*`; the
 //! most specific pattern that matches decides) to rights among `join`, `publish`, `presence` (receive the room's presence events) and
-//! `history` (replay on join); `broadcast: true` allows the broadcast op. A token without
+//! `history` (replay on join); `broadcast: true` allows the broadcast op;
+//! `single_session: true` applies the single-session policy to this user. A token without
 //! `rooms` may do everything in every room that is not private; a private room needs a
 //! pattern that grants the right. Connections without grants (auth mode `none`, where
 //! every client is trusted) are not restricted.
@@ -61,6 +62,9 @@ pub struct Grants {
     rooms: Option<Vec<(String, u8)>>,
     /// Whether the broadcast op is allowed.
     pub broadcast: bool,
+    /// `single_session: true`: this user's new connection closes their older ones (4409),
+    /// whatever the server-wide `single_session` setting says.
+    pub single_session: bool,
 }
 
 impl Grants {
@@ -85,6 +89,7 @@ impl Grants {
         Self {
             rooms,
             broadcast: claims.get("broadcast") == Some(&Value::Bool(true)),
+            single_session: claims.get("single_session") == Some(&Value::Bool(true)),
         }
     }
 

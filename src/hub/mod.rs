@@ -106,6 +106,10 @@ fn random_node_id() -> String {
     format!("{:08x}", seed as u32)
 }
 
+/// The close code for connections replaced by a newer session of their user (the
+/// single-session policy).
+pub const REPLACED: u16 = 4409;
+
 /// A connection's key inside this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ConnId(pub u64);
@@ -861,9 +865,14 @@ impl Hub {
         self.inner.hooks.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Restricts `conn` to what `grants` allow (set once, from its credentials).
-    pub fn set_grants(&self, conn: &Conn, grants: Grants) {
+    /// Restricts `conn` to what `grants` allow (set once, from its credentials). Grants
+    /// with `single_session` close the user's other connections with 4409.
+    pub fn set_grants(&self, conn: &Arc<Conn>, grants: Grants) {
+        let single = grants.single_session;
         let _ = conn.grants.set(Arc::new(grants));
+        if single {
+            self.close_others(conn, REPLACED, "replaced by a newer session");
+        }
     }
 
     /// `Ok` when `conn` has `right` in `room` (of its namespace); `forbidden` otherwise.
