@@ -56,6 +56,8 @@ pub enum Authenticator {
     Open,
     /// Mode `jwt`.
     Jwt(JwtVerifier),
+    /// Mode `basic`: user names and Argon2 password hashes from `users_file`.
+    Basic(BasicVerifier),
     /// The configured keys could not be loaded: everything is refused (fail closed).
     Broken(String),
 }
@@ -65,6 +67,7 @@ impl Authenticator {
     pub fn from_config(config: &Config) -> Result<Self, String> {
         match config.auth {
             AuthMode::Jwt => JwtVerifier::from_config(config).map(Self::Jwt),
+            AuthMode::Basic => BasicVerifier::from_config(config).map(Self::Basic),
             _ => Ok(Self::Open),
         }
     }
@@ -90,11 +93,148 @@ impl Authenticator {
                 "this server does not use tokens (auth mode none)",
             )),
             Self::Jwt(v) => v.verify(token),
+            Self::Basic(_) => Err(HubError::new(
+                ErrorCode::BadRequest,
+                "this server checks user names and passwords, not tokens (auth mode basic)",
+            )),
             Self::Broken(e) => Err(HubError::new(
                 ErrorCode::Unauthorized,
                 format!("authentication is misconfigured on the server: {e}"),
             )),
         }
+    }
+}
+
+impl Authenticator {
+    /// The credentials of an HTTP request, verified: `Ok(None)` when it carries none.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query: &HashMap<String, String>,
+        cookie_name: &str,
+    ) -> Result<Option<(Principal, TokenSource)>, HubError> {
+        match self {
+            Self::Open => Ok(None),
+            Self::Basic(b) => match basic_credentials(headers) {
+                None => Ok(None),
+                Some((user, password)) => b
+                    .verify(&user, &password)
+                    .map(|p| Some((p, TokenSource::Header))),
+            },
+            _ => match request_token(headers, query, cookie_name) {
+                None => Ok(None),
+                Some((token, source)) => self.verify(&token).map(|p| Some((p, source))),
+            },
+        }
+    }
+
+    /// What a request without credentials is told.
+    pub fn missing(&self) -> HubError {
+        let message = match self {
+            Self::Basic(_) => "a user name and password are required",
+            _ => "a token is required",
+        };
+        HubError::new(ErrorCode::Unauthorized, message)
+    }
+}
+
+/// `Authorization: Basic base64(user:password)`.
+pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// Mode `basic`: a users file of `name:<argon2 PHC hash>` lines (`#` comments), loaded at
+/// start. A verified pair is remembered for a minute, keyed by a keyed hash of the
+/// password, so a reconnect storm does not cost an Argon2 run per handshake.
+#[derive(Debug)]
+pub struct BasicVerifier {
+    users: HashMap<String, String>,
+    recent: std::sync::Mutex<HashMap<(String, u64), std::time::Instant>>,
+    keys: std::hash::RandomState,
+}
+
+/// How long a verified user name and password are remembered.
+const BASIC_CACHE: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl BasicVerifier {
+    /// Loads `users_file`.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let path = config
+            .users_file
+            .as_ref()
+            .ok_or("auth `basic` needs `users_file`")?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("users_file {}: {e}", path.display()))?;
+        let mut users = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (user, hash) = line
+                .split_once(':')
+                .ok_or_else(|| format!("users_file line {}: expected name:hash", n + 1))?;
+            argon2::PasswordHash::new(hash)
+                .map_err(|e| format!("users_file line {}: not an Argon2 PHC hash: {e}", n + 1))?;
+            users.insert(user.to_string(), hash.to_string());
+        }
+        if users.is_empty() {
+            return Err(format!("users_file {}: no users", path.display()));
+        }
+        Ok(Self {
+            users,
+            recent: Default::default(),
+            keys: std::hash::RandomState::new(),
+        })
+    }
+
+    /// Checks a user name and password; the same refusal for an unknown user and a wrong
+    /// password, so names cannot be probed.
+    pub fn verify(&self, user: &str, password: &str) -> Result<Principal, HubError> {
+        use argon2::PasswordVerifier;
+        use std::hash::BuildHasher;
+        let key = (user.to_string(), self.keys.hash_one(password));
+        let now = std::time::Instant::now();
+        let remembered = {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.retain(|_, at| now.duration_since(*at) < BASIC_CACHE);
+            recent.contains_key(&key)
+        };
+        let ok = remembered
+            || self.users.get(user).is_some_and(|hash| {
+                argon2::PasswordHash::new(hash).is_ok_and(|h| {
+                    argon2::Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
+            });
+        if !ok {
+            return Err(HubError::new(
+                ErrorCode::Unauthorized,
+                "bad user name or password",
+            ));
+        }
+        if !remembered {
+            self.recent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, now);
+        }
+        Ok(Principal {
+            user: user.to_string(),
+            expires_at_ms: None,
+            claims: Value::Object(Default::default()),
+        })
     }
 }
 
@@ -460,16 +600,10 @@ pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Res
     if !gate.auth.required() {
         return next.run(req).await;
     }
-    let found = request_token(req.headers(), &query, &gate.cookie);
-    let (token, source) = match found {
-        Some(t) => t,
-        None if gate.socketio => return next.run(req).await,
-        None => {
-            return ApiError::new(ErrorCode::Unauthorized, "a token is required").into_response()
-        }
-    };
-    let principal = match gate.auth.verify(&token) {
-        Ok(p) => p,
+    let (principal, source) = match gate.auth.authenticate(req.headers(), &query, &gate.cookie) {
+        Ok(Some(found)) => found,
+        Ok(None) if gate.socketio => return next.run(req).await,
+        Ok(None) => return ApiError::from(gate.auth.missing()).into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     };
     req.extensions_mut().insert(Credentials {

@@ -19,6 +19,8 @@ pub enum AuthMode {
     None,
     /// A signed JWT names the user (`sub`); see the `jwt_*` settings.
     Jwt,
+    /// A user name and password checked against `users_file` (Argon2 hashes).
+    Basic,
 }
 
 /// The server's settings, typed. Every field documents its default.
@@ -29,6 +31,8 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Identity mode. Default `none`.
     pub auth: AuthMode,
+    /// Users file for `auth = "basic"`: `name:<argon2 PHC hash>` lines.
+    pub users_file: Option<PathBuf>,
     /// HS256 secret for `auth = "jwt"`.
     pub jwt_secret: Option<String>,
     /// PEM public key (RSA or EC) or JWKS file for `auth = "jwt"`.
@@ -107,6 +111,7 @@ impl Default for Config {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
             auth: AuthMode::None,
+            users_file: None,
             jwt_secret: None,
             jwt_public_key: None,
             jwt_algorithms: Vec::new(),
@@ -198,7 +203,8 @@ macro_rules! settings {
 
 settings! {
     bind: "Address to listen on [default: 127.0.0.1:3000]",
-    auth: "Identity mode: none or jwt [default: none]",
+    auth: "Identity mode: none, jwt or basic [default: none]",
+    users_file: "Users file for auth basic: name:<argon2 hash> lines",
     jwt_secret: "HS256 secret for auth jwt",
     jwt_public_key: "PEM public key (RSA/EC) or JWKS file for auth jwt",
     jwt_algorithms: "Accepted JWT algorithms, e.g. RS256,ES256 [default: implied by the key]",
@@ -261,15 +267,17 @@ impl Config {
                     c.auth = match v.as_str() {
                         "none" => AuthMode::None,
                         "jwt" => AuthMode::Jwt,
-                        "basic" | "cookie" => {
+                        "basic" => AuthMode::Basic,
+                        "cookie" => {
                             return Err(invalid(format!(
-                                "auth mode `{v}` is not available in this version (`none` or `jwt`)"
+                                "auth mode `{v}` is not available in this version (`none`, `jwt` or `basic`)"
                             )))
                         }
                         _ => return Err(invalid(format!("unknown auth mode `{v}`"))),
                     }
                 }
                 "api_key" => c.api_key = (!v.is_empty()).then(|| v.clone()),
+                "users_file" => c.users_file = (!v.is_empty()).then(|| PathBuf::from(v)),
                 "jwt_secret" => c.jwt_secret = (!v.is_empty()).then(|| v.clone()),
                 "jwt_public_key" => c.jwt_public_key = (!v.is_empty()).then(|| PathBuf::from(v)),
                 "jwt_algorithms" => c.jwt_algorithms = list(v),
@@ -351,6 +359,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "tls_cert".into(),
                 message: "tls_cert and tls_key go together".into(),
+            });
+        }
+        if c.auth == AuthMode::Basic && c.users_file.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "auth".into(),
+                message: "auth `basic` needs `users_file`".into(),
             });
         }
         if c.handshake_timeout.is_zero() {

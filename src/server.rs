@@ -361,20 +361,32 @@ fn authenticate_socket(
     cookie: &str,
     req: &ConnectRequest,
 ) -> Result<(), ConnectError> {
-    let token = match req.auth.get("token") {
-        Some(serde_json::Value::String(t)) => Some(t.clone()),
-        _ => auth::request_token(&req.handshake.headers, &req.handshake.query, cookie)
-            .map(|(t, _)| t),
+    let refused = |e: HubError| {
+        ConnectError::new(e.message.clone())
+            .with_data(serde_json::json!({"code": e.code.as_str(), "message": e.message}))
     };
-    let refused = |code: &str, message: &str| {
-        ConnectError::new(message).with_data(serde_json::json!({"code": code, "message": message}))
+    let principal = if let Authenticator::Basic(basic) = auth {
+        // `auth: {user, password}`, or the handshake's `Authorization: Basic`.
+        let text = |k: &str| req.auth.get(k).and_then(serde_json::Value::as_str);
+        let creds = match (text("user"), text("password")) {
+            (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
+            _ => auth::basic_credentials(&req.handshake.headers),
+        };
+        let Some((user, password)) = creds else {
+            return Err(refused(auth.missing()));
+        };
+        basic.verify(&user, &password).map_err(refused)?
+    } else {
+        let token = match req.auth.get("token") {
+            Some(serde_json::Value::String(t)) => Some(t.clone()),
+            _ => auth::request_token(&req.handshake.headers, &req.handshake.query, cookie)
+                .map(|(t, _)| t),
+        };
+        let Some(token) = token else {
+            return Err(refused(auth.missing()));
+        };
+        auth.verify(&token).map_err(refused)?
     };
-    let Some(token) = token else {
-        return Err(refused("unauthorized", "a token is required"));
-    };
-    let principal = auth
-        .verify(&token)
-        .map_err(|e| refused(e.code.as_str(), &e.message))?;
     req.set_grants(crate::hub::Grants::from_claims(&principal.claims));
     req.set_user(principal.user);
     req.set_expiry(principal.expires_at_ms);
