@@ -122,13 +122,7 @@ async fn wss_through_nginx_reaches_hubbub() {
         serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
     assert_eq!(msg["event"], "hello");
 
-    let tls = common::tls_stream(&addr).await.unwrap();
-    let (mut sio, _) = tokio_tungstenite::client_async(
-        "wss://localhost/socket.io/?EIO=4&transport=websocket",
-        tls,
-    )
-    .await
-    .unwrap();
+    let mut sio = common::wss_client(&addr, "/socket.io/?EIO=4&transport=websocket").await;
     assert!(sio
         .next()
         .await

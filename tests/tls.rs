@@ -47,13 +47,7 @@ async fn https_and_wss_are_served_with_the_configured_certificate() {
         serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
     assert_eq!(pong["op"], "pong");
     // Socket.IO over wss too.
-    let tls = common::tls_stream(&addr(&s)).await.unwrap();
-    let (mut sio, _) = tokio_tungstenite::client_async(
-        "wss://localhost/socket.io/?EIO=4&transport=websocket",
-        tls,
-    )
-    .await
-    .unwrap();
+    let mut sio = common::wss_client(&addr(&s), "/socket.io/?EIO=4&transport=websocket").await;
     assert!(sio
         .next()
         .await

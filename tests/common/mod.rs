@@ -362,7 +362,8 @@ pub async fn tls_stream(
     tls_connector().connect(name, tcp).await
 }
 
-/// A v1 client over wss: TLS to `addr`, then the WebSocket handshake for `path`.
+/// A WebSocket over TLS to `addr` (v1, or Socket.IO with its path), then the handshake for
+/// `path`.
 pub async fn wss_client(
     addr: &str,
     path: &str,
