@@ -21,6 +21,8 @@ pub enum AuthMode {
     Jwt,
     /// A user name and password checked against `users_file` (Argon2 hashes).
     Basic,
+    /// The application's session cookie, checked by its `auth_callback` (the BFF pattern).
+    Cookie,
 }
 
 /// The server's settings, typed. Every field documents its default.
@@ -46,8 +48,16 @@ pub struct Config {
     pub jwt_issuer: Option<String>,
     /// Cookie a token may come in. Default `hubbub_token`.
     pub jwt_cookie: String,
+    /// For `auth = "cookie"`: the application's URL (http or https) that Hubbub asks, with
+    /// the client's `Cookie` header, who the session belongs to.
+    pub auth_callback: Option<String>,
+    /// How long the callback may take before the connection is refused. Default 5 s.
+    pub auth_callback_timeout: Duration,
+    /// How long a callback's answer for one `Cookie` header is reused. Default 30 s; zero
+    /// asks every time.
+    pub auth_cache: Duration,
     /// Origins allowed to open connections from a browser (`*` for any). Default: any in
-    /// auth mode `none`; the server's own origin only in `jwt` mode.
+    /// auth mode `none`; the server's own origin only in the other modes.
     pub allowed_origins: Option<Vec<String>>,
     /// Time a client has to send its request headers before the connection is dropped
     /// (slowloris). Default 10 s.
@@ -79,6 +89,9 @@ pub struct Config {
     pub max_payload: usize,
     /// Connections at once; more get HTTP 503 at the upgrade. Default 100,000.
     pub max_connections: usize,
+    /// Connections at once from one client address; more get HTTP 429 at the upgrade. Zero
+    /// is no limit, the default (clients behind one NAT or proxy share an address).
+    pub max_connections_per_ip: usize,
     /// Outbound bytes queued per connection before it is closed as a slow consumer. Default 1 MiB.
     pub queue_limit: usize,
     /// permessage-deflate threshold: messages at least this large are compressed; `None`
@@ -118,6 +131,9 @@ impl Default for Config {
             jwt_audience: None,
             jwt_issuer: None,
             jwt_cookie: "hubbub_token".into(),
+            auth_callback: None,
+            auth_callback_timeout: Duration::from_secs(5),
+            auth_cache: Duration::from_secs(30),
             allowed_origins: None,
             handshake_timeout: Duration::from_secs(10),
             rate_messages: 1000.0,
@@ -132,6 +148,7 @@ impl Default for Config {
             heartbeat_timeout: Duration::from_secs(20),
             max_payload: 1 << 20,
             max_connections: 100_000,
+            max_connections_per_ip: 0,
             queue_limit: 1 << 20,
             compression: Some(1024),
             stats_log_interval: Duration::ZERO,
@@ -203,7 +220,7 @@ macro_rules! settings {
 
 settings! {
     bind: "Address to listen on [default: 127.0.0.1:3000]",
-    auth: "Identity mode: none, jwt or basic [default: none]",
+    auth: "Identity mode: none, jwt, basic or cookie [default: none]",
     users_file: "Users file for auth basic: name:<argon2 hash> lines",
     jwt_secret: "HS256 secret for auth jwt",
     jwt_public_key: "PEM public key (RSA/EC) or JWKS file for auth jwt",
@@ -211,7 +228,10 @@ settings! {
     jwt_audience: "Required JWT aud [default: not checked]",
     jwt_issuer: "Required JWT iss [default: not checked]",
     jwt_cookie: "Cookie that may carry the token [default: hubbub_token]",
-    allowed_origins: "Browser origins allowed, comma-separated, or * [default: any in none, same-origin in jwt]",
+    auth_callback: "For auth cookie: the app URL asked who a Cookie header belongs to",
+    auth_callback_timeout: "Time the auth callback may take, e.g. 5s [default: 5s]",
+    auth_cache: "Time a callback answer is reused for the same cookies; 0 is off [default: 30s]",
+    allowed_origins: "Browser origins allowed, comma-separated, or * [default: any in none, same-origin otherwise]",
     handshake_timeout: "Time to send the request headers, e.g. 10s [default: 10s]",
     rate_messages: "Messages per second per connection; 0 is off [default: 1000]",
     rate_bytes: "Bytes per second per connection, e.g. 8MiB; 0 is off [default: 8MiB]",
@@ -225,6 +245,7 @@ settings! {
     heartbeat_timeout: "Pong timeout before reaping, e.g. 20s [default: 20s]",
     max_payload: "Largest frame/message/body, e.g. 1MiB [default: 1MiB]",
     max_connections: "Connections at once [default: 100000]",
+    max_connections_per_ip: "Connections at once per client address; 0 is off [default: 0]",
     queue_limit: "Outbound queue per connection, e.g. 1MiB [default: 1MiB]",
     compression: "permessage-deflate: on, off, or a threshold size [default: 1KiB]",
     stats_log_interval: "Interval of the connection-count log line; 0 is off [default: 0]",
@@ -268,11 +289,7 @@ impl Config {
                         "none" => AuthMode::None,
                         "jwt" => AuthMode::Jwt,
                         "basic" => AuthMode::Basic,
-                        "cookie" => {
-                            return Err(invalid(format!(
-                                "auth mode `{v}` is not available in this version (`none`, `jwt` or `basic`)"
-                            )))
-                        }
+                        "cookie" => AuthMode::Cookie,
                         _ => return Err(invalid(format!("unknown auth mode `{v}`"))),
                     }
                 }
@@ -284,6 +301,11 @@ impl Config {
                 "jwt_audience" => c.jwt_audience = (!v.is_empty()).then(|| v.clone()),
                 "jwt_issuer" => c.jwt_issuer = (!v.is_empty()).then(|| v.clone()),
                 "jwt_cookie" => c.jwt_cookie = v.clone(),
+                "auth_callback" => c.auth_callback = (!v.is_empty()).then(|| v.clone()),
+                "auth_callback_timeout" => {
+                    c.auth_callback_timeout = parse_duration(v).map_err(invalid)?
+                }
+                "auth_cache" => c.auth_cache = parse_duration(v).map_err(invalid)?,
                 "allowed_origins" => c.allowed_origins = Some(list(v)),
                 "handshake_timeout" => c.handshake_timeout = parse_duration(v).map_err(invalid)?,
                 "rate_messages" => c.rate_messages = parse_rate(v).map_err(invalid)?,
@@ -301,6 +323,9 @@ impl Config {
                 "heartbeat_timeout" => c.heartbeat_timeout = parse_duration(v).map_err(invalid)?,
                 "max_payload" => c.max_payload = parse_size(v).map_err(invalid)?,
                 "max_connections" => c.max_connections = parse_count(v).map_err(invalid)?,
+                "max_connections_per_ip" => {
+                    c.max_connections_per_ip = parse_count(v).map_err(invalid)?
+                }
                 "queue_limit" => c.queue_limit = parse_size(v).map_err(invalid)?,
                 "compression" => {
                     c.compression = match v.as_str() {

@@ -49,6 +49,7 @@ impl Hubbub {
             default_history: config.default_history,
             queue_limit: config.queue_limit,
             max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
             heartbeat_interval: config.heartbeat_interval,
             heartbeat_timeout: config.heartbeat_timeout,
             ..HubConfig::default()
@@ -343,7 +344,7 @@ fn standard_namespaces(io: &SocketIo, hub: &Hub, auth: &Arc<Authenticator>, cook
             let (verifier, cookie): (Arc<Authenticator>, Arc<str>) = (auth.clone(), cookie.into());
             ns.use_middleware(move |req| {
                 let (verifier, cookie) = (verifier.clone(), cookie.clone());
-                async move { authenticate_socket(&verifier, &cookie, &req) }
+                async move { authenticate_socket(&verifier, &cookie, &req).await }
             });
             install_auth_event(ns, hub.clone(), auth.clone());
         } else {
@@ -353,10 +354,11 @@ fn standard_namespaces(io: &SocketIo, hub: &Hub, auth: &Arc<Authenticator>, cook
     }
 }
 
-/// Names a Socket.IO socket's user from its token: the CONNECT's `auth.token`, or one the
-/// handshake request carried (header, query, cookie). Refusals reach the client as
-/// `connect_error` with `{code, message}` in `data`.
-fn authenticate_socket(
+/// Names a Socket.IO socket's user from its credentials: the CONNECT's `auth.token` (or
+/// `auth {user, password}` in mode `basic`), or those the handshake request carried
+/// (header, query, cookie, session cookie). Refusals reach the client as `connect_error`
+/// with `{code, message}` in `data`.
+async fn authenticate_socket(
     auth: &Authenticator,
     cookie: &str,
     req: &ConnectRequest,
@@ -365,7 +367,14 @@ fn authenticate_socket(
         ConnectError::new(e.message.clone())
             .with_data(serde_json::json!({"code": e.code.as_str(), "message": e.message}))
     };
-    let principal = if let Authenticator::Basic(basic) = auth {
+    let principal = if let Authenticator::Cookie(session) = auth {
+        let peer = req.handshake.address.map(|a| a.ip());
+        match session.authenticate(&req.handshake.headers, peer).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(refused(auth.missing())),
+            Err(e) => return Err(refused(e)),
+        }
+    } else if let Authenticator::Basic(basic) = auth {
         // `auth: {user, password}`, or the handshake's `Authorization: Basic`.
         let text = |k: &str| req.auth.get(k).and_then(serde_json::Value::as_str);
         let creds = match (text("user"), text("password")) {

@@ -50,6 +50,9 @@ pub enum RejectReason {
     Unauthorized,
     /// The server is shutting down.
     ShuttingDown,
+    /// The client's address is over a limit (`max_connections_per_ip`, handshakes per
+    /// second).
+    RateLimited,
 }
 
 impl RejectReason {
@@ -59,6 +62,7 @@ impl RejectReason {
             Self::BadHandshake => "bad_handshake",
             Self::Unauthorized => "unauthorized",
             Self::ShuttingDown => "shutting_down",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Abuse limits and the single-session policy over real sockets: a connection over its
 //! message rate gets `rate_limited` and, if it keeps going, close 4429 (v1 and Socket.IO);
-//! an address over its handshake rate gets HTTP 429 before the upgrade; with
+//! an address over its handshake rate or its connection cap gets HTTP 429 before the
+//! upgrade; with
 //! `single_session` on, a user's new connection closes the older ones with 4409.
 
 mod common;
@@ -94,6 +95,70 @@ async fn an_address_over_its_handshake_rate_gets_429() {
     // A second later the bucket has refilled.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let _c = s.client("/ws").await;
+}
+
+/// A WebSocket handshake to `path` from the local address `from`: the client, or the
+/// refusal's status and error code.
+async fn connect_from(
+    s: &TestServer,
+    from: &str,
+    path: &str,
+) -> Result<common::Client, (u16, String)> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(s.addr).await.unwrap();
+    let tcp = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    match tokio_tungstenite::client_async(s.ws_url(path), tcp).await {
+        Ok((ws, _)) => Ok(common::Client::from_ws(ws)),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body: serde_json::Value =
+                serde_json::from_slice(&resp.body().clone().unwrap_or_default()).unwrap();
+            let code = body["error"]["code"].as_str().unwrap_or_default();
+            Err((resp.status().as_u16(), code.to_string()))
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn an_address_over_its_connection_cap_gets_429_until_one_closes() {
+    let s = TestServer::with(&[("max_connections_per_ip", "3")]).await;
+    let mut first = connect_from(&s, "127.0.0.1", "/ws").await.unwrap();
+    let _echo = connect_from(&s, "127.0.0.1", "/ws/echo").await.unwrap();
+    // A Socket.IO session counts from its handshake, polling included.
+    let http = reqwest::Client::new();
+    let handshake = || {
+        http.get(s.url("/socket.io/?EIO=4&transport=polling"))
+            .send()
+    };
+    assert_eq!(handshake().await.unwrap().status(), 200);
+    let refusal = connect_from(&s, "127.0.0.1", "/ws").await.err();
+    assert_eq!(refusal, Some((429, "rate_limited".to_string())));
+    let refused = handshake().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "this address already has 3 connections open"
+    );
+    // Another address has its own count.
+    let _other = connect_from(&s, "127.0.0.2", "/ws").await.unwrap();
+    // Closing one frees its place.
+    first.ws.close(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match connect_from(&s, "127.0.0.1", "/ws").await {
+            Ok(_) => break,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "still {e:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let metrics = http.get(s.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("hubbub_upgrades_rejected_total{reason=\"rate_limited\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -1,12 +1,15 @@
 //! Credentials from hostile requests: any header, query and cookie text yields a token or
-//! none, and any token text is verified or refused with `unauthorized`, never a panic.
+//! none, and any token text is verified or refused with `unauthorized`, never a panic; any
+//! `Cookie` header bytes are a well-formed list of pairs or refused as malformed; any
+//! `Authorization` text is a Basic pair or none.
 #![no_main]
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::http::{HeaderMap, HeaderValue};
-use hubbub::auth::{request_token, Authenticator};
+use hubbub::auth::session::{cookie_header, cookie_pairs};
+use hubbub::auth::{basic_credentials, request_token, Authenticator};
 use hubbub::config::Config;
 use libfuzzer_sys::fuzz_target;
 
@@ -46,6 +49,21 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(e.code.as_str(), "unauthorized");
         }
     }
+    // The raw bytes as a session cookie header: accepted pairs are nonempty names.
+    if let Ok(v) = HeaderValue::from_bytes(data) {
+        let mut h = HeaderMap::new();
+        h.insert("cookie", v);
+        match cookie_header(&h) {
+            Ok(Some(joined)) => {
+                let pairs = cookie_pairs(&joined).expect("an accepted header parses");
+                assert!(pairs.iter().all(|(name, _)| !name.is_empty()));
+            }
+            Ok(None) => panic!("a Cookie header was given"),
+            Err(e) => assert_eq!(e.code.as_str(), "unauthorized"),
+        }
+        let _ = basic_credentials(&h);
+    }
+    let _ = basic_credentials(&headers);
     // The raw text as a token too.
     if let Err(e) = verifier().verify(&text) {
         assert_eq!(e.code.as_str(), "unauthorized");

@@ -21,6 +21,7 @@ pub mod outbox;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, RandomState};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
@@ -35,7 +36,7 @@ pub use history::Replay;
 pub use outbox::{CloseRequest, OutFrame, Outbox, Push};
 
 use crate::error::{ErrorCode, HubError};
-use crate::stats::{Stats, Transport};
+use crate::stats::{RejectReason, Stats, Transport};
 
 const SHARDS: usize = 16;
 
@@ -49,6 +50,9 @@ pub struct HubConfig {
     pub queue_limit: usize,
     /// Connections accepted at once; more are refused with 503 at the upgrade (default 100,000).
     pub max_connections: usize,
+    /// Connections at once from one client address; more are refused with 429 at the
+    /// upgrade. Zero is no limit (the default: clients behind one NAT share an address).
+    pub max_connections_per_ip: usize,
     /// How often the heartbeat pings every connection (default 25 s).
     pub heartbeat_interval: Duration,
     /// How long a pong may take before the connection is reaped (default 20 s).
@@ -63,6 +67,7 @@ impl Default for HubConfig {
             default_history: 100,
             queue_limit: 1 << 20,
             max_connections: 100_000,
+            max_connections_per_ip: 0,
             heartbeat_interval: Duration::from_secs(25),
             heartbeat_timeout: Duration::from_secs(20),
             node: random_node_id(),
@@ -89,6 +94,13 @@ impl HubConfig {
     #[must_use]
     pub fn with_max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// Sets `max_connections_per_ip` (zero: no limit).
+    #[must_use]
+    pub fn with_max_connections_per_ip(mut self, n: usize) -> Self {
+        self.max_connections_per_ip = n;
         self
     }
 
@@ -579,6 +591,8 @@ struct Inner {
     next_conn: AtomicU64,
     /// Connections accepted or being accepted (permits held).
     reserved: AtomicUsize,
+    /// Permits held per client address, when `max_connections_per_ip` is set.
+    per_address: Mutex<HashMap<IpAddr, u32>>,
     shutting_down: AtomicBool,
     idle: tokio::sync::Notify,
     conns: Shards<ConnId, Arc<Conn>>,
@@ -607,10 +621,21 @@ impl std::fmt::Debug for Hub {
 #[derive(Debug)]
 pub struct ConnPermit {
     hub: Hub,
+    /// The client address counted against `max_connections_per_ip`, if any.
+    address: Option<IpAddr>,
 }
 
 impl Drop for ConnPermit {
     fn drop(&mut self) {
+        if let Some(ip) = self.address {
+            let mut counts = lock(&self.hub.inner.per_address);
+            if let Some(n) = counts.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&ip);
+                }
+            }
+        }
         if self.hub.inner.reserved.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.hub.inner.idle.notify_waiters();
         }
@@ -625,6 +650,7 @@ impl Hub {
                 config,
                 next_conn: AtomicU64::new(1),
                 reserved: AtomicUsize::new(0),
+                per_address: Mutex::default(),
                 shutting_down: AtomicBool::new(false),
                 idle: tokio::sync::Notify::new(),
                 conns: Shards::new(),
@@ -657,20 +683,34 @@ impl Hub {
     /// Reserves a connection slot, or `server_full` / shutting down. Call before the
     /// upgrade, so a refused client never becomes a WebSocket.
     pub fn try_reserve(&self) -> Result<ConnPermit, HubError> {
+        self.try_reserve_from(None)
+    }
+
+    /// [`Self::try_reserve`] for a client at `address`, which also counts against
+    /// `max_connections_per_ip`: `rate_limited` when that address holds as many already.
+    /// Refusals are counted in the stats (`upgrade_rejected`).
+    pub fn try_reserve_from(&self, address: Option<IpAddr>) -> Result<ConnPermit, HubError> {
+        let refuse = |reason: RejectReason, e: HubError| {
+            self.inner.stats.upgrade_rejected(reason);
+            Err(e)
+        };
         if self.inner.shutting_down.load(Ordering::Acquire) {
-            return Err(HubError::new(
-                ErrorCode::ServerFull,
-                "the server is shutting down",
-            ));
+            return refuse(
+                RejectReason::ShuttingDown,
+                HubError::new(ErrorCode::ServerFull, "the server is shutting down"),
+            );
         }
         let max = self.inner.config.max_connections;
         let mut n = self.inner.reserved.load(Ordering::Relaxed);
         loop {
             if n >= max {
-                return Err(HubError::new(
-                    ErrorCode::ServerFull,
-                    format!("the server is at its limit of {max} connections"),
-                ));
+                return refuse(
+                    RejectReason::ServerFull,
+                    HubError::new(
+                        ErrorCode::ServerFull,
+                        format!("the server is at its limit of {max} connections"),
+                    ),
+                );
             }
             match self.inner.reserved.compare_exchange_weak(
                 n,
@@ -678,10 +718,33 @@ impl Hub {
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok(ConnPermit { hub: self.clone() }),
+                Ok(_) => break,
                 Err(actual) => n = actual,
             }
         }
+        // From here on dropping the permit gives the slot back.
+        let mut permit = ConnPermit {
+            hub: self.clone(),
+            address: None,
+        };
+        let per_ip = self.inner.config.max_connections_per_ip;
+        if let (Some(ip), true) = (address, per_ip > 0) {
+            let mut counts = lock(&self.inner.per_address);
+            let held = counts.entry(ip).or_insert(0);
+            if *held as usize >= per_ip {
+                drop(counts);
+                return refuse(
+                    RejectReason::RateLimited,
+                    HubError::new(
+                        ErrorCode::RateLimited,
+                        format!("this address already has {per_ip} connections open"),
+                    ),
+                );
+            }
+            *held += 1;
+            permit.address = Some(ip);
+        }
+        Ok(permit)
     }
 
     /// A fresh connection id, unique in the cluster.

@@ -589,14 +589,12 @@ impl Engine {
             }
             Some("polling") if self.config.allow_polling => match sid {
                 None if parts.method == Method::GET => {
-                    let permit = match self.hub.try_reserve() {
-                        Ok(p) => p,
-                        Err(e) => {
-                            self.hub.stats().upgrade_rejected(RejectReason::ServerFull);
-                            return crate::error::ApiError::from(e).into_response();
-                        }
-                    };
                     let handshake = self.handshake_of(&parts, query);
+                    let permit = match self.hub.try_reserve_from(handshake.address.map(|a| a.ip()))
+                    {
+                        Ok(p) => p,
+                        Err(e) => return crate::error::ApiError::from(e).into_response(),
+                    };
                     let s = self.open(Tp::Polling, handshake, permit);
                     self.poll(&s).await
                 }
@@ -788,12 +786,9 @@ impl Engine {
     }
 
     fn accept_ws(self: &Arc<Self>, upgrade: IncomingUpgrade, handshake: Handshake) -> Response {
-        let permit = match self.hub.try_reserve() {
+        let permit = match self.hub.try_reserve_from(handshake.address.map(|a| a.ip())) {
             Ok(p) => p,
-            Err(e) => {
-                self.hub.stats().upgrade_rejected(RejectReason::ServerFull);
-                return crate::error::ApiError::from(e).into_response();
-            }
+            Err(e) => return crate::error::ApiError::from(e).into_response(),
         };
         let (response, fut) = match upgrade.upgrade(self.ws_options.clone()) {
             Ok(v) => v,

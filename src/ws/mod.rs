@@ -8,6 +8,7 @@
 
 pub(crate) mod driver;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,19 +174,30 @@ struct IdentityQuery {
     user: Option<String>,
 }
 
+/// The client's address, as the server's accept loop recorded it (absent when the router
+/// is served without connect info).
+type Peer = Option<Extension<axum::extract::ConnectInfo<SocketAddr>>>;
+
+fn ip_of(peer: Peer) -> Option<IpAddr> {
+    peer.map(|Extension(axum::extract::ConnectInfo(a))| a.ip())
+}
+
 async fn v1_handler(
     State(state): State<WsState>,
+    peer: Peer,
     identity: Option<Extension<Identity>>,
     creds: Option<Extension<Credentials>>,
     Query(q): Query<IdentityQuery>,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
     let user = identity.map(|Extension(Identity(u))| u).or(q.user);
-    accept_v1(state, user, creds.map(|Extension(c)| Box::new(c)), upgrade)
+    let creds = creds.map(|Extension(c)| Box::new(c));
+    accept_v1(state, ip_of(peer), user, creds, upgrade)
 }
 
 async fn v1_user_handler(
     State(state): State<WsState>,
+    peer: Peer,
     identity: Option<Extension<Identity>>,
     creds: Option<Extension<Credentials>>,
     Path(user): Path<String>,
@@ -194,6 +206,7 @@ async fn v1_user_handler(
     let user = identity.map(|Extension(Identity(u))| u).unwrap_or(user);
     accept_v1(
         state,
+        ip_of(peer),
         Some(user),
         creds.map(|Extension(c)| Box::new(c)),
         upgrade,
@@ -203,29 +216,27 @@ async fn v1_user_handler(
 /// Refuses or accepts an upgrade, before any WebSocket state exists.
 fn admit(
     state: &WsState,
+    address: Option<IpAddr>,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Result<(IncomingUpgrade, ConnPermit), ApiError> {
-    let stats = state.inner.hub.stats();
     let upgrade = upgrade.map_err(|status| {
-        stats.upgrade_rejected(RejectReason::BadHandshake);
+        state
+            .inner
+            .hub
+            .stats()
+            .upgrade_rejected(RejectReason::BadHandshake);
         ApiError::new(
             ErrorCode::BadRequest,
             format!("not a valid WebSocket upgrade ({status})"),
         )
     })?;
-    let permit = state.inner.hub.try_reserve().map_err(|e| {
-        stats.upgrade_rejected(if state.inner.hub.is_shutting_down() {
-            RejectReason::ShuttingDown
-        } else {
-            RejectReason::ServerFull
-        });
-        ApiError::from(e)
-    })?;
+    let permit = state.inner.hub.try_reserve_from(address)?;
     Ok((upgrade, permit))
 }
 
 fn accept_v1(
     state: WsState,
+    address: Option<IpAddr>,
     user: Option<String>,
     creds: Option<Box<Credentials>>,
     upgrade: Result<IncomingUpgrade, StatusCode>,
@@ -241,7 +252,7 @@ fn accept_v1(
                 .into_response();
         }
     }
-    let (upgrade, permit) = match admit(&state, upgrade) {
+    let (upgrade, permit) = match admit(&state, address, upgrade) {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
@@ -500,9 +511,10 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
 
 async fn echo_handler(
     State(state): State<WsState>,
+    peer: Peer,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
-    let (upgrade, permit) = match admit(&state, upgrade) {
+    let (upgrade, permit) = match admit(&state, ip_of(peer), upgrade) {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };

@@ -11,8 +11,13 @@
 //! unless the client sends a fresh token first (the v1 `auth` op, the Socket.IO `auth`
 //! event).
 //!
+//! Mode `basic` checks a user name and password against a users file of Argon2 hashes;
+//! mode `cookie` asks the application who its session cookie belongs to ([`session`]).
+//!
 //! The gate also enforces the browser origin allow-list against cross-site WebSocket
 //! hijacking.
+
+pub mod session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,6 +63,8 @@ pub enum Authenticator {
     Jwt(JwtVerifier),
     /// Mode `basic`: user names and Argon2 password hashes from `users_file`.
     Basic(BasicVerifier),
+    /// Mode `cookie`: the application's session cookie, checked by its callback.
+    Cookie(session::CookieVerifier),
     /// The configured keys could not be loaded: everything is refused (fail closed).
     Broken(String),
 }
@@ -68,6 +75,7 @@ impl Authenticator {
         match config.auth {
             AuthMode::Jwt => JwtVerifier::from_config(config).map(Self::Jwt),
             AuthMode::Basic => BasicVerifier::from_config(config).map(Self::Basic),
+            AuthMode::Cookie => session::CookieVerifier::from_config(config).map(Self::Cookie),
             _ => Ok(Self::Open),
         }
     }
@@ -97,6 +105,11 @@ impl Authenticator {
                 ErrorCode::BadRequest,
                 "this server checks user names and passwords, not tokens (auth mode basic)",
             )),
+            Self::Cookie(_) => Err(HubError::new(
+                ErrorCode::BadRequest,
+                "this server checks session cookies, not tokens (auth mode cookie); \
+                 reconnect to renew the session",
+            )),
             Self::Broken(e) => Err(HubError::new(
                 ErrorCode::Unauthorized,
                 format!("authentication is misconfigured on the server: {e}"),
@@ -106,15 +119,21 @@ impl Authenticator {
 }
 
 impl Authenticator {
-    /// The credentials of an HTTP request, verified: `Ok(None)` when it carries none.
-    pub fn authenticate(
+    /// The credentials of an HTTP request from `peer`, verified: `Ok(None)` when it
+    /// carries none.
+    pub async fn authenticate(
         &self,
         headers: &HeaderMap,
         query: &HashMap<String, String>,
         cookie_name: &str,
+        peer: Option<std::net::IpAddr>,
     ) -> Result<Option<(Principal, TokenSource)>, HubError> {
         match self {
             Self::Open => Ok(None),
+            Self::Cookie(c) => Ok(c
+                .authenticate(headers, peer)
+                .await?
+                .map(|p| (p, TokenSource::Cookie))),
             Self::Basic(b) => match basic_credentials(headers) {
                 None => Ok(None),
                 Some((user, password)) => b
@@ -132,6 +151,7 @@ impl Authenticator {
     pub fn missing(&self) -> HubError {
         let message = match self {
             Self::Basic(_) => "a user name and password are required",
+            Self::Cookie(_) => "a session cookie is required",
             _ => "a token is required",
         };
         HubError::new(ErrorCode::Unauthorized, message)
@@ -600,7 +620,11 @@ pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Res
     if !gate.auth.required() {
         return next.run(req).await;
     }
-    let (principal, source) = match gate.auth.authenticate(req.headers(), &query, &gate.cookie) {
+    let found = gate
+        .auth
+        .authenticate(req.headers(), &query, &gate.cookie, addr)
+        .await;
+    let (principal, source) = match found {
         Ok(Some(found)) => found,
         Ok(None) if gate.socketio => return next.run(req).await,
         Ok(None) => return ApiError::from(gate.auth.missing()).into_response(),
