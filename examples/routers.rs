@@ -11,8 +11,13 @@ use hubbub::{server::shutdown_signal, Config, Hubbub};
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().init();
-    let chat = Hubbub::new(Config::default());
-    let game = Hubbub::new(Config::default());
+    // One store file per hub: the chat's history survives restarts, the game keeps none.
+    let mut chat_config = Config::default();
+    chat_config.db = "chat.db".into();
+    let mut game_config = Config::default();
+    game_config.store = "memory".into();
+    let chat = Hubbub::new(chat_config);
+    let game = Hubbub::new(game_config);
     let app = Router::new()
         .route("/", get(|| async { "chat at /chat/ws, game at /game/ws" }))
         .nest("/chat", chat.ws_routes())

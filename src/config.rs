@@ -112,8 +112,8 @@ pub struct Config {
     pub socketio_recovery: Duration,
     /// Fan-out adapter: `local` (one node). Default `local`.
     pub adapter: String,
-    /// History store: `memory` or `sqlite`. Default `sqlite` (durable store lands with the
-    /// services; until then history is kept in memory).
+    /// Where rooms and history are kept between runs: `sqlite` (the file `db`) or
+    /// `memory` (nothing survives a restart). Default `sqlite`.
     pub store: String,
     /// SQLite file. Default `./hubbub.db`.
     pub db: PathBuf,

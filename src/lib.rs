@@ -11,6 +11,7 @@
 //! - [`hub`]: connections, users, rooms, presence, history and fan-out; knows no wire format.
 //! - [`ws`]: the raw WebSocket front end (protocol v1, the echo route).
 //! - [`api`]: the HTTP API for back ends, metrics and health.
+//! - [`store`]: the durable tier of rooms and history (SQLite by default).
 //! - [`config`]: settings from flags, environment and `hubbub.toml`.
 //! - [`server`]: puts it together: [`Hubbub`] builds the router and serves it with
 //!   heartbeats, the stats log and graceful shutdown.
@@ -46,6 +47,7 @@ pub mod protocol;
 pub mod server;
 pub mod sio;
 pub mod stats;
+pub mod store;
 pub mod ws;
 
 pub use config::Config;

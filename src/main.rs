@@ -49,12 +49,6 @@ async fn run() -> std::process::ExitCode {
         }
         None => tracing::warn!("could not read or raise the open-files limit"),
     }
-    if config.store == "sqlite" {
-        tracing::info!(
-            "history is kept in memory in this version; the SQLite store ({}) is not used yet",
-            config.db.display()
-        );
-    }
     let listener = match hubbub::server::bind(config.bind) {
         Ok(l) => l,
         Err(e) => {
@@ -68,7 +62,13 @@ async fn run() -> std::process::ExitCode {
         "http"
     };
     tracing::info!("hubbub listening on {scheme}://{}", config.bind);
-    let hubbub = Hubbub::new(config);
+    let hubbub = match Hubbub::try_new(config) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("hubbub: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
     let app = hubbub.router();
     match hubbub.serve(listener, app, shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -43,8 +43,31 @@ pub struct Hubbub {
 }
 
 impl Hubbub {
-    /// Builds the hub and front ends from `config`.
+    /// Builds the hub and front ends from `config`, opening the store it names (with
+    /// `store = "sqlite"`, the default, the file `db` is created or read back: rooms and
+    /// history survive restarts).
+    ///
+    /// # Panics
+    ///
+    /// When the store cannot be opened; [`Self::try_new`] returns that error instead.
     pub fn new(config: Config) -> Self {
+        Self::try_new(config).unwrap_or_else(|e| panic!("hubbub: {e}"))
+    }
+
+    /// Like [`Self::new`], with the store's error (an unreadable or foreign `db` file)
+    /// returned rather than panicking.
+    pub fn try_new(config: Config) -> Result<Self, String> {
+        let hubbub = Self::without_store(config);
+        if hubbub.config.store == "sqlite" {
+            let (store, rooms) = crate::store::sqlite::SqliteStore::open(&hubbub.config.db)?;
+            let n = hubbub.hub.restore(rooms);
+            tracing::info!("store {}: {n} rooms restored", hubbub.config.db.display());
+            hubbub.hub.set_store(Arc::new(store));
+        }
+        Ok(hubbub)
+    }
+
+    fn without_store(config: Config) -> Self {
         let hub = Hub::new(HubConfig {
             default_history: config.default_history,
             queue_limit: config.queue_limit,
@@ -248,6 +271,10 @@ impl Hubbub {
         expiry.abort();
         if let Some(t) = stats_log {
             t.abort();
+        }
+        if let Some(store) = self.hub.store().cloned() {
+            // What was delivered before the end is on disk before the process exits.
+            let _ = tokio::task::spawn_blocking(move || store.flush()).await;
         }
         tracing::info!("stopped");
         Ok(())

@@ -38,6 +38,22 @@ impl HistoryLog {
         }
     }
 
+    /// A log given back by the store: `last_seq` goes on from where it was, and the latest
+    /// `capacity` of `entries` (oldest first) are kept.
+    pub fn restored(
+        capacity: usize,
+        last_seq: u64,
+        entries: impl IntoIterator<Item = (u64, Arc<Delivery>)>,
+    ) -> Self {
+        let mut log = Self::new(capacity);
+        for (seq, d) in entries {
+            log.last_seq = log.last_seq.max(seq);
+            log.append(seq, d);
+        }
+        log.last_seq = log.last_seq.max(last_seq);
+        log
+    }
+
     /// Whether this room keeps history at all.
     pub fn enabled(&self) -> bool {
         self.capacity > 0

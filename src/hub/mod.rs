@@ -17,6 +17,7 @@ pub mod expiry;
 pub mod grants;
 pub mod history;
 pub mod outbox;
+pub mod persist;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -601,6 +602,8 @@ struct Inner {
     stats: Stats,
     hooks: RwLock<Hooks>,
     expiries: Arc<expiry::Expiries>,
+    /// The durable tier of history and API-created rooms, when one is attached.
+    store: OnceLock<Arc<dyn crate::store::Store>>,
 }
 
 /// A cloneable handle to the hub: emit from anywhere, inspect rooms and users.
@@ -659,6 +662,7 @@ impl Hub {
                 stats: Stats::new(),
                 hooks: RwLock::new(Hooks::default()),
                 expiries: Arc::default(),
+                store: OnceLock::new(),
             }),
         }
     }
@@ -1227,6 +1231,9 @@ impl Hub {
             let d = message(Some(r.name.clone()), seq);
             if let Some(seq) = seq {
                 st.log.append(seq, d.clone());
+                if let (Some(store), Some(row)) = (self.inner.store.get(), persist::row_of(&d)) {
+                    store.append(row, st.log.capacity());
+                }
             }
             let delivered = self.fan_out(st.members.values(), &d, &opts.except, opts.volatile);
             let removable = st.removable();
@@ -1296,6 +1303,80 @@ impl Hub {
         }
     }
 
+    /// Attaches the durable store: from now on history messages, API-created rooms and
+    /// deletions are written to it. Call once, after [`Self::restore`] and before serving;
+    /// false if a store was attached already.
+    pub fn set_store(&self, store: Arc<dyn crate::store::Store>) -> bool {
+        self.inner.store.set(store).is_ok()
+    }
+
+    /// The attached store, if any.
+    pub fn store(&self) -> Option<&Arc<dyn crate::store::Store>> {
+        self.inner.store.get()
+    }
+
+    /// Brings back rooms read from the store: their settings (the defaults for rooms that
+    /// were not created through the API), `seq` counters and kept messages. Rooms that
+    /// exist already and damaged messages are skipped; returns how many rooms came back.
+    pub fn restore(&self, rows: Vec<crate::store::RoomRow>) -> usize {
+        let mut restored = 0;
+        for row in rows {
+            let pinned = row.settings.is_some();
+            let settings = match row.settings.as_deref().map(serde_json::from_str) {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    tracing::warn!("store: room `{}` has unreadable settings ({e})", row.name);
+                    self.default_settings(&row.name)
+                }
+                None => self.default_settings(&row.name),
+            };
+            let total = row.messages.len();
+            let entries: Vec<(u64, Arc<Delivery>)> = row
+                .messages
+                .into_iter()
+                .filter_map(|m| {
+                    let seq = m.seq;
+                    persist::delivery_of(m).map(|d| (seq, d))
+                })
+                .collect();
+            if entries.len() < total {
+                tracing::warn!(
+                    "store: room `{}`: {} damaged messages skipped",
+                    row.name,
+                    total - entries.len()
+                );
+            }
+            let log = HistoryLog::restored(settings.history, row.last_seq, entries);
+            if !pinned && log.is_empty() {
+                continue;
+            }
+            let ns: Arc<str> = row.ns.as_str().into();
+            let key = room_key(&ns, &row.name);
+            let mut rooms = self.inner.rooms.shard(&*key);
+            if rooms.contains_key(&key) {
+                continue;
+            }
+            rooms.insert(
+                key.clone(),
+                Arc::new(Room {
+                    name: row.name.as_str().into(),
+                    key,
+                    ns,
+                    state: Mutex::new(RoomState {
+                        dead: false,
+                        pinned,
+                        log,
+                        settings,
+                        members: HashMap::new(),
+                        users: HashMap::new(),
+                    }),
+                }),
+            );
+            restored += 1;
+        }
+        restored
+    }
+
     /// Creates a room of `/` with its own settings; `room_exists` if it exists.
     pub fn create_room(&self, settings: RoomSettings) -> Result<RoomInfo, HubError> {
         check_name(&settings.name, "name")?;
@@ -1316,6 +1397,10 @@ impl Hub {
             users: HashMap::new(),
         };
         let info = st.info();
+        if let Some(store) = self.inner.store.get() {
+            let json = serde_json::to_string(&st.settings).unwrap_or_default();
+            store.save_room("/", &name, json);
+        }
         rooms.insert(
             name.clone(),
             Arc::new(Room {
@@ -1356,6 +1441,9 @@ impl Hub {
         let Some(room) = self.inner.rooms.shard(name).remove(name) else {
             return false;
         };
+        if let Some(store) = self.inner.store.get() {
+            store.delete_room("/", name);
+        }
         let members: Vec<Arc<Conn>> = {
             let mut st = lock(&room.state);
             st.dead = true;

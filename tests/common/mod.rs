@@ -18,9 +18,11 @@ use tokio_tungstenite::{
 /// How long any single expected event may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Builds a config from `name = value` pairs over the defaults.
+/// Builds a config from `name = value` pairs over the defaults, with history in memory
+/// unless the pairs name a store (tests that check durability give a `db` of their own).
 pub fn config(pairs: &[(&str, &str)]) -> Config {
     let mut m = BTreeMap::new();
+    m.insert("store".to_string(), "memory".to_string());
     for (k, v) in pairs {
         m.insert(k.to_string(), v.to_string());
     }
