@@ -23,6 +23,8 @@ use super::{MessageRow, RoomRow, Store};
 const QUEUE: usize = 65_536;
 /// Operations applied in one transaction at most.
 const BATCH: usize = 4_096;
+/// Pause between batches.
+const GATHER: Duration = Duration::from_millis(5);
 /// The schema version this code writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
 
@@ -237,6 +239,9 @@ fn write_loop(mut conn: Connection, rx: Receiver<Op>, name: &str) {
         for f in flushes {
             let _ = f.send(());
         }
+        // Let the next batch gather: while this thread sleeps, queuing a write is a push
+        // onto the channel, with no wake-up (a futex call and a context switch) per message.
+        std::thread::sleep(GATHER);
     }
     // Every sender is gone: the queue is drained and the connection closes here.
 }
@@ -280,7 +285,6 @@ fn apply(
                     trims.remove(&(Arc::from(ns.as_str()), Arc::from(name.as_str())));
                 }
                 Op::Append { row, keep } => {
-                    seen.execute(params![&*row.ns, &*row.room, row.seq as i64])?;
                     insert.execute(params![
                         &*row.ns,
                         &*row.room,
@@ -297,9 +301,11 @@ fn apply(
                 Op::Flush(done) => flushes.push(done),
             }
         }
+        // Once per room and batch: its counter, then its trim.
         let mut trim =
             tx.prepare_cached("DELETE FROM messages WHERE ns = ?1 AND room = ?2 AND seq <= ?3")?;
         for ((ns, room), (last, keep)) in &trims {
+            seen.execute(params![&**ns, &**room, *last as i64])?;
             if let Some(cut) = last.checked_sub(*keep as u64) {
                 trim.execute(params![&**ns, &**room, cut as i64])?;
             }
