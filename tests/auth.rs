@@ -655,3 +655,57 @@ async fn a_single_session_claim_replaces_that_users_older_connections() {
     assert_eq!(pat1.request(json!({"op": "ping"})).await["op"], "pong");
     assert_eq!(pat2.request(json!({"op": "ping"})).await["op"], "pong");
 }
+
+#[tokio::test]
+async fn a_recovered_socketio_session_keeps_its_tokens_expiry_and_rights() {
+    let s = jwt_server(&[("socketio_recovery", "1m")]).await;
+    let t = sign(
+        Algorithm::HS256,
+        json!({"sub": "uma", "exp": now() + 2, "rooms": {"news": ["join"]}}),
+    );
+    let (ws, connected) = sio_connect(&s, "", json!({"token": t})).await.unwrap();
+    let first: Value = serde_json::from_str(&connected[2..]).unwrap();
+    let pid = first["pid"].as_str().unwrap().to_string();
+    // The transport drops without a goodbye: the socket is kept for recovery.
+    drop(ws);
+    s.wait_connections(0).await;
+    let (mut ws, connected) = sio_connect(&s, "", json!({"pid": pid})).await.unwrap();
+    let again: Value = serde_json::from_str(&connected[2..]).unwrap();
+    assert_eq!(again["sid"], first["sid"], "recovered without a token");
+    // The rights came back with it...
+    ws.send(WsMessage::text(r#"421["join",{"room":"elsewhere"}]"#))
+        .await
+        .unwrap();
+    // ...and so did the expiry: the socket is disconnected when the token runs out.
+    let mut answered = false;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = ws.next().await {
+            let text = m.to_text().unwrap_or_default().to_string();
+            if let Some(ack) = text.strip_prefix("431") {
+                let v: Value = serde_json::from_str(ack).unwrap();
+                assert_eq!(v[0]["code"], "forbidden", "{v}");
+                answered = true;
+            }
+            if text.starts_with("41") || m.is_close() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the recovered socket outlived its token");
+    assert!(answered);
+    // A socket whose token expires while it is away is not recovered: the middleware asks
+    // for a token again.
+    let (ws, connected) = sio_connect(&s, "", json!({"token": token("uma", 1)}))
+        .await
+        .unwrap();
+    let pid = serde_json::from_str::<Value>(&connected[2..]).unwrap()["pid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(ws);
+    s.wait_connections(0).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let err = sio_connect(&s, "", json!({"pid": pid})).await.unwrap_err();
+    assert!(err.contains("a token is required"), "{err}");
+}

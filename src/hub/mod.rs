@@ -932,6 +932,11 @@ impl Hub {
         self.inner.hooks.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// What `conn`'s credentials allow in rooms, when they were restricted.
+    pub fn grants(&self, conn: &Conn) -> Option<Arc<Grants>> {
+        conn.grants.get().cloned()
+    }
+
     /// Restricts `conn` to what `grants` allow (set once, from its credentials). Grants
     /// with `single_session` close the user's other connections with 4409.
     pub fn set_grants(&self, conn: &Arc<Conn>, grants: Grants) {

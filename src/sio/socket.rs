@@ -832,16 +832,17 @@ impl SioApp {
                 .map(|(saved, missed)| (Arc::<str>::from(pid), saved, missed))
         });
         let recovered = restored.is_some();
-        let mut expiry = None;
-        let mut grants = None;
-        let (user, wire_id, pid, rooms, missed) = match restored {
-            // A recovered socket skips middleware, as socket.io's default does.
+        let (user, wire_id, pid, rooms, missed, expiry, grants) = match restored {
+            // A recovered socket skips middleware, as socket.io's default does, and keeps
+            // its credentials' expiry and rights.
             Some((pid, saved, missed)) => (
                 Some(saved.user.to_string()),
                 saved.sid,
                 Some(pid),
                 saved.rooms,
                 missed,
+                saved.expires_at,
+                saved.grants.map(|g| (*g).clone()),
             ),
             None => {
                 let user = auth.get("user").and_then(Value::as_str).map(str::to_string);
@@ -865,8 +866,8 @@ impl SioApp {
                     }
                 }
                 let user = lock(&req.user).clone();
-                expiry = *lock(&req.expires_at);
-                grants = lock(&req.grants).take();
+                let expiry = *lock(&req.expires_at);
+                let grants = lock(&req.grants).take();
                 let pid = ns.recovery.as_ref().map(|_| super::engine::random_id());
                 (
                     user,
@@ -874,6 +875,8 @@ impl SioApp {
                     pid,
                     Vec::new(),
                     Vec::new(),
+                    expiry,
+                    grants,
                 )
             }
         };
@@ -1180,6 +1183,9 @@ struct Saved {
     sid: Arc<str>,
     user: Arc<str>,
     rooms: Vec<Arc<str>>,
+    /// The credentials' expiry and rights, which a recovered socket keeps.
+    expires_at: Option<u64>,
+    grants: Option<Arc<crate::hub::Grants>>,
     connected_at: std::time::Instant,
     disconnected_at: std::time::Instant,
 }
@@ -1215,6 +1221,8 @@ impl Recovery {
                 sid: socket.conn.wire_id().into(),
                 user: socket.conn.user_arc(),
                 rooms: socket.conn.rooms().into_iter().map(Arc::from).collect(),
+                expires_at: socket.ns.hub.expiry(&socket.conn),
+                grants: socket.ns.hub.grants(&socket.conn),
                 connected_at: socket.connected_at,
                 disconnected_at: now,
             },
@@ -1230,6 +1238,14 @@ impl Recovery {
     ) -> Option<(Saved, Vec<Arc<crate::hub::Delivery>>)> {
         let saved = lock(&self.sessions).remove(pid)?;
         if saved.disconnected_at.elapsed() > self.window {
+            return None;
+        }
+        // Credentials that expired meanwhile do not come back: the client connects anew,
+        // through the middleware, with fresh ones.
+        if saved
+            .expires_at
+            .is_some_and(|at| at <= crate::hub::now_ms())
+        {
             return None;
         }
         let ring = lock(&self.ring);
