@@ -1,12 +1,19 @@
-//! A small JSON object writer for server frames.
+//! A small JSON object writer for server frames, and the check that lets client JSON be
+//! forwarded as the bytes it came in.
 //!
 //! Server frames have a fixed shape, so they are written field by field into one buffer
 //! rather than built as a `serde_json::Value` first: one allocation per encoded frame,
 //! strings escaped by `serde_json`, pre-validated raw JSON spliced in unchanged.
+//!
+//! [`check`] walks a JSON text without building anything. It is stricter than a syntax
+//! check: a number whose magnitude no double can hold (`1e400`) is refused, because every
+//! reader that turns the text into values (`serde_json::Value`, a Socket.IO client's
+//! `JSON.parse` becoming `Infinity`) would lose it.
 
 use std::io::Write;
 
 use bytes::Bytes;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Writes `{"k":v,...}` into a growing buffer.
 #[derive(Debug)]
@@ -100,5 +107,67 @@ mod tests {
         assert_eq!(v["n"], 42);
         assert_eq!(v["b"], false);
         assert_eq!(v["d"], serde_json::json!([1, {}]));
+    }
+}
+
+/// Checks that `text` is exactly one JSON value whose numbers all fit a double.
+pub fn check(text: &[u8]) -> Result<(), serde_json::Error> {
+    serde_json::from_slice::<Checked>(text).map(|_| ())
+}
+
+/// A JSON value walked and dropped (see [`check`]).
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Checked)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Checked, E> {
+        if v.is_finite() {
+            Ok(Checked)
+        } else {
+            Err(E::custom("number out of range"))
+        }
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
     }
 }

@@ -36,9 +36,10 @@ impl RawJson {
         }
     }
 
-    /// Checks that `bytes` hold exactly one JSON value.
+    /// Checks that `bytes` hold exactly one JSON value, with numbers a double can hold
+    /// (see [`super::json::check`]).
     pub fn parse(bytes: Bytes) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice::<&RawValue>(&bytes)?;
+        super::json::check(&bytes)?;
         Ok(Self(bytes))
     }
 
@@ -196,10 +197,18 @@ pub fn parse(frame: &Bytes) -> Result<Frame, ParseError> {
             serde_json::from_str(raw.get()).map_err(|_| bad("`op` must be a string".into()))?
         }
     };
-    // `data` is any JSON; it stays a slice of the frame, never re-serialized.
+    // `data` is any JSON; it stays a slice of the frame, never re-serialized, once its
+    // numbers are known to survive every reader.
     let data = || match fields.data {
-        None => RawJson::null(),
-        Some(raw) => RawJson(frame.slice_ref(raw.get().as_bytes())),
+        None => Ok(RawJson::null()),
+        Some(raw) => match super::json::check(raw.get().as_bytes()) {
+            Ok(()) => Ok(RawJson(frame.slice_ref(raw.get().as_bytes()))),
+            Err(e) => Err(ParseError::new(
+                id,
+                ErrorCode::InvalidJson,
+                format!("`data`: {e}"),
+            )),
+        },
     };
     let request = match op.as_str() {
         "join" => Request::Join {
@@ -213,18 +222,18 @@ pub fn parse(frame: &Bytes) -> Result<Frame, ParseError> {
         "publish" => Request::Publish {
             room: name(fields.room, "room", &bad)?,
             event: name(fields.event, "event", &bad)?,
-            data: data(),
+            data: data()?,
             volatile: opt_bool(fields.volatile, "volatile", &bad)?,
             exclude_self: opt_bool(fields.exclude_self, "exclude_self", &bad)?,
         },
         "send" => Request::Send {
             to: user_name(fields.to, &bad)?,
             event: name(fields.event, "event", &bad)?,
-            data: data(),
+            data: data()?,
         },
         "broadcast" => Request::Broadcast {
             event: name(fields.event, "event", &bad)?,
-            data: data(),
+            data: data()?,
         },
         "ping" => Request::Ping,
         _ => Request::Custom {
@@ -423,6 +432,28 @@ mod tests {
             p(r#"{"op":"typing","x":1}"#).unwrap().request,
             Request::Custom { .. }
         ));
+    }
+
+    #[test]
+    fn data_numbers_must_fit_a_double() {
+        // Found by the fuzzer: forwarded verbatim, `8e11052` became null or Infinity in
+        // whoever parsed it.
+        for frame in [
+            r#"{"op":"publish","room":"r","event":"e","data":{"a":[8e11052]},"id":4}"#,
+            r#"{"op":"send","to":"u","event":"e","data":-1e400,"id":4}"#,
+            r#"{"op":"broadcast","event":"e","data":[1,{"x":1e999}],"id":4}"#,
+        ] {
+            let e = p(frame).unwrap_err();
+            assert_eq!((e.code, e.id), (ErrorCode::InvalidJson, Some(4)), "{frame}");
+            assert!(e.message.contains("number out of range"), "{}", e.message);
+        }
+        // Big but finite numbers, integers past 2^64 and exponents that fit are data.
+        let f = p(
+            r#"{"op":"publish","room":"r","event":"e","data":[1e308,123456789012345678901234567890,-0.5e-400]}"#,
+        );
+        assert!(f.is_ok());
+        assert!(RawJson::parse(Bytes::from_static(b"{\"n\":1e309}")).is_err());
+        assert!(RawJson::parse(Bytes::from_static(b"[\"1e309\", 1.5]")).is_ok());
     }
 
     #[test]
