@@ -90,26 +90,6 @@ impl ObjectWriter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_valid_json_with_escapes() {
-        let mut w = ObjectWriter::with_capacity(8);
-        w.str("a", "x\"y\n")
-            .u64("n", 42)
-            .bool("b", false)
-            .raw("d", b"[1,{}]");
-        let bytes = w.finish();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(v["a"], "x\"y\n");
-        assert_eq!(v["n"], 42);
-        assert_eq!(v["b"], false);
-        assert_eq!(v["d"], serde_json::json!([1, {}]));
-    }
-}
-
 /// Checks that `text` is exactly one JSON value whose numbers all fit a double.
 pub fn check(text: &[u8]) -> Result<(), serde_json::Error> {
     serde_json::from_slice::<Checked>(text).map(|_| ())
@@ -169,5 +149,25 @@ impl<'de> Visitor<'de> for Checked {
             map.next_value::<Checked>()?;
         }
         Ok(Checked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_valid_json_with_escapes() {
+        let mut w = ObjectWriter::with_capacity(8);
+        w.str("a", "x\"y\n")
+            .u64("n", 42)
+            .bool("b", false)
+            .raw("d", b"[1,{}]");
+        let bytes = w.finish();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["a"], "x\"y\n");
+        assert_eq!(v["n"], 42);
+        assert_eq!(v["b"], false);
+        assert_eq!(v["d"], serde_json::json!([1, {}]));
     }
 }
