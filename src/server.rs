@@ -132,6 +132,7 @@ impl Hubbub {
             cookie: self.config.jwt_cookie.as_str().into(),
             socketio,
             handshakes: self.handshakes.clone(),
+            hub: self.hub.clone(),
         }
     }
 

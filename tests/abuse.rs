@@ -92,6 +92,16 @@ async fn an_address_over_its_handshake_rate_gets_429() {
         }
         e => panic!("expected HTTP 429, got {e}"),
     }
+    let metrics = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hubbub_upgrades_rejected_total{reason=\"rate_limited\"} 1"),
+        "{metrics}"
+    );
     // A second later the bucket has refilled.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let _c = s.client("/ws").await;

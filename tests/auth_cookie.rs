@@ -195,6 +195,17 @@ async fn sessions_the_application_refuses_never_upgrade() {
     // Refusals are not cached: each was asked (the request without a cookie was not).
     assert_eq!(seen.lock().unwrap().len(), 3);
     assert_eq!(s.hub().connection_count(), 0);
+    // And each is counted.
+    let metrics = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hubbub_upgrades_rejected_total{reason=\"unauthorized\"} 4"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

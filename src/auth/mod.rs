@@ -31,6 +31,7 @@ use serde_json::Value;
 
 use crate::config::{AuthMode, Config};
 use crate::error::{ApiError, ErrorCode, HubError};
+use crate::stats::RejectReason;
 
 /// Who a connection belongs to, as its verified credentials say.
 #[derive(Clone, Debug, PartialEq)]
@@ -588,14 +589,21 @@ pub struct Gate {
     pub socketio: bool,
     /// Handshakes per second per client address.
     pub handshakes: Arc<crate::limits::AddressLimiter>,
+    /// The hub whose stats count the refusals (`hubbub_upgrades_rejected_total`).
+    pub hub: crate::Hub,
 }
 
 /// Axum middleware: refuses a request before the upgrade when its origin is not allowed
 /// (403) or its credentials are missing or bad (401), with the JSON error body; otherwise
 /// passes the user on as [`crate::ws::Identity`] and [`Credentials`].
 pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
+    let refuse = |reason: RejectReason, e: ApiError| {
+        gate.hub.stats().upgrade_rejected(reason);
+        e.into_response()
+    };
     if !gate.origins.allows(req.headers()) {
-        return ApiError::new(ErrorCode::Forbidden, "origin not allowed").into_response();
+        let e = ApiError::new(ErrorCode::Forbidden, "origin not allowed");
+        return refuse(RejectReason::Unauthorized, e);
     }
     let query = axum::extract::Query::<HashMap<String, String>>::try_from_uri(req.uri())
         .map(|axum::extract::Query(q)| q)
@@ -610,11 +618,11 @@ pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Res
         .map(|c| c.0.ip());
     if let Some(addr) = addr {
         if !gate.handshakes.allow(addr, crate::hub::now_ms()) {
-            return ApiError::new(
+            let e = ApiError::new(
                 ErrorCode::RateLimited,
                 "too many connections from this address; retry later",
-            )
-            .into_response();
+            );
+            return refuse(RejectReason::RateLimited, e);
         }
     }
     if !gate.auth.required() {
@@ -627,8 +635,10 @@ pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Res
     let (principal, source) = match found {
         Ok(Some(found)) => found,
         Ok(None) if gate.socketio => return next.run(req).await,
-        Ok(None) => return ApiError::from(gate.auth.missing()).into_response(),
-        Err(e) => return ApiError::from(e).into_response(),
+        Ok(None) => {
+            return refuse(RejectReason::Unauthorized, gate.auth.missing().into());
+        }
+        Err(e) => return refuse(RejectReason::Unauthorized, e.into()),
     };
     req.extensions_mut().insert(Credentials {
         expires_at_ms: principal.expires_at_ms,
