@@ -78,6 +78,7 @@ pub struct Stats {
     slow_consumer_closes: Counter,
     heartbeat_reaped: Counter,
     volatile_dropped: Counter,
+    store_dropped: Counter,
     upgrades_rejected: Family<ReasonLabel, Counter>,
 }
 
@@ -98,6 +99,7 @@ impl Stats {
         let slow_consumer_closes = Counter::default();
         let heartbeat_reaped = Counter::default();
         let volatile_dropped = Counter::default();
+        let store_dropped = Counter::default();
         let upgrades_rejected = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "hubbub_connections",
@@ -135,6 +137,11 @@ impl Stats {
             volatile_dropped.clone(),
         );
         registry.register(
+            "hubbub_store_dropped",
+            "Writes to the store dropped because it could not keep up (delivered, not stored)",
+            store_dropped.clone(),
+        );
+        registry.register(
             "hubbub_upgrades_rejected",
             "Upgrades refused before a WebSocket existed, by reason",
             upgrades_rejected.clone(),
@@ -164,6 +171,7 @@ impl Stats {
             slow_consumer_closes,
             heartbeat_reaped,
             volatile_dropped,
+            store_dropped,
             upgrades_rejected,
         }
     }
@@ -213,6 +221,10 @@ impl Stats {
 
     pub(crate) fn volatile_dropped(&self) {
         self.volatile_dropped.inc();
+    }
+
+    pub(crate) fn store_dropped(&self) {
+        self.store_dropped.inc();
     }
 
     /// Counts an upgrade refused before the WebSocket existed.

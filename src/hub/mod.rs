@@ -1237,7 +1237,9 @@ impl Hub {
             if let Some(seq) = seq {
                 st.log.append(seq, d.clone());
                 if let (Some(store), Some(row)) = (self.inner.store.get(), persist::row_of(&d)) {
-                    store.append(row, st.log.capacity());
+                    if !store.append(row, st.log.capacity()) {
+                        self.inner.stats.store_dropped();
+                    }
                 }
             }
             let delivered = self.fan_out(st.members.values(), &d, &opts.except, opts.volatile);
@@ -1404,7 +1406,9 @@ impl Hub {
         let info = st.info();
         if let Some(store) = self.inner.store.get() {
             let json = serde_json::to_string(&st.settings).unwrap_or_default();
-            store.save_room("/", &name, json);
+            if !store.save_room("/", &name, json) {
+                self.inner.stats.store_dropped();
+            }
         }
         rooms.insert(
             name.clone(),
@@ -1447,7 +1451,9 @@ impl Hub {
             return false;
         };
         if let Some(store) = self.inner.store.get() {
-            store.delete_room("/", name);
+            if !store.delete_room("/", name) {
+                self.inner.stats.store_dropped();
+            }
         }
         let members: Vec<Arc<Conn>> = {
             let mut st = lock(&room.state);

@@ -60,16 +60,17 @@ pub struct MessageRow {
 /// Where the hub's rooms and history are kept between runs.
 ///
 /// The hub calls these methods while it holds a room's lock, in `seq` order: they must
-/// only queue the work.
+/// only queue the work. Each returns false when the write was dropped instead (the store
+/// could not keep up); the hub counts those (`hubbub_store_dropped_total`).
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Remembers a room created through the API, with its settings (JSON).
-    fn save_room(&self, ns: &str, name: &str, settings: String);
+    fn save_room(&self, ns: &str, name: &str, settings: String) -> bool;
 
     /// Forgets a room and its messages.
-    fn delete_room(&self, ns: &str, name: &str);
+    fn delete_room(&self, ns: &str, name: &str) -> bool;
 
     /// Appends a history message; its room keeps the `keep` latest.
-    fn append(&self, row: MessageRow, keep: usize);
+    fn append(&self, row: MessageRow, keep: usize) -> bool;
 
     /// Waits until everything queued so far is on disk.
     fn flush(&self);

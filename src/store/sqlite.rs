@@ -23,6 +23,8 @@ use super::{MessageRow, RoomRow, Store};
 const QUEUE: usize = 65_536;
 /// Operations applied in one transaction at most.
 const BATCH: usize = 4_096;
+/// Tries to write one batch at most.
+const ATTEMPTS: u32 = 3;
 /// Pause between batches.
 const GATHER: Duration = Duration::from_millis(5);
 /// The schema version this code writes (`PRAGMA user_version`).
@@ -78,6 +80,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) the file, reads back every stored room, and starts the writer.
     pub fn open(path: &Path) -> Result<(Self, Vec<RoomRow>), String> {
+        Self::open_with_queue(path, QUEUE)
+    }
+
+    fn open_with_queue(path: &Path, queue: usize) -> Result<(Self, Vec<RoomRow>), String> {
         let fail = |e: rusqlite::Error| format!("db {}: {e}", path.display());
         let conn = Connection::open(path).map_err(fail)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
@@ -102,7 +108,7 @@ impl SqliteStore {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(fail)?;
         let rooms = load(&conn).map_err(fail)?;
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (tx, rx) = mpsc::sync_channel(queue);
         let name = path.display().to_string();
         std::thread::Builder::new()
             .name("hubbub-store".into())
@@ -123,9 +129,9 @@ impl SqliteStore {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    fn queue(&self, op: Op) {
+    fn queue(&self, op: Op) -> bool {
         match self.tx.try_send(op) {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
@@ -136,32 +142,34 @@ impl SqliteStore {
                          (delivered and kept in memory, not on disk)"
                     );
                 }
+                false
             }
             Err(TrySendError::Disconnected(_)) => {
                 tracing::error!("store: the writer has stopped; nothing is stored any more");
+                false
             }
         }
     }
 }
 
 impl Store for SqliteStore {
-    fn save_room(&self, ns: &str, name: &str, settings: String) {
+    fn save_room(&self, ns: &str, name: &str, settings: String) -> bool {
         self.queue(Op::Room {
             ns: ns.to_string(),
             name: name.to_string(),
             settings,
-        });
+        })
     }
 
-    fn delete_room(&self, ns: &str, name: &str) {
+    fn delete_room(&self, ns: &str, name: &str) -> bool {
         self.queue(Op::Delete {
             ns: ns.to_string(),
             name: name.to_string(),
-        });
+        })
     }
 
-    fn append(&self, row: MessageRow, keep: usize) {
-        self.queue(Op::Append { row, keep });
+    fn append(&self, row: MessageRow, keep: usize) -> bool {
+        self.queue(Op::Append { row, keep })
     }
 
     fn flush(&self) {
@@ -231,13 +239,25 @@ fn write_loop(mut conn: Connection, rx: Receiver<Op>, name: &str) {
                 Err(_) => break,
             }
         }
-        let mut flushes = Vec::new();
-        if let Err(e) = apply(&mut conn, &mut batch, &mut flushes) {
-            tracing::error!("store {name}: a batch of writes failed: {e}");
+        // A busy or briefly failing disk gets a few more chances (SQLite itself waits up
+        // to its busy timeout each time) before the batch is given up.
+        for attempt in 1..=ATTEMPTS {
+            match apply(&mut conn, &batch) {
+                Ok(()) => break,
+                Err(e) if attempt < ATTEMPTS => {
+                    tracing::warn!("store {name}: writing a batch failed ({e}); retrying");
+                    std::thread::sleep(GATHER * 20 * attempt);
+                }
+                Err(e) => {
+                    let n = batch.len();
+                    tracing::error!("store {name}: {n} writes lost: {e}");
+                }
+            }
         }
-        batch.clear();
-        for f in flushes {
-            let _ = f.send(());
+        for op in batch.drain(..) {
+            if let Op::Flush(done) = op {
+                let _ = done.send(());
+            }
         }
         // Let the next batch gather: while this thread sleeps, queuing a write is a push
         // onto the channel, with no wake-up (a futex call and a context switch) per message.
@@ -246,11 +266,7 @@ fn write_loop(mut conn: Connection, rx: Receiver<Op>, name: &str) {
     // Every sender is gone: the queue is drained and the connection closes here.
 }
 
-fn apply(
-    conn: &mut Connection,
-    batch: &mut Vec<Op>,
-    flushes: &mut Vec<SyncSender<()>>,
-) -> rusqlite::Result<()> {
+fn apply(conn: &mut Connection, batch: &[Op]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     // Rooms appended to: the last seq and how many to keep.
     let mut trims: HashMap<(Arc<str>, Arc<str>), (u64, usize)> = HashMap::new();
@@ -268,7 +284,7 @@ fn apply(
              (ns, room, seq, ts, event, sender, kind, data, attachments) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
-        for op in batch.drain(..) {
+        for op in batch {
             match op {
                 Op::Room { ns, name, settings } => {
                     put_room.execute(params![ns, name, settings])?;
@@ -296,9 +312,9 @@ fn apply(
                         &row.data[..],
                         &row.attachments[..],
                     ])?;
-                    trims.insert((row.ns, row.room), (row.seq, keep));
+                    trims.insert((row.ns.clone(), row.room.clone()), (row.seq, *keep));
                 }
-                Op::Flush(done) => flushes.push(done),
+                Op::Flush(_) => {}
             }
         }
         // Once per room and batch: its counter, then its trim.
@@ -312,4 +328,92 @@ fn apply(
         }
     }
     tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: u64) -> MessageRow {
+        MessageRow {
+            ns: "/".into(),
+            room: "r".into(),
+            seq,
+            ts: 1,
+            event: "e".into(),
+            from: None,
+            kind: 0,
+            data: Bytes::from_static(b"1"),
+            attachments: Bytes::new(),
+        }
+    }
+
+    fn stored(path: &Path) -> Vec<u64> {
+        let (_, rooms) = SqliteStore::open(path).unwrap();
+        rooms
+            .iter()
+            .flat_map(|r| r.messages.iter().map(|m| m.seq))
+            .collect()
+    }
+
+    /// Another connection holding the write lock, as a busy or slow disk would.
+    fn locked(path: &Path) -> Connection {
+        let other = Connection::open(path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        other
+    }
+
+    #[test]
+    fn a_busy_file_delays_writes_and_loses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (store, _) = SqliteStore::open(&path).unwrap();
+        let other = locked(&path);
+        for seq in 1..=100 {
+            assert!(store.append(row(seq), 1000));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        other.execute_batch("COMMIT").unwrap();
+        store.flush();
+        assert_eq!(stored(&path), (1..=100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_full_queue_drops_writes_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (store, _) = SqliteStore::open_with_queue(&path, 4).unwrap();
+        let other = locked(&path);
+        let accepted: Vec<u64> = (1..=50)
+            .filter(|&seq| store.append(row(seq), 1000))
+            .collect();
+        assert!(accepted.len() < 50, "{accepted:?}");
+        assert_eq!(store.dropped(), 50 - accepted.len() as u64);
+        other.execute_batch("COMMIT").unwrap();
+        store.flush();
+        // What was accepted is on disk; nothing else.
+        assert_eq!(stored(&path), accepted);
+    }
+
+    #[test]
+    fn rooms_are_trimmed_and_deleted_in_order_within_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (store, _) = SqliteStore::open(&path).unwrap();
+        for seq in 1..=10 {
+            store.append(row(seq), 3);
+        }
+        store.flush();
+        assert_eq!(stored(&path), vec![8, 9, 10]);
+        // Deleted, then written again in the same batch: only the new messages remain,
+        // and the room's counter starts over.
+        store.delete_room("/", "r");
+        store.append(row(1), 3);
+        store.flush();
+        let (_, rooms) = SqliteStore::open(&path).unwrap();
+        assert_eq!(rooms.len(), 1);
+        assert_eq!(rooms[0].last_seq, 1);
+        assert_eq!(rooms[0].messages.len(), 1);
+        assert_eq!(rooms[0].settings, None);
+    }
 }
