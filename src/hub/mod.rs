@@ -1447,21 +1447,27 @@ impl Hub {
 
     /// Deletes a room of `/` and its history; its members are unsubscribed. False if unknown.
     pub fn delete_room(&self, name: &str) -> bool {
-        let Some(room) = self.inner.rooms.shard(name).remove(name) else {
+        // The map's shard, then the room: the order `remove_if_removable` takes them in.
+        // The store hears of the deletion while both are held, so every write of the old
+        // room is queued before it and every write of a room of the same name made later
+        // (which needs the shard) after it.
+        let mut shard = self.inner.rooms.shard(name);
+        let Some(room) = shard.remove(name) else {
             return false;
         };
-        if let Some(store) = self.inner.store.get() {
-            if !store.delete_room("/", name) {
-                self.inner.stats.store_dropped();
-            }
-        }
         let members: Vec<Arc<Conn>> = {
             let mut st = lock(&room.state);
             st.dead = true;
             st.log.clear();
             st.users.clear();
+            if let Some(store) = self.inner.store.get() {
+                if !store.delete_room("/", name) {
+                    self.inner.stats.store_dropped();
+                }
+            }
             st.members.drain().map(|(_, c)| c).collect()
         };
+        drop(shard);
         for c in members {
             lock(&c.rooms).retain(|r| **r != *name);
         }
