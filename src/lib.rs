@@ -42,6 +42,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod identity;
 pub mod limits;
 pub mod protocol;
 pub mod server;

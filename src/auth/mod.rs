@@ -31,6 +31,7 @@ use serde_json::Value;
 
 use crate::config::{AuthMode, Config};
 use crate::error::{ApiError, ErrorCode, HubError};
+use crate::identity::{Credentials, Identity};
 use crate::stats::RejectReason;
 
 /// Who a connection belongs to, as its verified credentials say.
@@ -42,17 +43,6 @@ pub struct Principal {
     pub expires_at_ms: Option<u64>,
     /// All verified claims, for authorization rules.
     pub claims: Value,
-}
-
-/// What a request's verified credentials say beyond the user: set by the gate next to
-/// [`crate::ws::Identity`], so the v1 front end can schedule the 4401 close and restrict
-/// the connection to its grants.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Credentials {
-    /// When they expire, ms since the epoch.
-    pub expires_at_ms: Option<u64>,
-    /// What they allow.
-    pub grants: crate::hub::Grants,
 }
 
 /// Verifies credentials for the configured mode.
@@ -595,7 +585,7 @@ pub struct Gate {
 
 /// Axum middleware: refuses a request before the upgrade when its origin is not allowed
 /// (403) or its credentials are missing or bad (401), with the JSON error body; otherwise
-/// passes the user on as [`crate::ws::Identity`] and [`Credentials`].
+/// passes the user on as [`Identity`] and [`Credentials`].
 pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
     let refuse = |reason: RejectReason, e: ApiError| {
         gate.hub.stats().upgrade_rejected(reason);
@@ -644,8 +634,7 @@ pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Res
         expires_at_ms: principal.expires_at_ms,
         grants: crate::hub::Grants::from_claims(&principal.claims),
     });
-    req.extensions_mut()
-        .insert(crate::ws::Identity(principal.user));
+    req.extensions_mut().insert(Identity(principal.user));
     let mut response = next.run(req).await;
     if source == TokenSource::Subprotocol && response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // A browser fails the connection unless the server selects one of its protocols.

@@ -10,7 +10,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use super::delivery::{Body, Delivery, Message, MessageBody, Payload, SioArgs};
+use super::history::HistoryLog;
+use super::room::{room_key, Room, RoomState};
+use super::Hub;
 use crate::protocol::v1::RawJson;
 use crate::store::MessageRow;
 
@@ -87,6 +93,82 @@ fn body_of(kind: u8, data: Bytes, attachments: &[u8]) -> Option<MessageBody> {
             Some(MessageBody::Args(SioArgs { values, bin }))
         }
         _ => None,
+    }
+}
+
+impl Hub {
+    /// Attaches the durable store: from now on history messages, API-created rooms and
+    /// deletions are written to it. Call once, after [`Self::restore`] and before serving;
+    /// false if a store was attached already.
+    pub fn set_store(&self, store: Arc<dyn crate::store::Store>) -> bool {
+        self.inner.store.set(store).is_ok()
+    }
+
+    /// The attached store, if any.
+    pub fn store(&self) -> Option<&Arc<dyn crate::store::Store>> {
+        self.inner.store.get()
+    }
+
+    /// Brings back rooms read from the store: their settings (the defaults for rooms that
+    /// were not created through the API), `seq` counters and kept messages. Rooms that
+    /// exist already and damaged messages are skipped; returns how many rooms came back.
+    pub fn restore(&self, rows: Vec<crate::store::RoomRow>) -> usize {
+        let mut restored = 0;
+        for row in rows {
+            let pinned = row.settings.is_some();
+            let settings = match row.settings.as_deref().map(serde_json::from_str) {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    tracing::warn!("store: room `{}` has unreadable settings ({e})", row.name);
+                    self.default_settings(&row.name)
+                }
+                None => self.default_settings(&row.name),
+            };
+            let total = row.messages.len();
+            let entries: Vec<(u64, Arc<Delivery>)> = row
+                .messages
+                .into_iter()
+                .filter_map(|m| {
+                    let seq = m.seq;
+                    delivery_of(m).map(|d| (seq, d))
+                })
+                .collect();
+            if entries.len() < total {
+                tracing::warn!(
+                    "store: room `{}`: {} damaged messages skipped",
+                    row.name,
+                    total - entries.len()
+                );
+            }
+            let log = HistoryLog::restored(settings.history, row.last_seq, entries);
+            if !pinned && log.is_empty() {
+                continue;
+            }
+            let ns: Arc<str> = row.ns.as_str().into();
+            let key = room_key(&ns, &row.name);
+            let mut rooms = self.inner.rooms.shard(&*key);
+            if rooms.contains_key(&key) {
+                continue;
+            }
+            rooms.insert(
+                key.clone(),
+                Arc::new(Room {
+                    name: row.name.as_str().into(),
+                    key,
+                    ns,
+                    state: Mutex::new(RoomState {
+                        dead: false,
+                        pinned,
+                        log,
+                        settings,
+                        members: HashMap::new(),
+                        users: HashMap::new(),
+                    }),
+                }),
+            );
+            restored += 1;
+        }
+        restored
     }
 }
 

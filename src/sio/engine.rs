@@ -7,6 +7,7 @@
 //! [`Engine::handle_packet`], and messages to the [`App`] on top (Socket.IO, or the bare
 //! echo of the conformance example).
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -114,6 +115,10 @@ pub(crate) enum Msg {
 
 /// The layer on top of Engine.IO.
 pub(crate) trait App: Send + Sync + 'static {
+    /// The per-session state this layer keeps in each [`Session`] (see [`Session::app_state`]).
+    fn new_state(&self) -> Box<dyn Any + Send + Sync> {
+        Box::new(())
+    }
     fn on_open(&self, engine: &Arc<Engine>, session: &Arc<Session>);
     /// `false` when the message breaks the protocol: the session is closed.
     fn on_message<'a>(
@@ -157,8 +162,9 @@ pub struct Session {
     /// `connectTimeout`); 0 when it is not waiting.
     connect_deadline: AtomicU64,
     pub(crate) handshake: Arc<Handshake>,
-    /// Per-session state of the application layer.
-    pub(crate) client: Mutex<crate::sio::socket::ClientState>,
+    /// Per-session state of the application layer, of the type its [`App::new_state`] makes
+    /// (the engine does not know it: the layer above owns its own state).
+    app_state: Box<dyn Any + Send + Sync>,
     /// The session's rate-limit buckets (`None` when limits are off).
     limiter: Mutex<Option<crate::limits::Limiter>>,
     _permit: ConnPermit,
@@ -180,6 +186,11 @@ impl Session {
     /// Whether the session has ended.
     pub(crate) fn is_closed(&self) -> bool {
         self.state().closed
+    }
+
+    /// The application layer's state of this session, if it is of type `T`.
+    pub(crate) fn app_state<T: Any>(&self) -> Option<&T> {
+        self.app_state.downcast_ref()
     }
 }
 
@@ -361,7 +372,7 @@ impl Engine {
             pong_deadline: AtomicU64::new(0),
             connect_deadline: AtomicU64::new(0),
             handshake: Arc::new(handshake),
-            client: Mutex::new(Default::default()),
+            app_state: self.app.new_state(),
             limiter: Mutex::new(
                 self.config
                     .rate

@@ -342,7 +342,7 @@ impl Socket {
             .outbox()
             .push(OutFrame::Text(Bytes::from(packet)), false);
         if let Some(s) = self.session.upgrade() {
-            lock(&s.client).sockets.remove(&self.ns.name);
+            client_of(&s).sockets.remove(&self.ns.name);
         }
         self.ns
             .remove(self, DisconnectReason::ServerNamespaceDisconnect);
@@ -712,7 +712,19 @@ pub(crate) struct SioApp {
     pub(crate) connect_timeout: Duration,
 }
 
+/// The Socket.IO state of an Engine.IO session (made by [`SioApp::new_state`]).
+fn client_of(session: &Session) -> MutexGuard<'_, ClientState> {
+    let state: &Mutex<ClientState> = session
+        .app_state()
+        .expect("sessions of the Socket.IO engine carry Socket.IO state");
+    lock(state)
+}
+
 impl App for SioApp {
+    fn new_state(&self) -> Box<dyn std::any::Any + Send + Sync> {
+        Box::new(Mutex::new(ClientState::default()))
+    }
+
     fn on_open(&self, engine: &Arc<Engine>, session: &Arc<Session>) {
         // The engine's heartbeat task enforces it; no timer per session.
         session.expect_handshake(engine, self.connect_timeout);
@@ -726,7 +738,7 @@ impl App for SioApp {
     ) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             let ready = {
-                let mut client = lock(&session.client);
+                let mut client = client_of(session);
                 match msg {
                     Msg::Text(t) => {
                         if client.partial.is_some() {
@@ -762,11 +774,7 @@ impl App for SioApp {
     }
 
     fn on_close(&self, session: &Arc<Session>, reason: DisconnectReason) {
-        let sockets: Vec<SocketRef> = lock(&session.client)
-            .sockets
-            .drain()
-            .map(|(_, s)| s)
-            .collect();
+        let sockets: Vec<SocketRef> = client_of(session).sockets.drain().map(|(_, s)| s).collect();
         for s in sockets {
             s.ns.remove(&s, reason);
         }
@@ -781,10 +789,7 @@ impl SioApp {
         packet: Packet,
         bin: Vec<Bytes>,
     ) -> bool {
-        let socket = lock(&session.client)
-            .sockets
-            .get(packet.ns.as_str())
-            .cloned();
+        let socket = client_of(session).sockets.get(packet.ns.as_str()).cloned();
         match (packet.kind, socket) {
             (Kind::Connect, None) => {
                 self.connect(engine, session, packet).await;
@@ -808,7 +813,7 @@ impl SioApp {
                 true
             }
             (Kind::Disconnect, Some(s)) => {
-                lock(&session.client).sockets.remove(packet.ns.as_str());
+                client_of(session).sockets.remove(packet.ns.as_str());
                 s.ns.remove(&s, DisconnectReason::ClientNamespaceDisconnect);
                 true
             }
@@ -941,7 +946,7 @@ impl SioApp {
             }));
         }
         session.handshake_done();
-        lock(&session.client)
+        client_of(session)
             .sockets
             .insert(name.clone(), socket.clone());
         ns.sockets

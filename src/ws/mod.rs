@@ -23,12 +23,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 use yawc::{DeflatePool, IncomingUpgrade, OpCode, Options};
 
-use crate::auth::Credentials;
 use crate::error::{ApiError, ErrorCode, HubError};
 use crate::hub::now_ms;
 use crate::hub::{
     CloseRequest, Conn, ConnPermit, Hub, OpCall, OutFrame, Payload, ReplayFrom, Right,
 };
+use crate::identity::Credentials;
 use crate::limits::{Limiter, RatePolicy, Verdict, RATE_LIMIT_CLOSE};
 use crate::protocol::v1::{self, Request};
 use crate::stats::{RejectReason, Transport};
@@ -161,13 +161,7 @@ async fn first_deflate_offer(mut req: axum::extract::Request) -> axum::extract::
     req
 }
 
-/// The authenticated user of a request, set by application middleware before the upgrade.
-///
-/// When a request carries this extension, the connection belongs to that user whatever the
-/// path or query say; middleware that rejects the request answers with HTTP 401/403 and no
-/// WebSocket is ever created. See `examples/auth.rs`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity(pub String);
+pub use crate::identity::Identity;
 
 #[derive(Debug, Deserialize)]
 struct IdentityQuery {

@@ -1,0 +1,170 @@
+//! Joining and leaving rooms: a join replays history, queues the front end's ack and goes
+//! live while the room is locked; the first connection of a user to join and the last one to
+//! leave tell the other members (`presence`).
+
+use std::sync::Arc;
+
+use super::access::{forbidden_in, may_see_presence};
+use super::conn::Conn;
+use super::delivery::{Body, Delivery};
+use super::grants::Right;
+use super::history::Replay;
+use super::outbox::OutFrame;
+use super::room::{check_name, Joined, ReplayFrom};
+use super::shards::lock;
+use super::Hub;
+use crate::error::{ErrorCode, HubError};
+
+impl Hub {
+    /// Subscribes `conn` to `room` (in the connection's namespace), replaying history as
+    /// asked. Replayed messages are queued first, then whatever `ack` returns (the front
+    /// end's ack frames), both while the room is locked, so no live message can come
+    /// between them.
+    pub fn join(
+        &self,
+        conn: &Arc<Conn>,
+        room: &str,
+        replay: ReplayFrom,
+        ack: impl FnOnce(&Joined) -> Option<OutFrame>,
+    ) -> Result<Joined, HubError> {
+        self.join_with(conn, room, replay, |j| ack(j).into_iter().collect())
+    }
+
+    /// Like [`Self::join`], with an ack of several frames.
+    pub fn join_with(
+        &self,
+        conn: &Arc<Conn>,
+        room: &str,
+        replay: ReplayFrom,
+        ack: impl FnOnce(&Joined) -> Vec<OutFrame>,
+    ) -> Result<Joined, HubError> {
+        check_name(room, "room")?;
+        loop {
+            let r = self.room_or_create(&conn.ns, room);
+            let mut st = lock(&r.state);
+            if st.dead {
+                continue;
+            }
+            if let Some(g) = conn.grants.get() {
+                let private = st.settings.private;
+                let wanted: &[Right] = match replay {
+                    ReplayFrom::None => &[Right::Join],
+                    _ => &[Right::Join, Right::History],
+                };
+                if let Some(&missing) = wanted.iter().find(|r| !g.allows(room, private, **r)) {
+                    let removable = st.removable();
+                    drop(st);
+                    if removable {
+                        self.remove_if_removable(&r);
+                    }
+                    return Err(forbidden_in(room, missing));
+                }
+            }
+            let already_user = st.users.contains_key(&conn.user);
+            if let Some(max) = st.settings.max_users {
+                if !already_user && st.users.len() >= max {
+                    let removable = st.removable();
+                    drop(st);
+                    if removable {
+                        self.remove_if_removable(&r);
+                    }
+                    return Err(HubError::new(
+                        ErrorCode::RoomFull,
+                        format!("room `{room}` is full ({max} users)"),
+                    ));
+                }
+            }
+            let newly = st.members.insert(conn.key, conn.clone()).is_none();
+            if newly {
+                *st.users.entry(conn.user.clone()).or_insert(0) += 1;
+                lock(&conn.rooms).push(r.name.clone());
+            }
+            let replayed = match replay {
+                ReplayFrom::None => Replay::default(),
+                ReplayFrom::Since(s) => st.log.since(s),
+                ReplayFrom::Latest(n) => st.log.latest(n as usize),
+            };
+            for d in &replayed.messages {
+                conn.deliver_unbounded(d);
+            }
+            self.inner
+                .stats
+                .messages_out(replayed.messages.len() as u64);
+            let joined = Joined {
+                room: r.name.clone(),
+                seq: st.log.enabled().then(|| st.log.last_seq()),
+                members: st.users.len(),
+                gap: replayed.gap,
+            };
+            for frame in ack(&joined) {
+                conn.outbox.push_unbounded(frame);
+            }
+            if newly && !already_user && st.settings.presence {
+                let d = Delivery::new(Body::Presence {
+                    ns: conn.ns.clone(),
+                    room: r.name.clone(),
+                    user: conn.user.clone(),
+                    joined: true,
+                    count: st.users.len() as u64,
+                });
+                let private = st.settings.private;
+                let watchers = st
+                    .members
+                    .values()
+                    .filter(|c| may_see_presence(c, &r.name, private));
+                let n = self.fan_out(watchers, &d, &[conn.key], false);
+                self.inner.stats.messages_out(n as u64);
+            }
+            return Ok(joined);
+        }
+    }
+
+    /// Unsubscribes `conn` from `room`; leaving a room not joined is fine.
+    pub fn leave(&self, conn: &Arc<Conn>, room: &str) {
+        self.leave_room(conn, room, true);
+    }
+
+    pub(super) fn leave_room(&self, conn: &Arc<Conn>, room: &str, update_conn: bool) {
+        if update_conn {
+            lock(&conn.rooms).retain(|r| **r != *room);
+        }
+        let Some(r) = self.room_in(&conn.ns, room) else {
+            return;
+        };
+        let mut st = lock(&r.state);
+        if st.members.remove(&conn.key).is_none() {
+            return;
+        }
+        let last_of_user = match st.users.get_mut(&conn.user) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => {
+                st.users.remove(&conn.user);
+                true
+            }
+        };
+        if last_of_user && !st.members.is_empty() && st.settings.presence {
+            let d = Delivery::new(Body::Presence {
+                ns: conn.ns.clone(),
+                room: r.name.clone(),
+                user: conn.user.clone(),
+                joined: false,
+                count: st.users.len() as u64,
+            });
+            let private = st.settings.private;
+            let watchers = st
+                .members
+                .values()
+                .filter(|c| may_see_presence(c, &r.name, private));
+            let n = self.fan_out(watchers, &d, &[], false);
+            self.inner.stats.messages_out(n as u64);
+        }
+        let removable = st.removable();
+        drop(st);
+        if removable {
+            self.remove_if_removable(&r);
+        }
+    }
+}
