@@ -58,6 +58,7 @@ fn message(body: MessageBody) -> Arc<Delivery> {
         event: "chat".into(),
         body,
         from: Some("alice".into()),
+        to: None,
         seq: Some(12_345),
         ts: 1_700_000_000_000,
         offset: None,

@@ -33,6 +33,7 @@ fn encode_message(b: divan::Bencher) {
             event: "chat",
             data: divan::black_box(data),
             from: Some("alice"),
+            to: None,
             seq: Some(12345),
             ts: 1_700_000_000_000,
         })
@@ -51,7 +52,9 @@ fn hub_with_room(n: usize) -> (Hub, Vec<std::sync::Arc<hubbub::Conn>>) {
         max_users: None,
         private: false,
         history: 0,
+        history_ttl: 0,
         presence: false,
+        schema: None,
     })
     .unwrap();
     let conns: Vec<_> = (0..n)

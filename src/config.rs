@@ -81,6 +81,18 @@ pub struct Config {
     pub api_key: Option<String>,
     /// Messages a new room keeps. Default 100.
     pub default_history: usize,
+    /// How long a kept message lasts; zero keeps it until it is one of too many. Default 0.
+    pub history_ttl: Duration,
+    /// Direct messages kept per conversation (replayed through `dm:{user}`); 0 keeps none.
+    /// Default 0.
+    pub dm_history: usize,
+    /// A directory served at `/` beside the built-in pages, like `express.static` (its
+    /// `index.html` replaces the built-in page at `/`). Default unset.
+    pub static_dir: Option<PathBuf>,
+    /// The npm `socket.io-client` package's `dist/` directory: `/socket.io/socket.io.js` (and
+    /// `.min.js`, `.esm.min.js`, their maps) are served from it, as socket.io serves them.
+    /// Default unset (not served).
+    pub socketio_client_dir: Option<PathBuf>,
     /// Heartbeat ping interval. Default 25 s (Socket.IO's pingInterval).
     pub heartbeat_interval: Duration,
     /// Time a pong may take before the connection is reaped. Default 20 s.
@@ -144,6 +156,10 @@ impl Default for Config {
             tls_key: None,
             api_key: None,
             default_history: 100,
+            history_ttl: Duration::ZERO,
+            dm_history: 0,
+            static_dir: None,
+            socketio_client_dir: None,
             heartbeat_interval: Duration::from_secs(25),
             heartbeat_timeout: Duration::from_secs(20),
             max_payload: 1 << 20,
@@ -241,6 +257,10 @@ settings! {
     tls_key: "PEM private key for tls_cert",
     api_key: "API key protecting /api/*, /rest/message and /metrics [default: loopback only]",
     default_history: "Messages a new room keeps [default: 100]",
+    history_ttl: "How long a kept message lasts, e.g. 7d; 0 is no limit [default: 0]",
+    dm_history: "Direct messages kept per conversation; 0 keeps none [default: 0]",
+    static_dir: "Directory served at / beside the built-in pages [default: none]",
+    socketio_client_dir: "socket.io-client's dist/ directory, served as /socket.io/socket.io.js [default: none]",
     heartbeat_interval: "Ping interval, e.g. 25s [default: 25s]",
     heartbeat_timeout: "Pong timeout before reaping, e.g. 20s [default: 20s]",
     max_payload: "Largest frame/message/body, e.g. 1MiB [default: 1MiB]",
@@ -317,6 +337,12 @@ impl Config {
                 "tls_cert" => c.tls_cert = (!v.is_empty()).then(|| PathBuf::from(v)),
                 "tls_key" => c.tls_key = (!v.is_empty()).then(|| PathBuf::from(v)),
                 "default_history" => c.default_history = parse_count(v).map_err(invalid)?,
+                "history_ttl" => c.history_ttl = parse_duration(v).map_err(invalid)?,
+                "dm_history" => c.dm_history = parse_count(v).map_err(invalid)?,
+                "static_dir" => c.static_dir = (!v.is_empty()).then(|| PathBuf::from(v)),
+                "socketio_client_dir" => {
+                    c.socketio_client_dir = (!v.is_empty()).then(|| PathBuf::from(v))
+                }
                 "heartbeat_interval" => {
                     c.heartbeat_interval = parse_duration(v).map_err(invalid)?
                 }

@@ -42,6 +42,8 @@ pub enum ErrorCode {
     SlowConsumer,
     /// The server is at `max_connections`.
     ServerFull,
+    /// A dependency of the server is down (the store, Redis, the auth callback): retry later.
+    Unavailable,
     /// A bug or an unexpected failure on the server side.
     Internal,
 }
@@ -63,6 +65,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::SlowConsumer => "slow_consumer",
             Self::ServerFull => "server_full",
+            Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
     }
@@ -77,7 +80,9 @@ impl ErrorCode {
             Self::RoomNotFound | Self::UserOffline => StatusCode::NOT_FOUND,
             Self::RoomFull | Self::RoomExists => StatusCode::CONFLICT,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::SlowConsumer | Self::ServerFull => StatusCode::SERVICE_UNAVAILABLE,
+            Self::SlowConsumer | Self::ServerFull | Self::Unavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

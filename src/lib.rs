@@ -46,6 +46,7 @@ pub mod identity;
 pub mod limits;
 pub mod protocol;
 pub mod server;
+pub mod services;
 pub mod sio;
 pub mod stats;
 pub mod store;

@@ -27,7 +27,18 @@ impl Hub {
     }
 
     /// `Ok` when `conn` has `right` in `room` (of its namespace); `forbidden` otherwise.
+    /// A room the application maps onto an internal one ([`super::RoomAliases`]) follows
+    /// the application's rule instead: publishing to a `dm:` conversation is `bad_request`
+    /// (a direct message is sent with `send`).
     pub fn authorize(&self, conn: &Conn, room: &str, right: Right) -> Result<(), HubError> {
+        if let Some(alias) = self.alias(&conn.ns, &conn.user, room)? {
+            if right == Right::Publish && !alias.publish {
+                return Err(HubError::bad_request(format!(
+                    "clients do not publish to `{room}`; send to the user instead"
+                )));
+            }
+            return Ok(());
+        }
         let Some(g) = conn.grants.get() else {
             return Ok(());
         };

@@ -1,21 +1,31 @@
 //! The rooms as the API sees them: create, inspect, list and delete rooms, their presence
 //! and their history pages.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::conn::Conn;
-use super::delivery::Delivery;
+use super::delivery::{now_ms, Delivery};
+use super::durable::unavailable;
 use super::history::HistoryLog;
-use super::room::{check_name, Room, RoomInfo, RoomSettings, RoomState};
+use super::room::{check_name, is_internal, Room, RoomInfo, RoomSettings, RoomState};
 use super::shards::lock;
 use super::Hub;
 use crate::error::{ErrorCode, HubError};
 
 impl Hub {
-    /// Creates a room of `/` with its own settings; `room_exists` if it exists.
+    /// Creates a room of `/` with its own settings: `room_exists` if it exists,
+    /// `bad_request` for a schema nobody registered, `unavailable` when the store cannot
+    /// keep it.
     pub fn create_room(&self, settings: RoomSettings) -> Result<RoomInfo, HubError> {
         check_name(&settings.name, "name")?;
+        if let Some(schema) = &settings.schema {
+            if self.schema(schema).is_none() {
+                return Err(HubError::bad_request(format!(
+                    "unknown schema `{schema}`; known: {}",
+                    self.schema_names().join(", ")
+                )));
+            }
+        }
         let name: Arc<str> = settings.name.as_str().into();
         let mut rooms = self.inner.rooms.shard(&*name);
         if rooms.contains_key(&name) {
@@ -24,19 +34,14 @@ impl Hub {
                 format!("room `{name}` already exists"),
             ));
         }
-        let st = RoomState {
-            dead: false,
-            pinned: true,
-            log: HistoryLog::new(settings.history),
-            settings,
-            members: HashMap::new(),
-            users: HashMap::new(),
-        };
+        let log = HistoryLog::new(settings.history, settings.history_ttl * 1000);
+        let st = RoomState::new(settings, true, log);
         let info = st.info();
         if let Some(store) = self.inner.store.get() {
             let json = serde_json::to_string(&st.settings).unwrap_or_default();
-            if !store.save_room("/", &name, json) {
+            if let Err(e) = store.save_room("/", &name, json) {
                 self.inner.stats.store_dropped();
+                return Err(unavailable(&e));
             }
         }
         rooms.insert(
@@ -51,8 +56,11 @@ impl Hub {
         Ok(info)
     }
 
-    /// A room's settings and member count (`/`).
+    /// A room's settings and member count (`/`; internal rooms are not shown).
     pub fn room_info(&self, name: &str) -> Option<RoomInfo> {
+        if is_internal(name) {
+            return None;
+        }
         self.room(name).map(|r| lock(&r.state).info())
     }
 
@@ -64,7 +72,7 @@ impl Hub {
             .all()
             .flat_map(|s| {
                 s.values()
-                    .filter(|r| &*r.ns == "/")
+                    .filter(|r| &*r.ns == "/" && !is_internal(&r.name))
                     .cloned()
                     .collect::<Vec<_>>()
             })
@@ -74,37 +82,47 @@ impl Hub {
         infos
     }
 
-    /// Deletes a room of `/` and its history; its members are unsubscribed. False if unknown.
-    pub fn delete_room(&self, name: &str) -> bool {
+    /// Deletes a room of `/` and its history; its members are unsubscribed.
+    /// `room_not_found` if unknown, `unavailable` when the store cannot record it (the room
+    /// would come back at the next start).
+    pub fn delete_room(&self, name: &str) -> Result<(), HubError> {
+        if is_internal(name) {
+            return Err(not_found(name));
+        }
         // The map's shard, then the room: the order `remove_if_removable` takes them in.
         // The store hears of the deletion while both are held, so every write of the old
         // room is queued before it and every write of a room of the same name made later
         // (which needs the shard) after it.
         let mut shard = self.inner.rooms.shard(name);
-        let Some(room) = shard.remove(name) else {
-            return false;
+        let Some(room) = shard.get(name).cloned() else {
+            return Err(not_found(name));
         };
         let members: Vec<Arc<Conn>> = {
             let mut st = lock(&room.state);
+            if let Some(store) = self.inner.store.get() {
+                if let Err(e) = store.delete_room("/", name) {
+                    self.inner.stats.store_dropped();
+                    return Err(unavailable(&e));
+                }
+            }
+            shard.remove(name);
             st.dead = true;
             st.log.clear();
             st.users.clear();
-            if let Some(store) = self.inner.store.get() {
-                if !store.delete_room("/", name) {
-                    self.inner.stats.store_dropped();
-                }
-            }
             st.members.drain().map(|(_, c)| c).collect()
         };
         drop(shard);
         for c in members {
             lock(&c.rooms).retain(|r| **r != *name);
         }
-        true
+        Ok(())
     }
 
     /// Users in a room of `/`, sorted; `None` if the room does not exist.
     pub fn presence(&self, room: &str) -> Option<Vec<String>> {
+        if is_internal(room) {
+            return None;
+        }
         let r = self.room(room)?;
         let st = lock(&r.state);
         let mut users: Vec<String> = st.users.keys().map(|u| u.to_string()).collect();
@@ -112,15 +130,33 @@ impl Hub {
         Some(users)
     }
 
-    /// A page of a room's history, newest first, and the `before` of the next page.
+    /// A page of a room's history, newest first, and the `before` of the next page:
+    /// `room_not_found`, or `unavailable` while the store of a history room is down.
     pub fn history(
         &self,
         room: &str,
         before: Option<u64>,
         limit: usize,
-    ) -> Option<(Vec<Arc<Delivery>>, Option<u64>)> {
-        let r = self.room(room)?;
-        let st = lock(&r.state);
-        Some(st.log.before(before, limit))
+    ) -> Result<(Vec<Arc<Delivery>>, Option<u64>), HubError> {
+        let r = self
+            .room(room)
+            .filter(|_| !is_internal(room))
+            .ok_or_else(|| not_found(room))?;
+        let mut st = lock(&r.state);
+        if st.log.enabled() {
+            if let Some(Err(e)) = self.inner.store.get().map(|s| s.health()) {
+                return Err(unavailable(&e));
+            }
+        }
+        st.log.expire(now_ms());
+        Ok(st.log.before(before, limit))
     }
+}
+
+/// `room_not_found` for `room`.
+pub fn not_found(room: &str) -> HubError {
+    HubError::new(
+        ErrorCode::RoomNotFound,
+        format!("room `{room}` does not exist"),
+    )
 }

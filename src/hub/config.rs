@@ -9,6 +9,9 @@ use std::time::Duration;
 pub struct HubConfig {
     /// Messages kept by a new room unless created with its own `history` (default 100).
     pub default_history: usize,
+    /// How long a new room keeps a message, unless created with its own `history_ttl`;
+    /// zero (the default) keeps it until it is one of too many.
+    pub history_ttl: Duration,
     /// Outbound bytes queued per connection before a slow consumer is closed (default 1 MiB).
     pub queue_limit: usize,
     /// Connections accepted at once; more are refused with 503 at the upgrade (default 100,000).
@@ -28,6 +31,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             default_history: 100,
+            history_ttl: Duration::ZERO,
             queue_limit: 1 << 20,
             max_connections: 100_000,
             max_connections_per_ip: 0,

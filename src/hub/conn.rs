@@ -1,6 +1,7 @@
 //! One client connection as the hub sees it ([`Conn`]), and what a front end says about a
 //! connection it accepted ([`ConnSpec`]).
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -36,6 +37,10 @@ pub struct Conn {
     /// What the credentials allow; unset means unrestricted (auth mode `none`).
     pub(super) grants: OnceLock<Arc<Grants>>,
     pub(super) closer: OnceLock<Closer>,
+    /// When it was registered, ms since the epoch.
+    pub(super) since: u64,
+    /// The client's address, when the front end knows it.
+    pub(super) address: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -63,6 +68,8 @@ pub struct ConnSpec {
     pub outbox: Option<Arc<Outbox>>,
     /// The connection id to use; generated when `None`.
     pub wire_id: Option<Arc<str>>,
+    /// The client's address (shown in a user's list of devices).
+    pub address: Option<IpAddr>,
 }
 
 impl ConnSpec {
@@ -74,7 +81,15 @@ impl ConnSpec {
             ns: "/".into(),
             outbox: None,
             wire_id: None,
+            address: None,
         }
+    }
+
+    /// Records the client's address.
+    #[must_use]
+    pub fn from_address(mut self, address: Option<IpAddr>) -> Self {
+        self.address = address;
+        self
     }
 
     /// Puts the connection in namespace `ns`.
@@ -118,6 +133,16 @@ impl Conn {
     /// The user as a shared string.
     pub fn user_arc(&self) -> Arc<str> {
         self.user.clone()
+    }
+
+    /// When the connection was registered, ms since the epoch.
+    pub fn since(&self) -> u64 {
+        self.since
+    }
+
+    /// The client's address, when known.
+    pub fn address(&self) -> Option<IpAddr> {
+        self.address
     }
 
     /// The front end that accepted this connection.

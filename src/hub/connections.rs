@@ -59,7 +59,8 @@ impl Hub {
         // From here on dropping the permit gives the slot back.
         let mut permit = ConnPermit {
             hub: self.clone(),
-            address: None,
+            address,
+            counted: false,
         };
         let per_ip = self.inner.config.max_connections_per_ip;
         if let (Some(ip), true) = (address, per_ip > 0) {
@@ -76,7 +77,7 @@ impl Hub {
                 );
             }
             *held += 1;
-            permit.address = Some(ip);
+            permit.counted = true;
         }
         Ok(permit)
     }
@@ -128,6 +129,8 @@ impl Hub {
             expires_at: AtomicU64::new(0),
             grants: OnceLock::new(),
             closer: OnceLock::new(),
+            since: super::now_ms(),
+            address: spec.address,
         });
         if let Some(frame) = greeting(&conn) {
             conn.outbox.push_unbounded(frame);

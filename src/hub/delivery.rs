@@ -168,6 +168,8 @@ pub struct Message {
     pub body: MessageBody,
     /// The sender's user id, when a user sent it.
     pub from: Option<Arc<str>>,
+    /// The user it was addressed to, for a direct message kept in history.
+    pub to: Option<Arc<str>>,
     /// The room sequence number (history rooms only).
     pub seq: Option<u64>,
     /// Milliseconds since the epoch.
@@ -177,6 +179,14 @@ pub struct Message {
 }
 
 impl Message {
+    /// The room as clients see it: none for the hub's internal rooms (a direct-message
+    /// conversation), whose name means nothing to them.
+    pub fn shown_room(&self) -> Option<&str> {
+        self.room
+            .as_deref()
+            .filter(|r| !super::room::is_internal(r))
+    }
+
     /// The `data` v1 clients see: the payload, or the arguments (one: itself; several: an
     /// array), binary as `{"_binary": ...}`.
     pub fn v1_data(&self) -> Bytes {
@@ -209,11 +219,14 @@ impl Message {
         if let Some(from) = &self.from {
             meta.str("from", from);
         }
-        if let Some(room) = &self.room {
+        if let Some(room) = self.shown_room() {
             meta.str("room", room);
         }
         if let Some(seq) = self.seq {
             meta.u64("seq", seq);
+        }
+        if let Some(to) = &self.to {
+            meta.str("to", to);
         }
         meta.u64("ts", self.ts);
         let meta = meta.finish();
@@ -256,14 +269,17 @@ impl Message {
                     }
                 };
                 let mut meta = serde_json::Map::new();
-                if let Some(room) = &self.room {
-                    meta.insert("room".into(), Value::from(room.as_ref()));
+                if let Some(room) = self.shown_room() {
+                    meta.insert("room".into(), Value::from(room));
                 }
                 if let Some(from) = &self.from {
                     meta.insert("from".into(), Value::from(from.as_ref()));
                 }
                 if let Some(seq) = self.seq {
                     meta.insert("seq".into(), Value::from(seq));
+                }
+                if let Some(to) = &self.to {
+                    meta.insert("to".into(), Value::from(to.as_ref()));
                 }
                 meta.insert("ts".into(), Value::from(self.ts));
                 SioArgs {
@@ -293,6 +309,17 @@ pub enum Body {
         /// Users in the room after the change.
         count: u64,
     },
+    /// A server frame other than a message (the notification service's `notification` and
+    /// `unread`): v1 clients get `{"op": name, ...fields}`, Socket.IO clients the event
+    /// `name` with `fields` as its one argument.
+    Notice {
+        /// The namespace.
+        ns: Arc<str>,
+        /// The op (v1) or event (Socket.IO) name.
+        name: Arc<str>,
+        /// A JSON object.
+        fields: RawJson,
+    },
 }
 
 /// One message on its way to many recipients, with its encodings cached.
@@ -318,7 +345,7 @@ impl Delivery {
     pub fn message(&self) -> Option<&Message> {
         match &self.body {
             Body::Message(m) => Some(m),
-            Body::Presence { .. } => None,
+            Body::Presence { .. } | Body::Notice { .. } => None,
         }
     }
 
@@ -342,10 +369,11 @@ impl Delivery {
             Body::Message(m) => {
                 let data = m.v1_data();
                 v1::encode_message(&v1::MessageFields {
-                    room: m.room.as_deref(),
+                    room: m.shown_room(),
                     event: &m.event,
                     data: &data,
                     from: m.from.as_deref(),
+                    to: m.to.as_deref(),
                     seq: m.seq,
                     ts: m.ts,
                 })
@@ -357,6 +385,7 @@ impl Delivery {
                 count,
                 ..
             } => v1::encode_presence(room, user, *joined, *count),
+            Body::Notice { name, fields, .. } => v1::encode_notice(name, fields.as_bytes()),
         }
     }
 
@@ -389,6 +418,9 @@ impl Delivery {
                     Arc::from("presence"),
                     SioArgs::one(Value::Object(o)),
                 )
+            }
+            Body::Notice { ns, name, fields } => {
+                (ns.clone(), name.clone(), SioArgs::one(fields.to_value()))
             }
         };
         encode_event(&ns, &event, &args, None)
@@ -465,6 +497,7 @@ mod tests {
             event: "e".into(),
             body,
             from: Some("u".into()),
+            to: None,
             seq: Some(1),
             ts: 5,
             offset: None,
@@ -522,6 +555,7 @@ mod tests {
                 event: "ev\n".into(),
                 body: MessageBody::Hub(Payload::json(&json!({"a": [1, "x"], "b": null}))),
                 from: from.map(Into::into),
+                to: None,
                 seq,
                 ts: 99,
                 offset: offset.map(Into::into),

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conn::ConnId;
 use super::delivery::{MessageBody, Payload, SioArgs};
+use super::durable::Commit;
 use super::Hub;
 use crate::error::HubError;
 
@@ -47,10 +48,29 @@ pub struct BroadcastOptions {
     pub from: Option<Arc<str>>,
     /// Drop rather than close a recipient whose queue is full.
     pub volatile: bool,
+    /// The client connection that sent it; `None` when the server did (its HTTP API,
+    /// application code). Room schemas allow some messages from the server only.
+    #[serde(default)]
+    pub sender: Option<ConnId>,
+}
+
+impl BroadcastOptions {
+    /// Options for `target` in namespace `/`, with no exclusions.
+    pub fn to(target: Target) -> Self {
+        Self {
+            ns: "/".into(),
+            target,
+            except_rooms: Vec::new(),
+            except: Vec::new(),
+            from: None,
+            volatile: false,
+            sender: None,
+        }
+    }
 }
 
 /// The outcome of an emit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Emitted {
     /// Connections the message was queued for.
     pub delivered: usize,
@@ -58,6 +78,30 @@ pub struct Emitted {
     pub seq: Option<u64>,
     /// For a user target: whether the user had any connection.
     pub online: Option<bool>,
+    /// The store's commit of a message kept in history, when a store is attached: the
+    /// message's acknowledgement waits for it (DESIGN.md, "Durability").
+    #[serde(skip)]
+    pub commit: Option<Commit>,
+}
+
+impl Emitted {
+    /// Calls `f` once the message is durable: at once when nothing is stored, otherwise when
+    /// the store has committed it (on the store's thread: `f` must only queue work), with
+    /// `unavailable` if the store lost it.
+    pub fn when_committed(mut self, f: impl FnOnce(Result<Emitted, HubError>) + Send + 'static) {
+        match self.commit.take() {
+            None => f(Ok(self)),
+            Some(c) => c.then(move |r| f(r.map(|()| self))),
+        }
+    }
+
+    /// Waits until the message is durable (see [`Self::when_committed`]).
+    pub async fn committed(mut self) -> Result<Emitted, HubError> {
+        if let Some(c) = self.commit.take() {
+            c.await?;
+        }
+        Ok(self)
+    }
 }
 
 /// Builds an emit: `hub.to_room("lobby").except(me).emit("chat", data)`.
@@ -72,6 +116,13 @@ impl Emitter<'_> {
     /// Leaves a connection out.
     pub fn except(mut self, conn: ConnId) -> Self {
         self.opts.except.push(conn);
+        self
+    }
+
+    /// Says which client connection sent it (front ends do; see
+    /// [`BroadcastOptions::sender`]).
+    pub fn sent_by(mut self, conn: ConnId) -> Self {
+        self.opts.sender = Some(conn);
         self
     }
 
@@ -97,6 +148,17 @@ impl Emitter<'_> {
     pub fn except_room(mut self, room: impl Into<Arc<str>>) -> Self {
         self.opts.except_rooms.push(room.into());
         self
+    }
+
+    /// Sends a server frame other than a message, such as the notification service's
+    /// `unread` (see [`super::Body::Notice`]); `fields` is a JSON object. Returns how many
+    /// connections it was queued for.
+    pub fn notice(self, name: &str, fields: &serde_json::Value) -> usize {
+        self.hub.notice(
+            &self.opts,
+            name,
+            crate::protocol::v1::RawJson::from_value(fields),
+        )
     }
 
     /// Sends `event` with `data` exactly as given: Socket.IO clients get `(event, data)`,

@@ -5,14 +5,19 @@
 use std::sync::Arc;
 
 use super::conn::{Conn, ConnId};
+use std::sync::MutexGuard;
+
 use super::delivery::{now_ms, Body, Delivery, Message, MessageBody};
+use super::durable::{unavailable, Commit};
 use super::emit::{BroadcastOptions, Emitted, Emitter, Target};
 use super::outbox::Push;
 use super::persist;
-use super::room::check_name;
+use super::room::{check_name, RoomSettings, RoomState};
 use super::shards::lock;
 use super::Hub;
-use crate::error::HubError;
+use crate::error::{ErrorCode, HubError};
+use crate::protocol::v1::RawJson;
+use crate::store::Keep;
 
 impl Hub {
     /// Emits to a room's members.
@@ -38,14 +43,7 @@ impl Hub {
     pub(super) fn emitter(&self, target: Target) -> Emitter<'_> {
         Emitter {
             hub: self,
-            opts: BroadcastOptions {
-                ns: "/".into(),
-                target,
-                except_rooms: Vec::new(),
-                except: Vec::new(),
-                from: None,
-                volatile: false,
-            },
+            opts: BroadcastOptions::to(target),
         }
     }
 
@@ -114,6 +112,13 @@ impl Hub {
     }
 
     /// Delivers `event` with `body` as `opts` says.
+    ///
+    /// A message to a room that keeps history is numbered and kept; with a store attached,
+    /// the returned [`Emitted::commit`] completes once it is on disk (its live delivery
+    /// does not wait). While the store is down, or cannot keep up, such a message is refused
+    /// with `unavailable` before anyone receives it. A message from one user to another
+    /// that the application keeps ([`super::RoomAliases::user_log`]) is a message of that
+    /// conversation's room, and also reaches every connection of its addressee.
     pub fn dispatch(
         &self,
         opts: &BroadcastOptions,
@@ -126,13 +131,14 @@ impl Hub {
             self.recorder(&opts.ns)
         };
         let made = std::cell::RefCell::new(None::<Arc<Delivery>>);
-        let message = |room: Option<Arc<str>>, seq: Option<u64>| {
+        let message = |room: Option<Arc<str>>, seq: Option<u64>, to: Option<Arc<str>>| {
             let d = Delivery::new(Body::Message(Message {
                 ns: opts.ns.clone(),
                 room,
                 event: event.clone(),
                 body: body.clone(),
                 from: opts.from.clone(),
+                to,
                 seq,
                 ts: now_ms(),
                 offset: recorder.as_ref().map(|r| r.next_offset()),
@@ -142,29 +148,42 @@ impl Hub {
         };
         let out = match &opts.target {
             Target::Room(room) if opts.except_rooms.is_empty() => {
-                self.publish_room(room, opts, message)?
+                check_name(room, "room")?;
+                self.publish_room(room, None, None, opts, &body, message)?
             }
-            Target::User(_) => {
-                let d = message(None, None);
-                let mut delivered = 0;
-                let mut online = false;
-                self.for_each_recipient(opts, |c| {
-                    online = true;
-                    delivered += self.push_one(c, &d, opts.volatile);
-                });
-                Emitted {
-                    delivered,
-                    seq: None,
-                    online: Some(online),
+            Target::User(to) => {
+                let log = match (&opts.from, *opts.ns == *"/") {
+                    (Some(from), true) => self.user_log(from, to),
+                    _ => None,
+                };
+                match log {
+                    Some(alias) => {
+                        let settings = Some(&alias.settings);
+                        self.publish_room(&alias.key, settings, Some(to), opts, &body, message)?
+                    }
+                    None => {
+                        let d = message(None, None, None);
+                        let mut delivered = 0;
+                        let mut online = false;
+                        self.for_each_recipient(opts, |c| {
+                            online = true;
+                            delivered += self.push_one(c, &d, opts.volatile);
+                        });
+                        Emitted {
+                            delivered,
+                            online: Some(online),
+                            ..Emitted::default()
+                        }
+                    }
                 }
             }
             Target::Room(room) => {
                 check_name(room, "room")?;
-                let d = message(Some(room.clone()), None);
+                let d = message(Some(room.clone()), None, None);
                 self.fan_out_all(opts, &d)
             }
             Target::All | Target::Conn(_) | Target::Many { .. } => {
-                let d = message(None, None);
+                let d = message(None, None, None);
                 self.fan_out_all(opts, &d)
             }
         };
@@ -173,6 +192,19 @@ impl Hub {
             r.record(self, opts, &d);
         }
         Ok(out)
+    }
+
+    /// Delivers a server frame other than a message (see [`Body::Notice`]) as `opts` says;
+    /// returns how many connections it was queued for.
+    pub fn notice(&self, opts: &BroadcastOptions, name: &str, fields: RawJson) -> usize {
+        let d = Delivery::new(Body::Notice {
+            ns: opts.ns.clone(),
+            name: name.into(),
+            fields,
+        });
+        let n = self.fan_out_all(opts, &d).delivered;
+        self.inner.stats.messages_out(n as u64);
+        n
     }
 
     pub(super) fn fan_out_all(&self, opts: &BroadcastOptions, d: &Delivery) -> Emitted {
@@ -213,30 +245,94 @@ impl Hub {
             .sum()
     }
 
+    /// Publishes into room `room` (created with `settings` if new), under its lock: checks
+    /// the room's schema, numbers and keeps the message in a history room (refusing it when
+    /// the store cannot take it), and pushes it to the members. With `to`, the message is
+    /// addressed to that user and also reaches every connection of theirs that is not a
+    /// member.
     pub(super) fn publish_room(
         &self,
         room: &Arc<str>,
+        settings: Option<&RoomSettings>,
+        to: Option<&Arc<str>>,
         opts: &BroadcastOptions,
-        message: impl Fn(Option<Arc<str>>, Option<u64>) -> Arc<Delivery>,
+        body: &MessageBody,
+        message: impl Fn(Option<Arc<str>>, Option<u64>, Option<Arc<str>>) -> Arc<Delivery>,
     ) -> Result<Emitted, HubError> {
-        check_name(room, "room")?;
         loop {
-            let r = self.room_or_create(&opts.ns, room);
+            let r = self.room_or_create_with(&opts.ns, room, settings);
             let mut st = lock(&r.state);
             if st.dead {
                 continue;
             }
-            let seq = st.log.enabled().then(|| st.log.next_seq());
-            let d = message(Some(r.name.clone()), seq);
-            if let Some(seq) = seq {
-                st.log.append(seq, d.clone());
-                if let (Some(store), Some(row)) = (self.inner.store.get(), persist::row_of(&d)) {
-                    if !store.append(row, st.log.capacity()) {
-                        self.inner.stats.store_dropped();
-                    }
+            let refuse = |st: MutexGuard<'_, RoomState>, e: HubError| {
+                let removable = st.removable();
+                drop(st);
+                if removable {
+                    self.remove_if_removable(&r);
+                }
+                Err(e)
+            };
+            if let Some(name) = &st.settings.schema {
+                let checked = match self.schema(name) {
+                    Some(check) => check(body, opts.sender.is_some()),
+                    None => Err(HubError::new(
+                        ErrorCode::Internal,
+                        format!("room `{room}` names schema `{name}`, which is not registered"),
+                    )),
+                };
+                if let Err(e) = checked {
+                    return refuse(st, e);
                 }
             }
-            let delivered = self.fan_out(st.members.values(), &d, &opts.except, opts.volatile);
+            let store = if st.log.enabled() {
+                self.inner.store.get()
+            } else {
+                None
+            };
+            if let Some(Err(e)) = store.map(|s| s.health()) {
+                self.inner.stats.store_dropped();
+                return refuse(st, unavailable(&e));
+            }
+            let seq = st.log.enabled().then(|| st.log.next_seq());
+            let d = message(Some(r.name.clone()), seq, to.cloned());
+            let mut commit = None;
+            if let (Some(seq), Some(store), Some(row)) = (seq, store, persist::row_of(&d)) {
+                let (pending, done) = Commit::pending();
+                let keep = Keep {
+                    count: st.log.capacity(),
+                    max_age_ms: st.log.ttl_ms(),
+                };
+                if let Err(e) = store.append(row, keep, Some(done)) {
+                    st.log.unreserve(seq);
+                    self.inner.stats.store_dropped();
+                    return refuse(st, unavailable(&e));
+                }
+                commit = Some(pending);
+            }
+            if let Some(seq) = seq {
+                st.log.expire(d.message().map_or(0, |m| m.ts));
+                st.log.append(seq, d.clone());
+            }
+            let mut delivered = self.fan_out(st.members.values(), &d, &opts.except, opts.volatile);
+            let mut online = None;
+            if let Some(user) = to {
+                let conns = self.user_conns(user);
+                online = Some(!conns.is_empty());
+                let st = &mut *st;
+                for c in conns {
+                    if st.members.contains_key(&c.key) || opts.except.contains(&c.key) {
+                        continue;
+                    }
+                    delivered += self.push_one(&c, &d, opts.volatile);
+                    if let Some(seq) = seq {
+                        st.outside.entry(c.key).or_insert(seq);
+                    }
+                }
+                if st.outside.len() > OUTSIDE_PRUNE {
+                    st.outside.retain(|id, _| self.conn(*id).is_some());
+                }
+            }
             let removable = st.removable();
             drop(st);
             if removable {
@@ -245,8 +341,12 @@ impl Hub {
             return Ok(Emitted {
                 delivered,
                 seq,
-                online: None,
+                online,
+                commit,
             });
         }
     }
 }
+
+/// A room's list of outside recipients is pruned of closed connections past this size.
+const OUTSIDE_PRUNE: usize = 16;

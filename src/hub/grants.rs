@@ -2,7 +2,8 @@
 //!
 //! Claims: `rooms` maps room patterns (an exact name, a prefix ending in `*`, or `*`; the
 //! most specific pattern that matches decides) to rights among `join`, `publish`, `presence` (receive the room's presence events) and
-//! `history` (replay on join); `broadcast: true` allows the broadcast op;
+//! `history` (replay on join), `manage` (create and delete the room: never implied, it must
+//! be granted by a pattern); `broadcast: true` allows the broadcast op;
 //! `single_session: true` applies the single-session policy to this user. A token without
 //! `rooms` may do everything in every room that is not private; a private room needs a
 //! pattern that grants the right. Connections without grants (auth mode `none`, where
@@ -21,6 +22,8 @@ pub enum Right {
     Presence,
     /// Replay the room's history on join.
     History,
+    /// Create and delete the room (granted only by a pattern that names it).
+    Manage,
 }
 
 impl Right {
@@ -30,6 +33,7 @@ impl Right {
             Self::Publish => 2,
             Self::Presence => 4,
             Self::History => 8,
+            Self::Manage => 16,
         }
     }
 
@@ -39,6 +43,7 @@ impl Right {
             "publish" => Self::Publish,
             "presence" => Self::Presence,
             "history" => Self::History,
+            "manage" => Self::Manage,
             _ => return None,
         })
     }
@@ -50,6 +55,7 @@ impl Right {
             Self::Publish => "publish",
             Self::Presence => "presence",
             Self::History => "history",
+            Self::Manage => "manage",
         }
     }
 }
@@ -96,7 +102,7 @@ impl Grants {
     /// Whether `right` is granted in `room` (`private` as the room's settings say).
     pub fn allows(&self, room: &str, private: bool, right: Right) -> bool {
         match &self.rooms {
-            None => !private,
+            None => !private && right != Right::Manage,
             // The most specific matching pattern decides: the exact name, else the longest
             // prefix (`*` is the empty prefix).
             Some(list) => list
@@ -140,6 +146,12 @@ mod tests {
         let open = Grants::from_claims(&json!({"sub": "x"}));
         assert!(open.allows("any", false, Right::Presence));
         assert!(!open.allows("secret", true, Right::Join));
+        assert!(
+            !open.allows("any", false, Right::Manage),
+            "manage is never implied"
+        );
+        let admin = Grants::from_claims(&json!({"rooms": {"*": ["manage"]}}));
+        assert!(admin.allows("any", true, Right::Manage));
         assert!(!open.broadcast);
     }
 }

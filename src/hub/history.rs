@@ -1,7 +1,7 @@
 //! The message log of a history room.
 //!
 //! A room whose `history` setting is above zero numbers its messages (`seq`, from 1) and
-//! keeps the latest `history` of them. The log holds the same `Arc<Delivery>` that was fanned
+//! keeps the latest `history` of them, and with a `history_ttl`, only those younger than it. The log holds the same `Arc<Delivery>` that was fanned
 //! out, so a replay reuses the encoded bytes. This in-memory log is the hot tier; a durable
 //! store (SQLite, Redis) plugs in behind it by appending what the log appends and loading
 //! the tail when the room is first touched.
@@ -24,15 +24,18 @@ pub struct Replay {
 #[derive(Debug, Default)]
 pub struct HistoryLog {
     capacity: usize,
+    /// Milliseconds a message is kept; 0 for no limit.
+    ttl_ms: u64,
     last_seq: u64,
     entries: VecDeque<(u64, Arc<Delivery>)>,
 }
 
 impl HistoryLog {
-    /// A log keeping at most `capacity` messages.
-    pub fn new(capacity: usize) -> Self {
+    /// A log keeping at most `capacity` messages, each for at most `ttl_ms` (0: no limit).
+    pub fn new(capacity: usize, ttl_ms: u64) -> Self {
         Self {
             capacity,
+            ttl_ms,
             last_seq: 0,
             entries: VecDeque::new(),
         }
@@ -42,10 +45,11 @@ impl HistoryLog {
     /// `capacity` of `entries` (oldest first) are kept.
     pub fn restored(
         capacity: usize,
+        ttl_ms: u64,
         last_seq: u64,
         entries: impl IntoIterator<Item = (u64, Arc<Delivery>)>,
     ) -> Self {
-        let mut log = Self::new(capacity);
+        let mut log = Self::new(capacity, ttl_ms);
         for (seq, d) in entries {
             log.last_seq = log.last_seq.max(seq);
             log.append(seq, d);
@@ -74,10 +78,38 @@ impl HistoryLog {
         self.capacity
     }
 
+    /// How long a message is kept, in milliseconds (0: no limit).
+    pub fn ttl_ms(&self) -> u64 {
+        self.ttl_ms
+    }
+
     /// Reserves the next seq number.
     pub fn next_seq(&mut self) -> u64 {
         self.last_seq += 1;
         self.last_seq
+    }
+
+    /// Gives back the seq just reserved, when its message was refused before anyone saw it.
+    pub fn unreserve(&mut self, seq: u64) {
+        if seq == self.last_seq && self.entries.back().is_none_or(|(s, _)| *s < seq) {
+            self.last_seq -= 1;
+        }
+    }
+
+    /// Drops the messages older than the log's time limit, as of `now` (ms since the
+    /// epoch).
+    pub fn expire(&mut self, now: u64) {
+        if self.ttl_ms == 0 {
+            return;
+        }
+        let oldest_kept = now.saturating_sub(self.ttl_ms);
+        while self
+            .entries
+            .front()
+            .is_some_and(|(_, d)| d.message().is_some_and(|m| m.ts < oldest_kept))
+        {
+            self.entries.pop_front();
+        }
     }
 
     /// Appends a message that was given `seq` by [`Self::next_seq`].
@@ -161,7 +193,7 @@ mod tests {
     use crate::hub::delivery::{Body, Message, MessageBody, Payload};
 
     fn log_with(capacity: usize, n: u64) -> HistoryLog {
-        let mut log = HistoryLog::new(capacity);
+        let mut log = HistoryLog::new(capacity, 0);
         for _ in 0..n {
             let seq = log.next_seq();
             let d = Delivery::new(Body::Message(Message {
@@ -170,8 +202,9 @@ mod tests {
                 event: "e".into(),
                 body: MessageBody::Hub(Payload::json(&seq)),
                 from: None,
+                to: None,
                 seq: Some(seq),
-                ts: 0,
+                ts: seq * 1000,
                 offset: None,
             }));
             log.append(seq, d);
@@ -204,6 +237,21 @@ mod tests {
         let r = log.since(7);
         assert!(!r.gap);
         assert_eq!(seqs(&r.messages), vec![8, 9, 10]);
+    }
+
+    #[test]
+    fn old_messages_expire_and_a_since_before_them_is_a_gap() {
+        let mut log = log_with(100, 5);
+        log.ttl_ms = 2_500;
+        log.expire(5_000);
+        let r = log.since(1);
+        assert_eq!(seqs(&r.messages), vec![3, 4, 5]);
+        assert!(r.gap);
+        log.expire(60_000);
+        assert!(log.is_empty());
+        assert!(log.since(4).gap, "seq 5 is gone");
+        assert!(!log.since(5).gap);
+        assert_eq!(log.last_seq(), 5, "the counter goes on");
     }
 
     #[test]

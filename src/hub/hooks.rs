@@ -1,5 +1,7 @@
 //! What applications plug into the hub: ops of their own on `/ws`, connect, disconnect and
-//! shutdown hooks, and recorders (Socket.IO's connection state recovery).
+//! shutdown hooks, recorders (Socket.IO's connection state recovery), room names of their
+//! own mapped onto internal rooms ([`RoomAliases`]: the services' direct messages), and
+//! schemas that messages to a room must follow.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,7 +10,9 @@ use std::sync::Arc;
 
 use super::conn::Conn;
 use super::delivery::Delivery;
+use super::delivery::MessageBody;
 use super::emit::BroadcastOptions;
+use super::room::RoomSettings;
 use super::Hub;
 use crate::error::HubError;
 
@@ -41,8 +45,37 @@ pub struct OpCall {
     pub frame: serde_json::Value,
 }
 
+/// A room name of the application's own, mapped onto a hub room.
+#[derive(Clone, Debug)]
+pub struct Alias {
+    /// The hub room's name: an internal one (with [`super::room::INTERNAL_MARK`]).
+    pub key: Arc<str>,
+    /// The settings the room is created with.
+    pub settings: RoomSettings,
+    /// Whether clients may publish to it (otherwise `bad_request`).
+    pub publish: bool,
+}
+
+/// Maps room names of the application's own onto the hub's internal rooms. The services'
+/// direct messages map `dm:{other user}` onto the conversation of the two users, and keep
+/// every message from one user to another in it.
+pub trait RoomAliases: Send + Sync {
+    /// For a room a client of `user` names: `None` leaves the name as it is.
+    fn resolve(&self, user: &str, name: &str) -> Option<Result<Alias, HubError>>;
+
+    /// For a message from user `from` to user `to`: the room that keeps it, if any. The
+    /// message is then numbered and kept there, reaches its members, and reaches every
+    /// connection of `to` as before.
+    fn user_log(&self, from: &str, to: &str) -> Option<Alias>;
+}
+
+/// Checks a message for a room whose `schema` names it: the message's body, and whether a
+/// client connection sent it (rather than the server's API or application code).
+pub type Schema = Arc<dyn Fn(&MessageBody, bool) -> Result<(), HubError> + Send + Sync>;
+
 #[derive(Default)]
 pub(super) struct Hooks {
+    pub(super) schemas: HashMap<String, Schema>,
     pub(super) ops: HashMap<String, OpHandler>,
     pub(super) on_connect: Vec<ConnHook>,
     pub(super) on_disconnect: Vec<ConnHook>,
@@ -82,6 +115,54 @@ impl Hub {
 
     pub(super) fn recorder(&self, ns: &str) -> Option<Arc<dyn Recorder>> {
         self.hooks().recorders.get(ns).cloned()
+    }
+
+    /// Maps room names of the application's own onto internal rooms (once; false if set).
+    pub fn set_aliases(&self, aliases: Arc<dyn RoomAliases>) -> bool {
+        self.inner.aliases.set(aliases).is_ok()
+    }
+
+    /// What a client of `user` in namespace `ns` means by room `name`: `Ok(None)` for the
+    /// room of that name, `Ok(Some(alias))` for an internal room.
+    pub(super) fn alias(
+        &self,
+        ns: &str,
+        user: &str,
+        name: &str,
+    ) -> Result<Option<Alias>, HubError> {
+        match self.inner.aliases.get() {
+            Some(a) if ns == "/" => a.resolve(user, name).transpose(),
+            _ => Ok(None),
+        }
+    }
+
+    /// The room that keeps messages from `from` to `to`, if the application keeps them.
+    pub(super) fn user_log(&self, from: &str, to: &str) -> Option<Alias> {
+        self.inner.aliases.get()?.user_log(from, to)
+    }
+
+    /// Registers schema `name`: rooms whose `schema` setting names it accept only the
+    /// messages `check` accepts.
+    pub fn add_schema(
+        &self,
+        name: &str,
+        check: impl Fn(&MessageBody, bool) -> Result<(), HubError> + Send + Sync + 'static,
+    ) {
+        self.hooks_mut()
+            .schemas
+            .insert(name.to_string(), Arc::new(check));
+    }
+
+    /// The names of the registered schemas, sorted.
+    pub fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.hooks().schemas.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The schema registered as `name`.
+    pub fn schema(&self, name: &str) -> Option<Schema> {
+        self.hooks().schemas.get(name).cloned()
     }
 
     /// Runs `f` for each new connection, after it is registered.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::access::{forbidden_in, may_see_presence};
 use super::conn::Conn;
-use super::delivery::{Body, Delivery};
+use super::delivery::{now_ms, Body, Delivery};
+use super::durable::unavailable;
 use super::grants::Right;
 use super::history::Replay;
 use super::outbox::OutFrame;
@@ -31,6 +32,11 @@ impl Hub {
     }
 
     /// Like [`Self::join`], with an ack of several frames.
+    ///
+    /// A room the application maps onto an internal room ([`super::RoomAliases`], such as
+    /// a `dm:` conversation) is joined under its internal name; [`Joined::room`] keeps the
+    /// client's name for the ack. A replay from a history room needs its store: while the
+    /// store is down such a join answers `unavailable`.
     pub fn join_with(
         &self,
         conn: &Arc<Conn>,
@@ -38,40 +44,52 @@ impl Hub {
         replay: ReplayFrom,
         ack: impl FnOnce(&Joined) -> Vec<OutFrame>,
     ) -> Result<Joined, HubError> {
-        check_name(room, "room")?;
+        let alias = self.alias(&conn.ns, &conn.user, room)?;
+        let (name, settings) = match &alias {
+            Some(a) => (&*a.key, Some(&a.settings)),
+            None => {
+                check_name(room, "room")?;
+                (room, None)
+            }
+        };
         loop {
-            let r = self.room_or_create(&conn.ns, room);
+            let r = self.room_or_create_with(&conn.ns, name, settings);
             let mut st = lock(&r.state);
             if st.dead {
                 continue;
             }
-            if let Some(g) = conn.grants.get() {
+            let refuse = |st: std::sync::MutexGuard<'_, super::room::RoomState>, e: HubError| {
+                let removable = st.removable();
+                drop(st);
+                if removable {
+                    self.remove_if_removable(&r);
+                }
+                Err(e)
+            };
+            // A user may always read their own conversations; other rooms follow the grants.
+            if let (Some(g), None) = (conn.grants.get(), &alias) {
                 let private = st.settings.private;
                 let wanted: &[Right] = match replay {
                     ReplayFrom::None => &[Right::Join],
                     _ => &[Right::Join, Right::History],
                 };
                 if let Some(&missing) = wanted.iter().find(|r| !g.allows(room, private, **r)) {
-                    let removable = st.removable();
-                    drop(st);
-                    if removable {
-                        self.remove_if_removable(&r);
-                    }
-                    return Err(forbidden_in(room, missing));
+                    return refuse(st, forbidden_in(room, missing));
+                }
+            }
+            if replay != ReplayFrom::None && st.log.enabled() {
+                if let Some(Err(e)) = self.inner.store.get().map(|s| s.health()) {
+                    return refuse(st, unavailable(&e));
                 }
             }
             let already_user = st.users.contains_key(&conn.user);
             if let Some(max) = st.settings.max_users {
                 if !already_user && st.users.len() >= max {
-                    let removable = st.removable();
-                    drop(st);
-                    if removable {
-                        self.remove_if_removable(&r);
-                    }
-                    return Err(HubError::new(
+                    let e = HubError::new(
                         ErrorCode::RoomFull,
                         format!("room `{room}` is full ({max} users)"),
-                    ));
+                    );
+                    return refuse(st, e);
                 }
             }
             let newly = st.members.insert(conn.key, conn.clone()).is_none();
@@ -79,22 +97,42 @@ impl Hub {
                 *st.users.entry(conn.user.clone()).or_insert(0) += 1;
                 lock(&conn.rooms).push(r.name.clone());
             }
-            let replayed = match replay {
+            st.log.expire(now_ms());
+            let mut replayed = match replay {
                 ReplayFrom::None => Replay::default(),
                 ReplayFrom::Since(s) => st.log.since(s),
-                ReplayFrom::Latest(n) => st.log.latest(n as usize),
+                ReplayFrom::Latest(n) | ReplayFrom::Gather(n) => st.log.latest(n as usize),
             };
-            for d in &replayed.messages {
-                conn.deliver_unbounded(d);
+            // What already reached this connection as a message to its user is not sent
+            // twice (it was not a member then).
+            if let Some(first) = st.outside.remove(&conn.key) {
+                replayed.messages.retain(|d| {
+                    !d.message().is_some_and(|m| {
+                        m.seq.is_some_and(|s| s >= first) && m.to.as_ref() == Some(&conn.user)
+                    })
+                });
             }
-            self.inner
-                .stats
-                .messages_out(replayed.messages.len() as u64);
+            let gathered = if let ReplayFrom::Gather(_) = replay {
+                std::mem::take(&mut replayed.messages)
+            } else {
+                for d in &replayed.messages {
+                    conn.deliver_unbounded(d);
+                }
+                self.inner
+                    .stats
+                    .messages_out(replayed.messages.len() as u64);
+                Vec::new()
+            };
             let joined = Joined {
-                room: r.name.clone(),
+                room: if alias.is_some() {
+                    Arc::from(room)
+                } else {
+                    r.name.clone()
+                },
                 seq: st.log.enabled().then(|| st.log.last_seq()),
                 members: st.users.len(),
                 gap: replayed.gap,
+                gathered,
             };
             for frame in ack(&joined) {
                 conn.outbox.push_unbounded(frame);
@@ -121,7 +159,11 @@ impl Hub {
 
     /// Unsubscribes `conn` from `room`; leaving a room not joined is fine.
     pub fn leave(&self, conn: &Arc<Conn>, room: &str) {
-        self.leave_room(conn, room, true);
+        match self.alias(&conn.ns, &conn.user, room) {
+            Ok(Some(a)) => self.leave_room(conn, &a.key, true),
+            Ok(None) => self.leave_room(conn, room, true),
+            Err(_) => {}
+        }
     }
 
     pub(super) fn leave_room(&self, conn: &Arc<Conn>, room: &str, update_conn: bool) {

@@ -26,6 +26,7 @@ pub mod config;
 pub mod conn;
 pub mod connections;
 pub mod delivery;
+pub mod durable;
 pub mod emit;
 pub mod expiry;
 pub mod fanout;
@@ -49,14 +50,15 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 pub use config::HubConfig;
 pub use conn::{Closer, Conn, ConnId, ConnSpec};
 pub use delivery::{now_ms, Body, Delivery, Message, MessageBody, Payload, SioArgs};
+pub use durable::Commit;
 pub use emit::{BroadcastOptions, Emitted, Emitter, Target};
 pub use grants::{Grants, Right};
 pub use heartbeat::heartbeat_loop;
 pub use history::Replay;
-pub use hooks::{OpCall, OpFuture, Recorder};
+pub use hooks::{Alias, OpCall, OpFuture, Recorder, RoomAliases, Schema};
 pub use outbox::{CloseRequest, OutFrame, Outbox, Push};
-pub use room::{Joined, ReplayFrom, RoomInfo, RoomSettings};
-pub use users::REPLACED;
+pub use room::{is_internal, Joined, ReplayFrom, RoomInfo, RoomSettings};
+pub use users::{Device, OnlineUser, REPLACED};
 
 use crate::stats::Stats;
 use hooks::Hooks;
@@ -78,6 +80,8 @@ struct Inner {
     stats: Stats,
     hooks: RwLock<Hooks>,
     expiries: Arc<expiry::Expiries>,
+    /// Room names the application maps onto internal rooms (direct messages).
+    aliases: OnceLock<Arc<dyn hooks::RoomAliases>>,
     /// The durable tier of history and API-created rooms, when one is attached.
     store: OnceLock<Arc<dyn crate::store::Store>>,
 }
@@ -100,13 +104,22 @@ impl std::fmt::Debug for Hub {
 #[derive(Debug)]
 pub struct ConnPermit {
     hub: Hub,
-    /// The client address counted against `max_connections_per_ip`, if any.
+    /// The client's address, when known.
     address: Option<IpAddr>,
+    /// Whether `address` is counted against `max_connections_per_ip`.
+    counted: bool,
+}
+
+impl ConnPermit {
+    /// The client's address, when the front end gave it.
+    pub fn address(&self) -> Option<IpAddr> {
+        self.address
+    }
 }
 
 impl Drop for ConnPermit {
     fn drop(&mut self) {
-        if let Some(ip) = self.address {
+        if let (Some(ip), true) = (self.address, self.counted) {
             let mut counts = lock(&self.hub.inner.per_address);
             if let Some(n) = counts.get_mut(&ip) {
                 *n -= 1;
@@ -139,6 +152,7 @@ impl Hub {
                 hooks: RwLock::new(Hooks::default()),
                 expiries: Arc::default(),
                 store: OnceLock::new(),
+                aliases: OnceLock::new(),
             }),
         }
     }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::delivery::{Body, Delivery, Message, MessageBody, Payload, SioArgs};
@@ -48,6 +47,7 @@ pub fn row_of(d: &Delivery) -> Option<MessageRow> {
         ts: m.ts,
         event: m.event.clone(),
         from: m.from.clone(),
+        to: m.to.clone(),
         kind,
         data,
         attachments,
@@ -63,6 +63,7 @@ pub fn delivery_of(row: MessageRow) -> Option<Arc<Delivery>> {
         event: row.event,
         body,
         from: row.from,
+        to: row.to,
         seq: Some(row.seq),
         ts: row.ts,
         offset: None,
@@ -140,7 +141,12 @@ impl Hub {
                     total - entries.len()
                 );
             }
-            let log = HistoryLog::restored(settings.history, row.last_seq, entries);
+            let log = HistoryLog::restored(
+                settings.history,
+                settings.history_ttl * 1000,
+                row.last_seq,
+                entries,
+            );
             if !pinned && log.is_empty() {
                 continue;
             }
@@ -156,14 +162,7 @@ impl Hub {
                     name: row.name.as_str().into(),
                     key,
                     ns,
-                    state: Mutex::new(RoomState {
-                        dead: false,
-                        pinned,
-                        log,
-                        settings,
-                        members: HashMap::new(),
-                        users: HashMap::new(),
-                    }),
+                    state: Mutex::new(RoomState::new(settings, pinned, log)),
                 }),
             );
             restored += 1;
@@ -185,6 +184,7 @@ mod tests {
             event: "e".into(),
             body,
             from: Some("ann".into()),
+            to: Some("bob".into()),
             seq: Some(7),
             ts: 123,
             offset: Some("o".into()),
@@ -241,6 +241,7 @@ mod tests {
             event: "e".into(),
             body: MessageBody::Hub(Payload::null()),
             from: None,
+            to: None,
             seq: None,
             ts: 0,
             offset: None,

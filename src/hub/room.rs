@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use super::conn::{Conn, ConnId};
+use super::delivery::Delivery;
 use super::history::HistoryLog;
 use super::shards::lock;
 use super::Hub;
@@ -24,10 +25,18 @@ pub struct RoomSettings {
     pub private: bool,
     /// Messages kept for replay; 0 keeps none and numbers nothing.
     pub history: usize,
+    /// Kept messages older than this many seconds are dropped; 0 keeps them whatever their
+    /// age.
+    #[serde(default)]
+    pub history_ttl: u64,
     /// Whether members hear `presence` events. On by default; a broadcast channel with
     /// thousands of subscribers turns it off, since every join would reach every member.
     #[serde(default = "yes")]
     pub presence: bool,
+    /// The validator the data of every message must pass (one the application registered
+    /// with [`Hub::add_schema`], such as the services' `chat`); `None` accepts any data.
+    #[serde(default)]
+    pub schema: Option<String>,
 }
 
 pub(super) fn yes() -> bool {
@@ -47,14 +56,18 @@ pub struct RoomInfo {
     pub private: bool,
     /// Messages kept.
     pub history: usize,
+    /// Seconds a kept message lasts, 0 for no limit.
+    pub history_ttl: u64,
     /// Whether members hear presence events.
     pub presence: bool,
+    /// The schema messages must follow, if any.
+    pub schema: Option<String>,
 }
 
 /// What a join returns; the front end turns it into its ack.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Joined {
-    /// The room.
+    /// The room, as the client named it.
     pub room: Arc<str>,
     /// The last seq, for history rooms.
     pub seq: Option<u64>,
@@ -62,6 +75,9 @@ pub struct Joined {
     pub members: usize,
     /// Some requested history was no longer kept.
     pub gap: bool,
+    /// The replayed messages, oldest first, when the join asked for them to be handed
+    /// over ([`ReplayFrom::Gather`]) rather than queued one by one.
+    pub gathered: Vec<Arc<Delivery>>,
 }
 
 /// Which history a join replays.
@@ -74,6 +90,9 @@ pub enum ReplayFrom {
     Since(u64),
     /// The n latest.
     Latest(u64),
+    /// The n latest, handed to the ack builder in [`Joined::gathered`] instead of being
+    /// queued (the seeds' `room-history`, one event with every kept message).
+    Gather(u64),
 }
 
 #[derive(Debug)]
@@ -86,9 +105,25 @@ pub(super) struct RoomState {
     /// Connections per user in this room.
     pub(super) users: HashMap<Arc<str>, usize>,
     pub(super) log: HistoryLog,
+    /// Connections that are not members but received this room's messages addressed to
+    /// their user (a direct message reaches every device of its addressee), with the first
+    /// seq each received that way: a later join with replay skips what they already have.
+    pub(super) outside: HashMap<ConnId, u64>,
 }
 
 impl RoomState {
+    pub(super) fn new(settings: RoomSettings, pinned: bool, log: HistoryLog) -> Self {
+        Self {
+            dead: false,
+            pinned,
+            log,
+            settings,
+            members: HashMap::new(),
+            users: HashMap::new(),
+            outside: HashMap::new(),
+        }
+    }
+
     pub(super) fn removable(&self) -> bool {
         !self.pinned && self.members.is_empty() && self.log.is_empty()
     }
@@ -100,7 +135,9 @@ impl RoomState {
             max_users: self.settings.max_users,
             private: self.settings.private,
             history: self.settings.history,
+            history_ttl: self.settings.history_ttl,
             presence: self.settings.presence,
+            schema: self.settings.schema.clone(),
         }
     }
 }
@@ -124,6 +161,16 @@ pub(super) fn room_key(ns: &str, room: &str) -> Arc<str> {
     }
 }
 
+/// The character that marks the name of an internal room: a room an application maps its
+/// own names onto ([`super::RoomAliases`]), never named by clients (their room names have
+/// no control characters), never listed, and never shown in the messages it delivers.
+pub const INTERNAL_MARK: char = '\u{1f}';
+
+/// Whether `room` is an internal room (see [`INTERNAL_MARK`]).
+pub fn is_internal(room: &str) -> bool {
+    room.contains(INTERNAL_MARK)
+}
+
 impl Hub {
     pub(super) fn default_settings(&self, name: &str) -> RoomSettings {
         RoomSettings {
@@ -131,29 +178,47 @@ impl Hub {
             max_users: None,
             private: false,
             history: self.inner.config.default_history,
+            history_ttl: self.inner.config.history_ttl.as_secs(),
             presence: true,
+            schema: None,
         }
     }
 
-    pub(super) fn room_or_create(&self, ns: &Arc<str>, name: &str) -> Arc<Room> {
+    /// The room `name` of `ns`, created with `settings` (the defaults when `None`) if it
+    /// does not exist.
+    pub(super) fn room_or_create_with(
+        &self,
+        ns: &Arc<str>,
+        name: &str,
+        settings: Option<&RoomSettings>,
+    ) -> Arc<Room> {
         let key = room_key(ns, name);
         let mut rooms = self.inner.rooms.shard(&*key);
         rooms
             .entry(key.clone())
             .or_insert_with(|| {
-                let settings = self.default_settings(name);
+                // Rooms made with settings of their own (an application's internal rooms)
+                // keep them across restarts, as rooms created through the API do.
+                let pinned = match (settings, self.inner.store.get()) {
+                    (Some(s), Some(store)) if s.history > 0 => {
+                        let json = serde_json::to_string(s).unwrap_or_default();
+                        if store.save_room(ns, name, json).is_err() {
+                            self.inner.stats.store_dropped();
+                        }
+                        true
+                    }
+                    (Some(_), _) => true,
+                    _ => false,
+                };
+                let settings = settings
+                    .cloned()
+                    .unwrap_or_else(|| self.default_settings(name));
+                let log = HistoryLog::new(settings.history, settings.history_ttl * 1000);
                 Arc::new(Room {
                     name: name.into(),
                     key,
                     ns: ns.clone(),
-                    state: Mutex::new(RoomState {
-                        dead: false,
-                        pinned: false,
-                        log: HistoryLog::new(settings.history),
-                        settings,
-                        members: HashMap::new(),
-                        users: HashMap::new(),
-                    }),
+                    state: Mutex::new(RoomState::new(settings, pinned, log)),
                 })
             })
             .clone()
@@ -178,10 +243,16 @@ impl Hub {
     }
 }
 
+/// Checks a room name a client or the API gave: 1 to 200 bytes, no control characters
+/// (which also keeps clients out of internal rooms).
 pub(super) fn check_name(name: &str, field: &str) -> Result<(), HubError> {
-    if name.is_empty() || name.len() > crate::protocol::v1::MAX_NAME_LEN || name.contains('\0') {
+    if name.is_empty()
+        || name.len() > crate::protocol::v1::MAX_NAME_LEN
+        || name.chars().any(char::is_control)
+    {
         return Err(HubError::bad_request(format!(
-            "`{field}` must be a non-empty string of at most {} bytes, without NUL",
+            "`{field}` must be a non-empty string of at most {} bytes, without control \
+             characters",
             crate::protocol::v1::MAX_NAME_LEN
         )));
     }

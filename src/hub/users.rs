@@ -1,10 +1,37 @@
 //! Users: who is online, a user's connections, and closing them (the HTTP API's disconnect,
 //! the single-session policy).
 
+use std::net::IpAddr;
 use std::sync::Arc;
+
+use serde::Serialize;
 
 use super::conn::Conn;
 use super::Hub;
+
+/// An online user, as the BFF's "who is online" shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OnlineUser {
+    /// The user.
+    pub user: String,
+    /// Their open connections (tabs, devices).
+    pub connections: usize,
+    /// When the oldest of them was opened, ms since the epoch.
+    pub since: u64,
+}
+
+/// One of a user's connections.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Device {
+    /// The connection id (the Socket.IO socket id).
+    pub conn: String,
+    /// `ws` or `socketio`.
+    pub transport: &'static str,
+    /// The client's address, when known.
+    pub address: Option<IpAddr>,
+    /// When it was opened, ms since the epoch.
+    pub since: u64,
+}
 
 /// The close code for connections replaced by a newer session of their user (the
 /// single-session policy).
@@ -21,6 +48,42 @@ impl Hub {
             .collect();
         users.sort();
         users
+    }
+
+    /// Online users with their connection counts and since when, sorted by user.
+    pub fn online_users(&self) -> Vec<OnlineUser> {
+        let mut v: Vec<OnlineUser> = self
+            .inner
+            .users
+            .all()
+            .flat_map(|s| {
+                s.iter()
+                    .map(|(u, c)| OnlineUser {
+                        user: u.to_string(),
+                        connections: c.len(),
+                        since: c.iter().map(|c| c.since).min().unwrap_or(0),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        v.sort_by(|a, b| a.user.cmp(&b.user));
+        v
+    }
+
+    /// A user's connections, oldest first (none when offline).
+    pub fn devices(&self, user: &str) -> Vec<Device> {
+        let mut v: Vec<Device> = self
+            .user_conns(user)
+            .iter()
+            .map(|c| Device {
+                conn: c.wire_id.to_string(),
+                transport: c.transport.as_str(),
+                address: c.address,
+                since: c.since,
+            })
+            .collect();
+        v.sort_by_key(|d| d.since);
+        v
     }
 
     /// Connections per online user, sorted by user.
@@ -46,7 +109,22 @@ impl Hub {
 
     /// Closes every connection of `user` with `code`; returns how many.
     pub fn disconnect_user(&self, user: &str, code: u16, reason: &str) -> usize {
-        let conns = self.user_conns(user);
+        self.disconnect_user_where(user, |_| true, code, reason)
+    }
+
+    /// Closes the connections of `user` that `which` picks with `code`; returns how many.
+    pub fn disconnect_user_where(
+        &self,
+        user: &str,
+        which: impl Fn(&Conn) -> bool,
+        code: u16,
+        reason: &str,
+    ) -> usize {
+        let conns: Vec<Arc<Conn>> = self
+            .user_conns(user)
+            .into_iter()
+            .filter(|c| which(c))
+            .collect();
         for c in &conns {
             c.close(code, reason);
         }

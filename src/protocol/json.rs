@@ -74,6 +74,20 @@ impl ObjectWriter {
         self
     }
 
+    /// Adds the members of another object, given as the JSON text between its braces
+    /// (`"a":1,"b":2`; empty for none).
+    pub fn splice(&mut self, members: &[u8]) -> &mut Self {
+        if members.iter().all(u8::is_ascii_whitespace) {
+            return self;
+        }
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+        self.buf.extend_from_slice(members);
+        self
+    }
+
     /// Adds a field holding any serializable value.
     pub fn value<T: serde::Serialize + ?Sized>(&mut self, key: &str, value: &T) -> &mut Self {
         self.key(key);

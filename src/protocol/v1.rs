@@ -363,6 +363,8 @@ pub struct MessageFields<'a> {
     pub data: &'a [u8],
     /// The sender's user id.
     pub from: Option<&'a str>,
+    /// The addressee of a direct message kept in history.
+    pub to: Option<&'a str>,
     /// The room sequence number (history rooms only).
     pub seq: Option<u64>,
     /// Milliseconds since the epoch.
@@ -371,8 +373,12 @@ pub struct MessageFields<'a> {
 
 /// Encodes `message`.
 pub fn encode_message(m: &MessageFields<'_>) -> Bytes {
-    let cap =
-        80 + m.event.len() + m.data.len() + m.room.map_or(0, str::len) + m.from.map_or(0, str::len);
+    let cap = 80
+        + m.event.len()
+        + m.data.len()
+        + m.room.map_or(0, str::len)
+        + m.from.map_or(0, str::len)
+        + m.to.map_or(0, |t| t.len() + 8);
     let mut w = ObjectWriter::with_capacity(cap);
     w.str("op", "message");
     if let Some(room) = m.room {
@@ -382,10 +388,25 @@ pub fn encode_message(m: &MessageFields<'_>) -> Bytes {
     if let Some(from) = m.from {
         w.str("from", from);
     }
+    if let Some(to) = m.to {
+        w.str("to", to);
+    }
     if let Some(seq) = m.seq {
         w.u64("seq", seq);
     }
     w.u64("ts", m.ts);
+    w.finish()
+}
+
+/// Encodes a server frame `{"op": name, ...fields}` from the JSON object `fields`.
+pub fn encode_notice(name: &str, fields: &[u8]) -> Bytes {
+    let mut w = ObjectWriter::with_capacity(16 + name.len() + fields.len());
+    w.str("op", name);
+    let inner = fields
+        .strip_prefix(b"{")
+        .and_then(|f| f.strip_suffix(b"}"))
+        .unwrap_or_default();
+    w.splice(inner);
     w.finish()
 }
 
@@ -492,12 +513,33 @@ mod tests {
     }
 
     #[test]
+    fn notices_splice_their_fields_after_the_op() {
+        let n = encode_notice("unread", br#"{"count":3}"#);
+        assert_eq!(&n[..], br#"{"op":"unread","count":3}"#);
+        assert_eq!(&encode_notice("x", b"{}")[..], br#"{"op":"x"}"#);
+        let dm = encode_message(&MessageFields {
+            room: None,
+            event: "e",
+            data: b"1",
+            from: Some("ann"),
+            to: Some("bob"),
+            seq: Some(2),
+            ts: 5,
+        });
+        assert_eq!(
+            &dm[..],
+            br#"{"op":"message","event":"e","data":1,"from":"ann","to":"bob","seq":2,"ts":5}"#
+        );
+    }
+
+    #[test]
     fn encoders_produce_the_documented_shapes() {
         let m = encode_message(&MessageFields {
             room: Some("r"),
             event: "e",
             data: b"{\"x\":1}",
             from: Some("u"),
+            to: None,
             seq: Some(4),
             ts: 99,
         });

@@ -6,6 +6,8 @@
 //! `timeout` and acks. Mount [`SocketIo::routes`] into an axum router.
 
 pub mod engine;
+pub mod mapped;
+mod recovery;
 pub mod socket;
 
 use std::collections::HashMap;
@@ -19,9 +21,10 @@ use crate::hub::{Hub, OutFrame};
 use crate::protocol::engineio;
 use engine::{App, Engine, EngineConfig, Msg, Session};
 pub use engine::{DisconnectReason, Handshake};
+pub use mapped::{ack_result, install_hub_events};
 pub use socket::{
-    install_hub_events, AckError, AckSender, Args, BroadcastOp, ConnectError, ConnectRequest,
-    Namespace, Socket, SocketRef,
+    AckError, AckSender, Args, BroadcastOp, ConnectError, ConnectRequest, Namespace, Socket,
+    SocketRef,
 };
 use socket::{NamespaceResolver, SioApp};
 

@@ -15,7 +15,8 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use super::engine::{App, DisconnectReason, Engine, Handshake, Msg, Session};
-use crate::error::{ErrorCode, HubError};
+use super::recovery::Recovery;
+use crate::error::HubError;
 use crate::hub::{
     delivery::{encode_event, encode_packet},
     BroadcastOptions, Conn, ConnSpec, Emitted, Hub, MessageBody, OutFrame, Payload, SioArgs,
@@ -147,8 +148,8 @@ struct Handlers {
 
 /// One client connected to one namespace.
 pub struct Socket {
-    conn: Arc<Conn>,
-    ns: Arc<Namespace>,
+    pub(super) conn: Arc<Conn>,
+    pub(super) ns: Arc<Namespace>,
     session: Weak<Session>,
     engine: Weak<Engine>,
     /// The CONNECT payload.
@@ -160,7 +161,7 @@ pub struct Socket {
     /// The private id that lets this socket be recovered (recovery on only).
     pid: Option<Arc<str>>,
     recovered: bool,
-    connected_at: std::time::Instant,
+    pub(super) connected_at: std::time::Instant,
 }
 
 impl std::fmt::Debug for Socket {
@@ -190,6 +191,11 @@ impl Socket {
     /// The namespace name.
     pub fn ns(&self) -> &str {
         &self.ns.name
+    }
+
+    /// The hub behind this socket's namespace.
+    pub fn hub(&self) -> &Hub {
+        &self.ns.hub
     }
 
     /// The user this socket belongs to.
@@ -411,7 +417,7 @@ pub struct Namespace {
     /// Event handlers every socket of the namespace has (held once, not per socket).
     events: RwLock<HashMap<String, EventHandler>>,
     on_connect: ConnectHandler,
-    recovery: Option<Arc<Recovery>>,
+    pub(super) recovery: Option<Arc<Recovery>>,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -449,7 +455,13 @@ impl Namespace {
         &self.name
     }
 
-    fn hub(&self) -> &Hub {
+    /// The namespace name as a shared string.
+    pub fn name_arc(&self) -> std::sync::Arc<str> {
+        self.name.clone()
+    }
+
+    /// The hub this namespace delivers through.
+    pub fn hub(&self) -> &Hub {
         &self.hub
     }
 
@@ -573,6 +585,7 @@ impl BroadcastOp {
                 except: Vec::new(),
                 from: None,
                 volatile: false,
+                sender: None,
             },
             ns,
             rooms: Vec::new(),
@@ -892,7 +905,8 @@ impl SioApp {
             ConnSpec::new(user.as_deref(), Transport::SocketIo)
                 .in_ns(name.clone())
                 .with_outbox(session.outbox.clone())
-                .with_wire_id(wire_id),
+                .with_wire_id(wire_id)
+                .from_address(session.handshake.address.map(|a| a.ip())),
             |conn| {
                 let mut payload = serde_json::json!({ "sid": conn.wire_id() });
                 if let Some(pid) = &pid {
@@ -964,350 +978,4 @@ fn refuse(session: &Session, ns: &str, e: ConnectError) {
     }
     let frames = encode_packet(Kind::ConnectError, ns, None, &payload, &[]);
     session.outbox.push_many(&frames, false);
-}
-
-/// Maps the standalone server's events onto hub operations (DESIGN.md): `join`, `leave`,
-/// `publish`, `send` and `broadcast`, each acknowledged with `{ok: true, ...}` or
-/// `{ok: false, code, message}`.
-pub fn install_hub_events(socket: &Namespace) {
-    fn reply(ack: Option<AckSender>, res: Result<Value, HubError>) {
-        let Some(ack) = ack else { return };
-        let v = match res {
-            Ok(mut v) => {
-                if let Value::Object(o) = &mut v {
-                    o.insert("ok".into(), Value::Bool(true));
-                }
-                v
-            }
-            Err(e) => {
-                serde_json::json!({"ok": false, "code": e.code.as_str(), "message": e.message})
-            }
-        };
-        ack.send_value(v);
-    }
-    fn field<'a>(args: &'a Args, name: &str) -> Option<&'a Value> {
-        args.values.first().and_then(|a| a.get(name))
-    }
-    fn str_field(args: &Args, name: &str) -> Result<String, HubError> {
-        str_ref(args, name).map(str::to_string)
-    }
-    fn str_ref<'a>(args: &'a Args, name: &str) -> Result<&'a str, HubError> {
-        field(args, name)
-            .and_then(Value::as_str)
-            .ok_or_else(|| HubError::bad_request(format!("`{name}` must be a string")))
-    }
-    fn data_of(args: &Args) -> Payload {
-        let data = field(args, "data");
-        if args.bin.is_empty() {
-            // No attachments, so no placeholders to replace: serialize in place.
-            return Payload::json(data.unwrap_or(&Value::Null));
-        }
-        let v = data.cloned().unwrap_or(Value::Null);
-        let bin_args = SioArgs {
-            values: vec![v],
-            bin: args.bin.clone(),
-        };
-        Payload::json(&bin_args.to_v1_values()[0])
-    }
-    socket.on("join", |s, args, ack| {
-        let res = (|| {
-            let room = str_field(&args, "room")?;
-            let replay = match (
-                field(&args, "since").and_then(Value::as_u64),
-                field(&args, "history").and_then(Value::as_u64),
-            ) {
-                (Some(n), _) => crate::hub::ReplayFrom::Since(n),
-                (None, Some(n)) => crate::hub::ReplayFrom::Latest(n),
-                _ => crate::hub::ReplayFrom::None,
-            };
-            let j = s.ns.hub.join_with(&s.conn, &room, replay, |_| Vec::new())?;
-            let mut v = serde_json::json!({"room": j.room.as_ref(), "members": j.members});
-            if let Some(seq) = j.seq {
-                v["seq"] = seq.into();
-            }
-            if j.gap {
-                v["gap"] = true.into();
-            }
-            Ok(v)
-        })();
-        reply(ack, res);
-    });
-    socket.on("leave", |s, args, ack| {
-        let res = str_field(&args, "room").map(|room| {
-            s.leave(&room);
-            serde_json::json!({"room": room})
-        });
-        reply(ack, res);
-    });
-    socket.on("publish", |s, args, ack| {
-        let res = (|| {
-            let room = str_ref(&args, "room")?;
-            let event = str_ref(&args, "event")?;
-            s.ns.hub
-                .authorize(&s.conn, room, crate::hub::Right::Publish)?;
-            let mut em =
-                s.ns.hub
-                    .to_room(room)
-                    .ns(s.ns.name.clone())
-                    .from(s.conn.user_arc());
-            if field(&args, "exclude_self") == Some(&Value::Bool(true)) {
-                em = em.except(s.conn.id());
-            }
-            if field(&args, "volatile") == Some(&Value::Bool(true)) {
-                em = em.volatile();
-            }
-            let out = em.publish(event, data_of(&args))?;
-            Ok(out.seq)
-        })();
-        // The answer is built only for a client that asked for one.
-        if ack.is_some() {
-            reply(
-                ack,
-                res.map(|seq| match seq {
-                    Some(seq) => serde_json::json!({"seq": seq}),
-                    None => serde_json::json!({}),
-                }),
-            );
-        }
-    });
-    socket.on("send", |s, args, ack| {
-        let res = (|| {
-            let to = str_ref(&args, "to")?;
-            let event = str_ref(&args, "event")?;
-            let out =
-                s.ns.hub
-                    .to_user(to)
-                    .ns(s.ns.name.clone())
-                    .from(s.conn.user_arc())
-                    .publish(event, data_of(&args))?;
-            if out.online == Some(false) {
-                return Err(HubError::new(
-                    ErrorCode::UserOffline,
-                    format!("user `{to}` is not online"),
-                ));
-            }
-            Ok(out.delivered)
-        })();
-        if ack.is_some() {
-            reply(ack, res.map(|n| serde_json::json!({ "delivered": n })));
-        }
-    });
-    socket.on("request", |s, args, ack| {
-        // Ask every socket of user `to` (this namespace) and collect their answers.
-        let parsed = (|| {
-            let to = str_field(&args, "to")?;
-            let event = str_field(&args, "event")?;
-            let timeout = field(&args, "timeout_ms")
-                .and_then(Value::as_u64)
-                .unwrap_or(5000);
-            Ok((to, event, timeout.min(60_000)))
-        })();
-        let (to, event, timeout) = match parsed {
-            Ok(v) => v,
-            Err(e) => return reply(ack, Err(e)),
-        };
-        let targets: Vec<SocketRef> =
-            s.ns.sockets()
-                .into_iter()
-                .filter(|t| t.user() == to && t.id() != s.id())
-                .collect();
-        if targets.is_empty() {
-            return reply(
-                ack,
-                Err(HubError::new(
-                    ErrorCode::UserOffline,
-                    format!("user `{to}` is not online"),
-                )),
-            );
-        }
-        let data = field(&args, "data").cloned().unwrap_or(Value::Null);
-        let bin = args.bin.clone();
-        tokio::spawn(async move {
-            let asks = targets.iter().map(|t| {
-                let args = Args {
-                    values: vec![data.clone()],
-                    bin: bin.clone(),
-                };
-                t.emit_with_ack(&event, args, Duration::from_millis(timeout))
-            });
-            let results = futures_util::future::join_all(asks).await;
-            let responses: Vec<Value> = results
-                .iter()
-                .filter_map(|r| r.as_ref().ok())
-                .map(|a| a.values.first().cloned().unwrap_or(Value::Null))
-                .collect();
-            let timeouts = results.iter().filter(|r| r.is_err()).count();
-            reply(
-                ack,
-                Ok(serde_json::json!({"responses": responses, "timeouts": timeouts})),
-            );
-        });
-    });
-    socket.on("broadcast", |s, args, ack| {
-        let res = (|| {
-            let event = str_field(&args, "event")?;
-            s.ns.hub.authorize_broadcast(&s.conn)?;
-            s.ns.hub
-                .to_all()
-                .ns(s.ns.name.clone())
-                .from(s.conn.user_arc())
-                .publish(&event, data_of(&args))?;
-            Ok(serde_json::json!({}))
-        })();
-        reply(ack, res);
-    });
-}
-
-/// Connection state recovery for one namespace (socket.io 4.6+): every recorded event
-/// carries an offset as its last argument; a socket that drops for a transport reason is
-/// saved for `window`; a client that reconnects with `{pid, offset}` in its CONNECT gets
-/// its id and rooms back and the events it missed.
-pub(crate) struct Recovery {
-    window: Duration,
-    next: AtomicU64,
-    ring: Mutex<std::collections::VecDeque<Recorded>>,
-    sessions: Mutex<HashMap<Arc<str>, Saved>>,
-}
-
-/// At most this many recent events are kept per namespace, whatever the window.
-const MAX_RECORDED: usize = 100_000;
-
-struct Recorded {
-    offset: Arc<str>,
-    at: std::time::Instant,
-    all: bool,
-    rooms: Vec<Arc<str>>,
-    users: Vec<Arc<str>>,
-    sids: Vec<Arc<str>>,
-    except_rooms: Vec<Arc<str>>,
-    except_sids: Vec<Arc<str>>,
-    delivery: Arc<crate::hub::Delivery>,
-}
-
-struct Saved {
-    sid: Arc<str>,
-    user: Arc<str>,
-    rooms: Vec<Arc<str>>,
-    /// The credentials' expiry and rights, which a recovered socket keeps.
-    expires_at: Option<u64>,
-    grants: Option<Arc<crate::hub::Grants>>,
-    connected_at: std::time::Instant,
-    disconnected_at: std::time::Instant,
-}
-
-impl Saved {
-    fn wants(&self, r: &Recorded) -> bool {
-        let in_rooms = |rooms: &[Arc<str>]| rooms.iter().any(|x| self.rooms.contains(x));
-        let targeted = r.all
-            || in_rooms(&r.rooms)
-            || r.users.contains(&self.user)
-            || r.sids.contains(&self.sid);
-        targeted && !r.except_sids.contains(&self.sid) && !in_rooms(&r.except_rooms)
-    }
-}
-
-impl Recovery {
-    pub(crate) fn new(window: Duration) -> Arc<Self> {
-        Arc::new(Self {
-            window,
-            next: AtomicU64::new(1),
-            ring: Mutex::new(Default::default()),
-            sessions: Mutex::new(HashMap::new()),
-        })
-    }
-
-    fn save(&self, pid: Arc<str>, socket: &Socket) {
-        let now = std::time::Instant::now();
-        let mut sessions = lock(&self.sessions);
-        sessions.retain(|_, s| now.duration_since(s.disconnected_at) < self.window);
-        sessions.insert(
-            pid,
-            Saved {
-                sid: socket.conn.wire_id().into(),
-                user: socket.conn.user_arc(),
-                rooms: socket.conn.rooms().into_iter().map(Arc::from).collect(),
-                expires_at: socket.ns.hub.expiry(&socket.conn),
-                grants: socket.ns.hub.grants(&socket.conn),
-                connected_at: socket.connected_at,
-                disconnected_at: now,
-            },
-        );
-    }
-
-    /// The saved session of `pid` and what it missed after `offset` (or, without an
-    /// offset, since it connected), if it is still within the window.
-    fn restore(
-        &self,
-        pid: &str,
-        offset: Option<&str>,
-    ) -> Option<(Saved, Vec<Arc<crate::hub::Delivery>>)> {
-        let saved = lock(&self.sessions).remove(pid)?;
-        if saved.disconnected_at.elapsed() > self.window {
-            return None;
-        }
-        // Credentials that expired meanwhile do not come back: the client connects anew,
-        // through the middleware, with fresh ones.
-        if saved
-            .expires_at
-            .is_some_and(|at| at <= crate::hub::now_ms())
-        {
-            return None;
-        }
-        let ring = lock(&self.ring);
-        let start = match offset {
-            Some(off) => ring.iter().position(|r| &*r.offset == off)? + 1,
-            None => ring
-                .iter()
-                .position(|r| r.at >= saved.connected_at)
-                .unwrap_or(ring.len()),
-        };
-        let missed = ring
-            .iter()
-            .skip(start)
-            .filter(|r| saved.wants(r))
-            .map(|r| r.delivery.clone())
-            .collect();
-        Some((saved, missed))
-    }
-}
-
-impl crate::hub::Recorder for Recovery {
-    fn next_offset(&self) -> Arc<str> {
-        self.next.fetch_add(1, Ordering::Relaxed).to_string().into()
-    }
-
-    fn record(&self, hub: &Hub, opts: &BroadcastOptions, d: &Arc<crate::hub::Delivery>) {
-        let Some(offset) = d.message().and_then(|m| m.offset.clone()) else {
-            return;
-        };
-        let sid_of = |id: &crate::hub::ConnId| hub.conn(*id).map(|c| Arc::<str>::from(c.wire_id()));
-        let mut r = Recorded {
-            offset,
-            at: std::time::Instant::now(),
-            all: false,
-            rooms: Vec::new(),
-            users: Vec::new(),
-            sids: Vec::new(),
-            except_rooms: opts.except_rooms.clone(),
-            except_sids: opts.except.iter().filter_map(sid_of).collect(),
-            delivery: d.clone(),
-        };
-        match &opts.target {
-            Target::All => r.all = true,
-            Target::Room(room) => r.rooms.push(room.clone()),
-            Target::User(user) => r.users.push(user.clone()),
-            Target::Conn(id) => r.sids.extend(sid_of(id)),
-            Target::Many { rooms, conns } => {
-                r.rooms.extend(rooms.iter().cloned());
-                r.sids.extend(conns.iter().filter_map(sid_of));
-            }
-        }
-        let mut ring = lock(&self.ring);
-        ring.push_back(r);
-        while ring.len() > MAX_RECORDED
-            || ring.front().is_some_and(|f| f.at.elapsed() > self.window)
-        {
-            ring.pop_front();
-        }
-    }
 }

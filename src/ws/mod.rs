@@ -26,7 +26,8 @@ use yawc::{DeflatePool, IncomingUpgrade, OpCode, Options};
 use crate::error::{ApiError, ErrorCode, HubError};
 use crate::hub::now_ms;
 use crate::hub::{
-    CloseRequest, Conn, ConnPermit, Hub, OpCall, OutFrame, Payload, ReplayFrom, Right,
+    CloseRequest, Conn, ConnPermit, ConnSpec, Emitted, Hub, OpCall, OutFrame, Payload, ReplayFrom,
+    Right,
 };
 use crate::identity::Credentials;
 use crate::limits::{Limiter, RatePolicy, Verdict, RATE_LIMIT_CLOSE};
@@ -285,9 +286,10 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     async move {
-        let _permit = permit;
         let hub = state.inner.hub.clone();
-        let conn = hub.register(user.as_deref(), Transport::Ws, |conn| {
+        let spec = ConnSpec::new(user.as_deref(), Transport::Ws).from_address(permit.address());
+        let _permit = permit;
+        let conn = hub.register_with(spec, |conn| {
             Some(OutFrame::Text(v1::encode_welcome(
                 conn.wire_id(),
                 conn.user(),
@@ -367,6 +369,42 @@ fn reply_error(hub: &Hub, conn: &Conn, id: Option<u64>, e: &HubError) {
     reply(hub, conn, v1::encode_error(id, e.code, &e.message));
 }
 
+/// Answers a publish or send once it is durable: its `ack` (for a request with an `id`)
+/// after the store committed a message kept in history, at once otherwise; its `error` when
+/// it was refused or the store lost it (with or without an `id`). The connection goes on
+/// reading meanwhile: the ack is queued from the store's thread.
+fn ack_when_committed(
+    hub: &Hub,
+    conn: &Arc<Conn>,
+    id: Option<u64>,
+    res: Result<Emitted, HubError>,
+    fill: impl FnOnce(&mut crate::protocol::json::ObjectWriter, &Emitted) + Send + 'static,
+) {
+    match res {
+        Err(e) => reply_error(hub, conn, id, &e),
+        Ok(out) if out.commit.is_none() => {
+            if let Some(id) = id {
+                let mut w = v1::ack_writer(id);
+                fill(&mut w, &out);
+                reply(hub, conn, w.finish());
+            }
+        }
+        Ok(out) => {
+            let (hub, conn) = (hub.clone(), conn.clone());
+            out.when_committed(move |r| match r {
+                Ok(out) => {
+                    if let Some(id) = id {
+                        let mut w = v1::ack_writer(id);
+                        fill(&mut w, &out);
+                        reply(&hub, &conn, w.finish());
+                    }
+                }
+                Err(e) => reply_error(&hub, &conn, id, &e),
+            });
+        }
+    }
+}
+
 async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
     let frame = match v1::parse(&payload) {
         Ok(f) => f,
@@ -424,39 +462,43 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
             if let Err(e) = hub.authorize(conn, &room, Right::Publish) {
                 return reply_error(hub, conn, id, &e);
             }
-            let mut em = hub.to_room(&room).from(conn.user_arc());
+            let mut em = hub.to_room(&room).from(conn.user_arc()).sent_by(conn.id());
             if exclude_self {
                 em = em.except(conn.id());
             }
             if volatile {
                 em = em.volatile();
             }
-            match em.publish(&event, Payload::Json(data)) {
-                Ok(out) => ack(&|w| {
-                    if let Some(seq) = out.seq {
-                        w.u64("seq", seq);
-                    }
-                }),
-                Err(e) => reply_error(hub, conn, id, &e),
-            }
+            let res = em.publish(&event, Payload::Json(data));
+            ack_when_committed(hub, conn, id, res, |w, out| {
+                if let Some(seq) = out.seq {
+                    w.u64("seq", seq);
+                }
+            });
         }
         Request::Send { to, event, data } => {
-            match hub
+            let res = hub
                 .to_user(&to)
                 .from(conn.user_arc())
+                .sent_by(conn.id())
                 .publish(&event, Payload::Json(data))
-            {
-                Ok(out) if out.online == Some(false) => reply_error(
-                    hub,
-                    conn,
-                    id,
-                    &HubError::new(ErrorCode::UserOffline, format!("user `{to}` is not online")),
-                ),
-                Ok(out) => ack(&|w| {
-                    w.u64("delivered", out.delivered as u64);
-                }),
-                Err(e) => reply_error(hub, conn, id, &e),
-            }
+                .and_then(|out| {
+                    // Offline is an error unless the message is kept for the user (a direct
+                    // message with `dm_history`).
+                    if out.online == Some(false) && out.seq.is_none() {
+                        return Err(HubError::new(
+                            ErrorCode::UserOffline,
+                            format!("user `{to}` is not online"),
+                        ));
+                    }
+                    Ok(out)
+                });
+            ack_when_committed(hub, conn, id, res, |w, out| {
+                w.u64("delivered", out.delivered as u64);
+                if let Some(seq) = out.seq {
+                    w.u64("seq", seq);
+                }
+            });
         }
         Request::Broadcast { event, data } => {
             if let Err(e) = hub.authorize_broadcast(conn) {
@@ -465,6 +507,7 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
             match hub
                 .to_all()
                 .from(conn.user_arc())
+                .sent_by(conn.id())
                 .publish(&event, Payload::Json(data))
             {
                 Ok(_) => ack(&|_| {}),

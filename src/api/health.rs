@@ -1,0 +1,62 @@
+//! How the server is doing: `GET /api/stats`, Prometheus `GET /metrics`, and readiness
+//! (`/readyz`, which also says whether the store takes writes).
+
+use axum::{
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::{json, Value};
+
+use super::ApiState;
+use crate::error::{ApiError, ErrorCode, HubError};
+use crate::stats::Transport;
+
+/// The store's state as the API reports it: `ok`, `none` (history in memory only), or why
+/// it does not take writes.
+fn store_state(s: &ApiState) -> Value {
+    match s.hub.store().map(|st| st.health()) {
+        None => json!({"status": "none"}),
+        Some(Ok(())) => json!({"status": "ok"}),
+        Some(Err(e)) => json!({"status": "unavailable", "reason": e.to_string()}),
+    }
+}
+
+pub(super) async fn stats(State(s): State<ApiState>) -> Json<Value> {
+    let st = s.hub.stats();
+    let ws = st.connections(Transport::Ws);
+    let sio = st.connections(Transport::SocketIo);
+    Json(json!({
+        "node": s.hub.node(),
+        "connections": { "total": ws + sio, "ws": ws, "socketio": sio },
+        "users_online": s.hub.users_online().len(),
+        "rooms": s.hub.rooms().len(),
+        "messages_in": st.messages_in_total(),
+        "messages_out": st.messages_out_total(),
+        "bytes_out": st.bytes_out_total(),
+        "slow_consumer_closes": st.slow_consumer_total(),
+        "heartbeat_reaped": st.reaped_total(),
+        "store": store_state(&s),
+    }))
+}
+
+pub(super) async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.hub.stats().render(),
+    )
+}
+
+/// Ready while not shutting down. A store that does not take writes is reported, not
+/// treated as unready: live delivery (and rooms without history) still works.
+pub(super) async fn readyz(State(s): State<ApiState>) -> Response {
+    if s.hub.is_shutting_down() {
+        ApiError(HubError::new(ErrorCode::ServerFull, "shutting down")).into_response()
+    } else {
+        Json(json!({"status": "ready", "store": store_state(&s)})).into_response()
+    }
+}

@@ -1,0 +1,250 @@
+//! The standalone server's Socket.IO events mapped onto hub operations (DESIGN.md,
+//! "Socket.IO"): `join`, `leave`, `publish`, `send`, `broadcast` mirror the v1 ops, and
+//! `request` asks every socket of a user and collects their answers. Each is acknowledged
+//! with `{ok: true, ...the v1 ack fields}` or `{ok: false, code, message}`; a message kept
+//! in history is acknowledged once the store has committed it.
+//!
+//! The handlers are public so that an application can wrap one (the services' `join` also
+//! takes the seeds' `join(user name)`) and fall back to it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::socket::{AckSender, Args, Namespace, SocketRef};
+use crate::error::{ErrorCode, HubError};
+use crate::hub::{Emitted, Payload, ReplayFrom, Right, SioArgs};
+
+/// Answers an acknowledgement with `{ok: true, ...fields}` or `{ok: false, code, message}`;
+/// nothing when the client asked for none.
+pub fn ack_result(ack: Option<AckSender>, res: Result<Value, HubError>) {
+    let Some(ack) = ack else { return };
+    let v = match res {
+        Ok(mut v) => {
+            match &mut v {
+                Value::Object(o) => {
+                    o.insert("ok".into(), Value::Bool(true));
+                }
+                _ => v = serde_json::json!({"ok": true}),
+            }
+            v
+        }
+        Err(e) => {
+            serde_json::json!({"ok": false, "code": e.code.as_str(), "message": e.message})
+        }
+    };
+    ack.send_value(v);
+}
+
+/// Acknowledges an emit once it is durable, with the fields `fields` makes of it.
+fn ack_when_committed(
+    ack: Option<AckSender>,
+    res: Result<Emitted, HubError>,
+    fields: impl FnOnce(&Emitted) -> Value + Send + 'static,
+) {
+    match res {
+        Ok(out) => out.when_committed(move |r| ack_result(ack, r.map(|out| fields(&out)))),
+        Err(e) => ack_result(ack, Err(e)),
+    }
+}
+
+fn field<'a>(args: &'a Args, name: &str) -> Option<&'a Value> {
+    args.values.first().and_then(|a| a.get(name))
+}
+
+fn str_field<'a>(args: &'a Args, name: &str) -> Result<&'a str, HubError> {
+    field(args, name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| HubError::bad_request(format!("`{name}` must be a string")))
+}
+
+/// The `data` field as a hub payload: attachments become `{"_binary": ...}`.
+fn data_of(args: &Args) -> Payload {
+    let data = field(args, "data");
+    if args.bin.is_empty() {
+        // No attachments, so no placeholders to replace: serialize in place.
+        return Payload::json(data.unwrap_or(&Value::Null));
+    }
+    let v = data.cloned().unwrap_or(Value::Null);
+    let bin_args = SioArgs {
+        values: vec![v],
+        bin: args.bin.clone(),
+    };
+    Payload::json(&bin_args.to_v1_values()[0])
+}
+
+/// `join` `{room, since?, history?}` → `{room, seq?, members, gap?}`.
+pub fn join(s: &SocketRef, args: Args, ack: Option<AckSender>) {
+    let res = (|| {
+        let room = str_field(&args, "room")?;
+        let replay = match (
+            field(&args, "since").and_then(Value::as_u64),
+            field(&args, "history").and_then(Value::as_u64),
+        ) {
+            (Some(n), _) => ReplayFrom::Since(n),
+            (None, Some(n)) => ReplayFrom::Latest(n),
+            _ => ReplayFrom::None,
+        };
+        let j =
+            s.ns.hub()
+                .join_with(s.conn(), room, replay, |_| Vec::new())?;
+        let mut v = serde_json::json!({"room": j.room.as_ref(), "members": j.members});
+        if let Some(seq) = j.seq {
+            v["seq"] = seq.into();
+        }
+        if j.gap {
+            v["gap"] = true.into();
+        }
+        Ok(v)
+    })();
+    ack_result(ack, res);
+}
+
+/// `leave` `{room}` → `{room}`.
+pub fn leave(s: &SocketRef, args: Args, ack: Option<AckSender>) {
+    let res = str_field(&args, "room").map(|room| {
+        s.leave(room);
+        serde_json::json!({ "room": room })
+    });
+    ack_result(ack, res);
+}
+
+/// `publish` `{room, event, data, volatile?, exclude_self?}` → `{seq?}`.
+pub fn publish(s: &SocketRef, args: Args, ack: Option<AckSender>) {
+    let res = (|| {
+        let room = str_field(&args, "room")?;
+        let event = str_field(&args, "event")?;
+        let hub = s.ns.hub();
+        hub.authorize(s.conn(), room, Right::Publish)?;
+        let mut em = hub
+            .to_room(room)
+            .ns(s.ns.name_arc())
+            .from(s.conn().user_arc())
+            .sent_by(s.conn().id());
+        if field(&args, "exclude_self") == Some(&Value::Bool(true)) {
+            em = em.except(s.conn().id());
+        }
+        if field(&args, "volatile") == Some(&Value::Bool(true)) {
+            em = em.volatile();
+        }
+        em.publish(event, data_of(&args))
+    })();
+    // The answer is built only for a client that asked for one.
+    if ack.is_some() {
+        ack_when_committed(ack, res, |out| match out.seq {
+            Some(seq) => serde_json::json!({ "seq": seq }),
+            None => serde_json::json!({}),
+        });
+    }
+}
+
+/// `send` `{to, event, data}` → `{delivered, seq?}`; `user_offline` when the user has no
+/// connection and the message is not kept for them.
+pub fn send(s: &SocketRef, args: Args, ack: Option<AckSender>) {
+    let res = (|| {
+        let to = str_field(&args, "to")?;
+        let event = str_field(&args, "event")?;
+        let out =
+            s.ns.hub()
+                .to_user(to)
+                .ns(s.ns.name_arc())
+                .from(s.conn().user_arc())
+                .sent_by(s.conn().id())
+                .publish(event, data_of(&args))?;
+        if out.online == Some(false) && out.seq.is_none() {
+            return Err(HubError::new(
+                ErrorCode::UserOffline,
+                format!("user `{to}` is not online"),
+            ));
+        }
+        Ok(out)
+    })();
+    if ack.is_some() {
+        ack_when_committed(ack, res, |out| {
+            let mut v = serde_json::json!({ "delivered": out.delivered });
+            if let Some(seq) = out.seq {
+                v["seq"] = seq.into();
+            }
+            v
+        });
+    }
+}
+
+/// `request` `{to, event, data, timeout_ms?}`: asks every socket of user `to` in this
+/// namespace and answers `{responses: [...], timeouts}`.
+pub fn request(s: &SocketRef, args: Args, ack: Option<AckSender>) {
+    let parsed = (|| {
+        let to = str_field(&args, "to")?.to_string();
+        let event = str_field(&args, "event")?.to_string();
+        let timeout = field(&args, "timeout_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(5000);
+        Ok((to, event, timeout.min(60_000)))
+    })();
+    let (to, event, timeout) = match parsed {
+        Ok(v) => v,
+        Err(e) => return ack_result(ack, Err(e)),
+    };
+    let targets: Vec<SocketRef> =
+        s.ns.sockets()
+            .into_iter()
+            .filter(|t| t.user() == to && t.id() != s.id())
+            .collect();
+    if targets.is_empty() {
+        return ack_result(
+            ack,
+            Err(HubError::new(
+                ErrorCode::UserOffline,
+                format!("user `{to}` is not online"),
+            )),
+        );
+    }
+    let data = field(&args, "data").cloned().unwrap_or(Value::Null);
+    let bin = args.bin.clone();
+    tokio::spawn(async move {
+        let asks = targets.iter().map(|t| {
+            let args = Args {
+                values: vec![data.clone()],
+                bin: bin.clone(),
+            };
+            t.emit_with_ack(&event, args, Duration::from_millis(timeout))
+        });
+        let results = futures_util::future::join_all(asks).await;
+        let responses: Vec<Value> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|a| a.values.first().cloned().unwrap_or(Value::Null))
+            .collect();
+        let timeouts = results.iter().filter(|r| r.is_err()).count();
+        ack_result(
+            ack,
+            Ok(serde_json::json!({"responses": responses, "timeouts": timeouts})),
+        );
+    });
+}
+
+/// `broadcast` `{event, data}` → `{}`.
+pub fn broadcast(s: &SocketRef, args: Args, ack: Option<AckSender>) {
+    let res = (|| {
+        let event = str_field(&args, "event")?;
+        let hub = s.ns.hub();
+        hub.authorize_broadcast(s.conn())?;
+        hub.to_all()
+            .ns(s.ns.name_arc())
+            .from(s.conn().user_arc())
+            .sent_by(s.conn().id())
+            .publish(event, data_of(&args))?;
+        Ok(serde_json::json!({}))
+    })();
+    ack_result(ack, res);
+}
+
+/// Registers the mapped events on a namespace.
+pub fn install_hub_events(ns: &Namespace) {
+    ns.on("join", join);
+    ns.on("leave", leave);
+    ns.on("publish", publish);
+    ns.on("send", send);
+    ns.on("request", request);
+    ns.on("broadcast", broadcast);
+}
