@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> std::process::ExitCode {
+    ignore_file_size_signal();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -75,6 +76,20 @@ async fn run() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("hubbub: {e}");
             std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// A write past the process's file-size limit (`ulimit -f`) raises SIGXFSZ, whose default
+/// action ends the process. Taking the signal turns such a write into an error the store
+/// reports (`unavailable`), like a full disk, instead.
+fn ignore_file_size_signal() {
+    #[cfg(target_os = "linux")]
+    {
+        const SIGXFSZ: i32 = 25;
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut s) = signal(SignalKind::from_raw(SIGXFSZ)) {
+            tokio::spawn(async move { while s.recv().await.is_some() {} });
         }
     }
 }

@@ -67,6 +67,8 @@ async fn deflate_is_negotiated_without_context_takeover_and_applied_over_the_thr
     let (b0, welcome) = read_frame(&mut tcp).await;
     assert_eq!(b0 & 0x40, 0);
     assert!(String::from_utf8(welcome).unwrap().contains("welcome"));
+    let (_, unread) = read_frame(&mut tcp).await;
+    assert!(String::from_utf8(unread).unwrap().contains("unread"));
     // A large, compressible push arrives compressed (RSV1 set) and much smaller.
     let big = "compressible ".repeat(1000);
     s.post("/api/push", json!({"to":"zip","event":"big","data":big}))
@@ -133,7 +135,10 @@ async fn next_json(
             .unwrap()
             .unwrap();
         if f.opcode() == OpCode::Text {
-            return serde_json::from_slice(f.payload()).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(f.payload()).unwrap();
+            if v["op"] != "unread" {
+                return v;
+            }
         }
     }
 }

@@ -153,7 +153,7 @@ async fn rooms_are_created_listed_limited_and_deleted() {
     assert_eq!(st, 201);
     assert_eq!(
         room,
-        json!({"name":"vip","members":0,"max_users":2,"private":true,"history":5,"presence":true})
+        json!({"name":"vip","members":0,"max_users":2,"private":true,"history":5,"history_ttl":0,"presence":true,"schema":null})
     );
     let (st, e) = s.post("/api/rooms", json!({"name":"vip"})).await;
     assert_eq!(
@@ -222,7 +222,20 @@ async fn users_online_and_disconnect_with_4000() {
     let mut m2 = s.user("mallory").await;
     let _o = s.user("oscar").await;
     let (_, online) = s.get("/api/users/online").await;
-    assert_eq!(online, json!({"users":["mallory","oscar"],"count":2}));
+    assert_eq!(online["count"], 2, "users, not connections: {online}");
+    let users: Vec<(String, u64)> = online["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            assert!(u["since"].as_u64().unwrap() > 1_700_000_000_000, "{u}");
+            (
+                u["user"].as_str().unwrap().to_string(),
+                u["connections"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(users, vec![("mallory".into(), 2), ("oscar".into(), 1)]);
     let (st, body) = s.post("/api/users/mallory/disconnect", json!({})).await;
     assert_eq!((st, body), (200, json!({"disconnected": 2})));
     for c in [&mut m1, &mut m2] {
@@ -231,7 +244,8 @@ async fn users_online_and_disconnect_with_4000() {
     }
     s.wait_connections(1).await;
     let (_, online) = s.get("/api/users/online").await;
-    assert_eq!(online["users"], json!(["oscar"]));
+    assert_eq!(online["count"], 1);
+    assert_eq!(online["users"][0]["user"], "oscar");
 }
 
 #[tokio::test]
@@ -275,7 +289,10 @@ async fn stats_and_metrics_count_traffic() {
 async fn health_and_readiness() {
     let s = TestServer::start().await;
     assert_eq!(s.get("/healthz").await, (200, json!({"status":"ok"})));
-    assert_eq!(s.get("/readyz").await, (200, json!({"status":"ready"})));
+    assert_eq!(
+        s.get("/readyz").await,
+        (200, json!({"status":"ready","store":{"status":"none"}}))
+    );
     let (st, body) = s.get("/").await;
     assert_eq!(st, 200);
     assert!(body.as_str().unwrap().contains("<title>Hubbub</title>"));

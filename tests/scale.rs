@@ -41,7 +41,7 @@ async fn a_thousand_clients_each_get_every_message_in_order() {
                             next += 1;
                         }
                         Some("ack") => acked = true,
-                        Some("welcome" | "presence") => {}
+                        Some("welcome" | "unread" | "presence") => {}
                         _ => panic!("unexpected {m}"),
                     }
                 }

@@ -32,6 +32,9 @@ impl Sio {
             .as_str()
             .unwrap()
             .to_string();
+        // The notification service's unread count follows the CONNECT in `/`.
+        let unread = c.ws.next().await.unwrap().unwrap();
+        assert_eq!(unread.to_text().unwrap(), r#"42["unread",{"count":0}]"#);
         Self { ws: c.ws, sid }
     }
 

@@ -182,6 +182,8 @@ async fn websocket_sessions_refuse_polling_and_speak_one_packet_per_frame() {
     ws.ws.send(WsMessage::text("40")).await.unwrap();
     let m = ws.ws.next().await.unwrap().unwrap();
     assert!(m.to_text().unwrap().starts_with("40{\"sid\""));
+    let m = ws.ws.next().await.unwrap().unwrap();
+    assert_eq!(m.to_text().unwrap(), r#"42["unread",{"count":0}]"#);
     ws.ws
         .send(WsMessage::text("42[\"echo\",\"hi\"]"))
         .await

@@ -40,6 +40,9 @@ async fn https_and_wss_are_served_with_the_configured_certificate() {
     let welcome: Value =
         serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
     assert_eq!(welcome["user"], "alice");
+    let unread: Value =
+        serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(unread["op"], "unread");
     ws.send(WsMessage::text(r#"{"op":"ping","id":1}"#))
         .await
         .unwrap();

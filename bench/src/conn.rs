@@ -216,7 +216,7 @@ pub(crate) fn string_field<'a>(payload: &'a [u8], key: &[u8]) -> Option<&'a str>
     std::str::from_utf8(&payload[start..start + len]).ok()
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 

@@ -12,6 +12,8 @@
 //!   others keep their latency.
 //! - `echo`: N connections each send a message addressed to themselves and wait for it
 //!   (closed loop): round trips per second and latency.
+//! - `acks`: publishers that wait for each publish's acknowledgement in a history room: the
+//!   cost of durable acks (`--store sqlite` against `--store memory`).
 //! - `jitter`: subscribers of a history room are cut off and reconnect every few seconds
 //!   while a publisher goes on; each resumes with `join since` and the run checks that every
 //!   client ends with every message.
@@ -102,6 +104,19 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         size: usize,
     },
+    /// Publishers wait for each publish's ack (durable in a history room): ack latency and
+    /// acknowledged publishes per second.
+    Acks {
+        #[arg(long, default_value_t = 50)]
+        conns: usize,
+        /// Publishes in flight per connection.
+        #[arg(long, default_value_t = 4)]
+        window: u64,
+        #[arg(long, default_value = "10")]
+        secs: u64,
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+    },
     /// Subscribers reconnect every few seconds and resume; every message must arrive.
     Jitter {
         #[arg(long, default_value_t = 200)]
@@ -164,6 +179,12 @@ fn main() {
             Scenario::Echo { conns, secs, size } => {
                 scenarios::echo(&target, pid, window, conns, secs, size).await
             }
+            Scenario::Acks {
+                conns,
+                window: in_flight,
+                secs,
+                size,
+            } => scenarios::acks(&target, pid, conns, in_flight, secs, size).await,
             Scenario::Jitter {
                 subs,
                 rate,

@@ -8,8 +8,8 @@ use futures_util::SinkExt;
 use yawc::{Frame, OpCode};
 
 use crate::conn::{
-    answer_ping, close_code, micros, number_field, sleep_until, Client, CpuMeter, Proto, Target,
-    SETTLE,
+    answer_ping, close_code, find, micros, number_field, sleep_until, Client, CpuMeter, Proto,
+    Target, SETTLE,
 };
 use crate::stats::{rss_kib, Histogram};
 
@@ -319,6 +319,94 @@ pub(crate) async fn echo(
     );
     println!(
         "RESULT echo conns={n} round_trips_per_s={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2} p999_ms={p999:.2} gen_cpu={gen:.0} server_cpu={server:.0}"
+    );
+}
+
+/// Durable acknowledgements: `conns` publishers each keep `window` publishes with an `id`
+/// in flight into one history room (nobody subscribed), for `secs`; every ack's latency is
+/// recorded. Run against `--store sqlite` and `--store memory` to see what waiting for the
+/// commit costs.
+pub(crate) async fn acks(
+    t: &Target,
+    pid: Option<u32>,
+    conns: usize,
+    window: u64,
+    secs: u64,
+    size: usize,
+) {
+    let (clients, _) = t.connect_many(conns, 50).await;
+    let n = clients.len();
+    let pad: Rc<str> = "x".repeat(size.saturating_sub(60)).into();
+    let totals = Rc::new(RefCell::new(Totals {
+        delivered: 0,
+        hist: Histogram::new(),
+    }));
+    let errors = Rc::new(Cell::new(0u64));
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    let cpu = CpuMeter::start(pid);
+    let mut tasks = Vec::with_capacity(n);
+    for Client { mut ws, .. } in clients {
+        let (totals, errors, pad, t) = (totals.clone(), errors.clone(), pad.clone(), t.clone());
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut sent_at = std::collections::HashMap::new();
+            let mut next_id = 1u64;
+            while Instant::now() < end {
+                while (sent_at.len() as u64) < window {
+                    let now = micros(start);
+                    let frame = t.publish("acks", now, next_id, &pad, Some(next_id));
+                    if ws.feed(Frame::text(frame)).await.is_err() {
+                        return;
+                    }
+                    sent_at.insert(next_id, now);
+                    next_id += 1;
+                }
+                if ws.flush().await.is_err() {
+                    return;
+                }
+                let Ok(Ok(f)) =
+                    tokio::time::timeout(Duration::from_secs(10), ws.next_frame()).await
+                else {
+                    eprintln!("acks: a publisher stalled");
+                    return;
+                };
+                if answer_ping(&mut ws, &f).await {
+                    continue;
+                }
+                let p = f.payload();
+                let id = match t.proto {
+                    Proto::Sio if p.starts_with(b"43") => number_field(p, b"43"),
+                    _ if p.starts_with(br#"{"op":"ack""#) || p.starts_with(br#"{"op":"error""#) => {
+                        number_field(p, b"\"id\":")
+                    }
+                    _ => None,
+                };
+                let Some(sent) = id.and_then(|id| sent_at.remove(&id)) else {
+                    continue;
+                };
+                if p.starts_with(br#"{"op":"error""#) || find(p, b"\"ok\":false").is_some() {
+                    errors.set(errors.get() + 1);
+                    continue;
+                }
+                let mut tot = totals.borrow_mut();
+                tot.delivered += 1;
+                tot.hist.record(micros(start).saturating_sub(sent));
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let (gen, server, elapsed) = cpu.finish();
+    let tot = totals.borrow();
+    let rate = tot.delivered as f64 / elapsed;
+    let [p50, p99, p999] = quantiles_ms(&tot.hist);
+    let errors = errors.get();
+    println!(
+        "acks: {n} publishers x {window} in flight, {rate:.0} acked publishes/s, ack latency p50 {p50:.2} ms p99 {p99:.2} ms p999 {p999:.2} ms, {errors} errors; generator CPU {gen:.0}%, server CPU {server:.0}%"
+    );
+    println!(
+        "RESULT acks conns={n} window={window} acks_per_s={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2} p999_ms={p999:.2} errors={errors} gen_cpu={gen:.0} server_cpu={server:.0}"
     );
 }
 

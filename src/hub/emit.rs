@@ -52,6 +52,9 @@ pub struct BroadcastOptions {
     /// application code). Room schemas allow some messages from the server only.
     #[serde(default)]
     pub sender: Option<ConnId>,
+    /// Not kept in a history room (no `seq`): a notice such as the seeds' `user-joined`.
+    #[serde(default)]
+    pub transient: bool,
 }
 
 impl BroadcastOptions {
@@ -65,6 +68,7 @@ impl BroadcastOptions {
             from: None,
             volatile: false,
             sender: None,
+            transient: false,
         }
     }
 }
@@ -129,6 +133,13 @@ impl Emitter<'_> {
     /// Names the sender.
     pub fn from(mut self, user: impl Into<Arc<str>>) -> Self {
         self.opts.from = Some(user.into());
+        self
+    }
+
+    /// Keeps the message out of the room's history: it is delivered to the members present,
+    /// without a `seq`, and never replayed.
+    pub fn transient(mut self) -> Self {
+        self.opts.transient = true;
         self
     }
 

@@ -147,7 +147,7 @@ impl Hub {
             d
         };
         let out = match &opts.target {
-            Target::Room(room) if opts.except_rooms.is_empty() => {
+            Target::Room(room) if opts.except_rooms.is_empty() && !opts.transient => {
                 check_name(room, "room")?;
                 self.publish_room(room, None, None, opts, &body, message)?
             }
@@ -202,9 +202,8 @@ impl Hub {
             name: name.into(),
             fields,
         });
-        let n = self.fan_out_all(opts, &d).delivered;
-        self.inner.stats.messages_out(n as u64);
-        n
+        // Not counted in `messages_out`: a notice is state (an unread count), like an ack.
+        self.fan_out_all(opts, &d).delivered
     }
 
     pub(super) fn fan_out_all(&self, opts: &BroadcastOptions, d: &Delivery) -> Emitted {

@@ -144,6 +144,7 @@ impl SeedChat {
                     .hub()
                     .to_room(room)
                     .except(s.conn().id())
+                    .transient()
                     .emit("user-joined", Value::String(s.id().to_string()));
                 let mut v = json!({ "room": &*j.room, "members": j.members });
                 if let Some(seq) = j.seq {

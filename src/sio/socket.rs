@@ -586,6 +586,7 @@ impl BroadcastOp {
                 from: None,
                 volatile: false,
                 sender: None,
+                transient: false,
             },
             ns,
             rooms: Vec::new(),

@@ -35,6 +35,10 @@ use crate::protocol::v1::{self, Request};
 use crate::stats::{RejectReason, Transport};
 use driver::Driver;
 
+/// The hub namespace of echo connections (no client can name it: namespaces they reach
+/// start with `/`).
+const ECHO_NS: &str = "echo";
+
 /// How long a closing connection waits for the client's close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -585,7 +589,10 @@ where
 {
     async move {
         let _permit = permit;
-        let conn = hub.register(None, Transport::Ws, |_| None);
+        // A namespace of its own: an echo connection is nobody's device and hears no
+        // broadcast, presence or notification.
+        let spec = ConnSpec::new(None, Transport::Ws).in_ns(ECHO_NS.into());
+        let conn = hub.register_with(spec, |_| None);
         while let Some(frame) = driver.next_message(&*conn, hub.stats()).await {
             hub.stats().message_in();
             if conn.outbox().is_closing() {

@@ -81,12 +81,13 @@ impl TestServer {
         format!("ws://{}{}", self.addr, path)
     }
 
-    /// Connects to a v1 endpoint and reads the welcome.
+    /// Connects to a v1 endpoint and reads the welcome and the unread count that follows it.
     pub async fn client(&self, path: &str) -> Client {
         let mut c = Client::connect(&self.ws_url(path)).await;
         let welcome = c.recv().await;
         assert_eq!(welcome["op"], "welcome", "first frame is the welcome");
         c.welcome = welcome;
+        c.next_unread().await;
         c
     }
 
@@ -172,6 +173,10 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct Client {
     pub ws: Ws,
     pub welcome: Value,
+    /// The latest unread count the server sent (`unread` frames are set aside by `recv`).
+    pub unread: u64,
+    /// Unread counts received and not yet taken with `next_unread`.
+    unreads: std::collections::VecDeque<u64>,
     next_id: u64,
     /// Frames read while waiting for something else.
     pub backlog: std::collections::VecDeque<Value>,
@@ -183,6 +188,8 @@ impl Client {
         Self {
             ws,
             welcome: Value::Null,
+            unread: 0,
+            unreads: Default::default(),
             next_id: 1_000_000,
             backlog: Default::default(),
         }
@@ -195,6 +202,8 @@ impl Client {
         Self {
             ws,
             welcome: Value::Null,
+            unread: 0,
+            unreads: Default::default(),
             next_id: 1,
             backlog: Default::default(),
         }
@@ -216,12 +225,18 @@ impl Client {
         self.send_text(&v.to_string()).await;
     }
 
-    /// Next JSON frame (from the backlog first), failing after `WAIT`.
+    /// Next JSON frame (from the backlog first), failing after `WAIT`. `unread` frames are
+    /// set aside for `next_unread`.
     pub async fn recv(&mut self) -> Value {
-        if let Some(v) = self.backlog.pop_front() {
-            return v;
+        loop {
+            let v = match self.backlog.pop_front() {
+                Some(v) => v,
+                None => self.recv_wire().await,
+            };
+            if v["op"] != "unread" {
+                return v;
+            }
         }
-        self.recv_wire().await
     }
 
     async fn recv_wire(&mut self) -> Value {
@@ -232,9 +247,30 @@ impl Client {
                 .expect("the connection is open")
                 .expect("a valid frame");
             match msg {
-                Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
+                Message::Text(t) => {
+                    let v: Value = serde_json::from_str(&t).expect("server sends JSON");
+                    if v["op"] == "unread" {
+                        self.unread = v["count"].as_u64().expect("an unread count");
+                        self.unreads.push_back(self.unread);
+                    }
+                    return v;
+                }
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// The next `unread` count the server sends (after the welcome, and whenever it
+    /// changes); frames read meanwhile go to the backlog.
+    pub async fn next_unread(&mut self) -> u64 {
+        loop {
+            if let Some(n) = self.unreads.pop_front() {
+                return n;
+            }
+            let m = self.recv_wire().await;
+            if m["op"] != "unread" {
+                self.backlog.push_back(m);
             }
         }
     }
@@ -251,7 +287,9 @@ impl Client {
             if m["id"] == json!(id) && m["op"] != "message" {
                 return m;
             }
-            self.backlog.push_back(m);
+            if m["op"] != "unread" {
+                self.backlog.push_back(m);
+            }
         }
     }
 
@@ -389,4 +427,149 @@ pub async fn https_get(addr: &str, path: &str) -> String {
     let mut out = Vec::new();
     let _ = tls.read_to_end(&mut out).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `hubbub` binary running as a child process on a free loopback port, its output
+/// (stdout and stderr) collected line by line. Dropping it kills the process.
+pub struct Process {
+    pub child: std::process::Child,
+    pub port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Starts the binary with `args` (plus `--bind`) in `dir` and waits until it answers
+    /// `/healthz`.
+    pub async fn start(dir: &std::path::Path, args: &[&str]) -> Self {
+        Self::start_cmd(dir, &[env!("CARGO_BIN_EXE_hubbub")], args).await
+    }
+
+    /// Like [`Self::start`], with `cmd` as the program and its first arguments (a copy of
+    /// the binary run through `setpriv`, say).
+    pub async fn start_cmd(dir: &std::path::Path, cmd: &[&str], args: &[&str]) -> Self {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let bind = format!("127.0.0.1:{port}");
+        let mut argv: Vec<&str> = cmd.to_vec();
+        argv.extend(["--bind", &bind]);
+        argv.extend(args);
+        let mut child = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {argv:?}: {e}"));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let p = Self { child, port, log };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = reqwest::get(p.url("/healthz")).await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hubbub did not start: {:?}",
+                p.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        p
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Everything the process printed so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a line of output contains `needle`.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(l) = self.log().into_iter().find(|l| l.contains(needle)) {
+                return l;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no `{needle}` in the log: {:?}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A v1 client on `path`, past its welcome and unread count.
+    pub async fn client(&self, path: &str) -> Client {
+        let mut c = Client::connect(&self.ws_url(path)).await;
+        c.welcome = c.recv().await;
+        assert_eq!(c.welcome["op"], "welcome");
+        c.next_unread().await;
+        c
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = reqwest::get(self.url(path)).await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Ends the process with SIGKILL: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Ends the process with SIGTERM and waits for its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
