@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Client, Process, TestServer};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 
 const PUBLISHERS: usize = 8;
@@ -39,7 +39,7 @@ async fn publish_until_killed(
             return;
         }
     }
-    if futures_util::SinkExt::flush(&mut c.ws).await.is_err() {
+    if c.ws.flush().await.is_err() {
         return;
     }
     while let Some(Ok(m)) = c.ws.next().await {

@@ -80,7 +80,12 @@ async fn check_unavailable_but_live(server: &Process, reason: &str) {
     // Without an id the publisher still hears of it.
     ann.send(json!({"op":"send","to":"bob","event":"dm","data":"y"}))
         .await;
-    let e = ann.recv().await;
+    let e = loop {
+        let m = ann.recv().await;
+        if m["op"] != "message" {
+            break m; // (ann's own copy of the broadcast may come first)
+        }
+    };
     assert_eq!((e["op"].as_str(), code(&e)), (Some("error"), "unavailable"));
     // Notifications and rooms with history need the store.
     let r = ann.request(json!({"op":"notifications"})).await;
@@ -109,9 +114,7 @@ async fn a_corrupt_file_leaves_history_unavailable_and_live_delivery_working() {
     let garbage: Vec<u8> = (0..16_384u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(dir.path().join("t.db"), &garbage).unwrap();
     let server = Process::start(dir.path(), &ARGS).await;
-    let line = server
-        .wait_log("unavailable until it can write again")
-        .await;
+    let line = server.wait_log("until it can write again").await;
     assert!(
         line.contains("t.db") && line.contains("not a database"),
         "{line}"
@@ -159,11 +162,9 @@ async fn a_read_only_file_leaves_history_unavailable_and_live_delivery_working()
         set_mode(dir.path(), 0o555);
         Process::start(dir.path(), &ARGS).await
     };
-    let line = server
-        .wait_log("unavailable until it can write again")
-        .await;
+    let line = server.wait_log("until it can write again").await;
     assert!(line.contains("t.db"), "{line}");
-    check_unavailable_but_live(&server, "").await;
+    check_unavailable_but_live(&server, "read-only").await;
     set_mode(dir.path(), 0o755);
 }
 
@@ -182,12 +183,14 @@ struct FullDisk {
 impl FullDisk {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
-            .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        // HUBBUB_TEST_NO_MOUNT=1 tries the file size limit where mounting would work.
+        let mounted = std::env::var_os("HUBBUB_TEST_NO_MOUNT").is_none()
+            && std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
         Self { dir, mounted }
     }
 
@@ -200,7 +203,7 @@ impl FullDisk {
         } else {
             let status = std::process::Command::new("prlimit")
                 .arg(format!("--pid={}", server.child.id()))
-                .arg("--fsize=1")
+                .arg("--fsize=1:")
                 .status()
                 .expect("prlimit (util-linux) sets the server's file size limit");
             assert!(status.success());
@@ -214,7 +217,7 @@ impl FullDisk {
         } else {
             let status = std::process::Command::new("prlimit")
                 .arg(format!("--pid={}", server.child.id()))
-                .arg("--fsize=unlimited")
+                .arg("--fsize=unlimited:")
                 .status()
                 .unwrap();
             assert!(status.success());
@@ -264,9 +267,7 @@ async fn a_full_disk_refuses_kept_messages_until_there_is_room_again() {
     }
     let (_, r) = refused.expect("a full disk refuses kept messages");
     assert_eq!(code(&r), "unavailable", "{r}");
-    server
-        .wait_log("unavailable until it can write again")
-        .await;
+    server.wait_log("until it can write again").await;
     let (_, ready) = server.get("/readyz").await;
     assert_eq!(ready["store"]["status"], "unavailable");
     let (st, _) = server.get("/api/rooms/kept/history").await;

@@ -308,7 +308,7 @@ impl Notifications {
                 page.before.is_none_or(|b| e.id < b) && !(page.unread_only && *read)
             })
             .collect();
-        all.sort_by(|a, b| b.0.id.cmp(&a.0.id));
+        all.sort_by_key(|(e, _)| std::cmp::Reverse(e.id));
         let list = all
             .into_iter()
             .take(limit)

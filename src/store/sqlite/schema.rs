@@ -88,6 +88,12 @@ pub(super) fn prepare(conn: &Connection) -> Result<(), Unusable> {
             "written by a newer Hubbub (schema {version}, this one knows {SCHEMA_VERSION})"
         )));
     }
+    // SQLite opens a file it may not write read-only, and says nothing until a write.
+    if conn.is_readonly(rusqlite::MAIN_DB).map_err(fail)? {
+        return Err(Unusable::Failed(
+            "the file is read-only (its permissions, or its directory's)".into(),
+        ));
+    }
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(fail)?;

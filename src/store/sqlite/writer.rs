@@ -208,8 +208,9 @@ fn apply_with_retries(
 
 fn apply(conn: &mut Connection, batch: &[Op]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    // Rooms appended to: the last seq and what to keep.
-    let mut trims: HashMap<(Arc<str>, Arc<str>), (u64, u64, Keep)> = HashMap::new();
+    // Rooms appended to (namespace, name): the last seq, its time, and what to keep.
+    type Room = (Arc<str>, Arc<str>);
+    let mut trims: HashMap<Room, (u64, u64, Keep)> = HashMap::new();
     // Users (or everyone, `None`) given notifications: how many to keep.
     let mut kept: HashMap<Option<Arc<str>>, usize> = HashMap::new();
     {
