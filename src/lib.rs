@@ -1,20 +1,25 @@
-//! Hubbub: real-time messaging over raw WebSocket (and, soon, Socket.IO) on the same port
-//! as ordinary HTTP routes, as one binary and as a library.
+//! Hubbub: real-time messaging over raw WebSocket and Socket.IO on the same port as
+//! ordinary HTTP routes, as one binary and as a library.
 //!
 //! # Layout
 //!
 //! Data flows one way: bytes → packet (a codec in [`protocol`]) → hub call ([`hub`]) →
 //! one encoded delivery shared by every recipient → each connection's outbox → that
-//! connection's own task, the only one that touches its socket ([`ws`]).
+//! connection's own task, the only one that touches its socket. Imports point down the
+//! layers, as the folders show them:
 //!
-//! - [`protocol`]: pure codecs, bytes ↔ messages, no I/O.
-//! - [`hub`]: connections, users, rooms, presence, history and fan-out; knows no wire format.
-//! - [`ws`]: the raw WebSocket front end (protocol v1, the echo route).
-//! - [`api`]: the HTTP API for back ends, metrics and health.
-//! - [`store`]: the durable tier of rooms and history (SQLite by default).
-//! - [`config`]: settings from flags, environment and `hubbub.toml`.
-//! - [`server`]: puts it together: [`Hubbub`] builds the router and serves it with
-//!   heartbeats, the stats log and graceful shutdown.
+//! - app: [`server`] (puts it together: [`Hubbub`] builds the router and serves it with
+//!   heartbeats, the stats log and graceful shutdown), [`api`] (the HTTP API, metrics and
+//!   health), [`auth`] (credentials at the upgrade), [`config`] (flags, environment,
+//!   `hubbub.toml`);
+//! - services: [`services`] (rooms, direct messages, notifications, the chat schema, the
+//!   seeds' Socket.IO chat events), on the hub's public API and the Socket.IO handlers;
+//! - fronts: [`ws`] (raw WebSocket, protocol v1, the echo route) and [`sio`] (Engine.IO and
+//!   Socket.IO), which read [`identity`] (who a request belongs to);
+//! - hub: [`hub`] (connections, users, rooms, presence, history and fan-out; knows no wire
+//!   format), with [`limits`] and [`stats`];
+//! - store: [`store`] (the durable tier: SQLite by default);
+//! - codecs: [`protocol`] (pure functions, bytes ↔ messages, no I/O), with [`error`]'s codes.
 //!
 //! # As a library
 //!

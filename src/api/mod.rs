@@ -4,9 +4,9 @@
 //! Handlers translate JSON into hub and service calls and their results into JSON; every
 //! failure is an [`ApiError`] with DESIGN.md's status and body. `/api/*`, `/rest/message` and
 //! `/metrics` require the API key when one is configured and answer loopback clients only
-//! otherwise. One file per group of routes: [`push`] (push, the seeds' `/rest/message`,
-//! notify), [`rooms`], [`users`] (presence, devices, disconnect, notifications) and
-//! [`health`] (stats, metrics, liveness, readiness).
+//! otherwise. One file per group of routes: `push` (push, the seeds' `/rest/message`,
+//! notify), `rooms`, `users` (presence, devices, disconnect, notifications) and
+//! `health` (stats, metrics, liveness, readiness).
 
 mod health;
 mod push;

@@ -4,8 +4,8 @@
 //! [`Hubbub`] owns them. Its router can be merged into an application's own axum `Router`;
 //! [`Hubbub::serve`] runs it with the heartbeat and the stats log, and on shutdown closes
 //! every client with 1001, stops accepting, flushes and returns within `shutdown_timeout`.
-//! [`serve`] holds the accept loop and what goes with it, [`namespaces`] the standalone
-//! server's Socket.IO namespaces and their auth, [`files`] the pages and static files.
+//! `serve` holds the accept loop and what goes with it, `namespaces` the standalone
+//! server's Socket.IO namespaces and their auth, `files` the pages and static files.
 
 mod files;
 mod namespaces;

@@ -1,11 +1,11 @@
 //! The embedded store: one SQLite file (`db`), written by a thread of its own.
 //!
 //! The hub's calls queue operations on a bounded channel and return at once; the writer
-//! thread ([`writer`]) commits whatever has queued up in one transaction, trims each room it
+//! thread (`writer`) commits whatever has queued up in one transaction, trims each room it
 //! appended to, and only then tells each write's caller (group commit: an acknowledged
 //! message is on disk, and its live delivery never waited for it). The file is in WAL mode
 //! with `synchronous = NORMAL`: a committed batch survives a crash of the process, and a
-//! power loss can cost at most the last batches ([`schema`]).
+//! power loss can cost at most the last batches (`schema`).
 //!
 //! A file that cannot be written (read-only, corrupt, on a full disk) does not stop the
 //! server: the store says it is down ([`Health`]), writes are refused with a reason the

@@ -22,7 +22,7 @@ const ATTEMPTS: u32 = 3;
 /// Pause before the next batch when this one was large: the next one gathers meanwhile, with
 /// no wake-up per queued write. After a small batch the thread goes straight back to waiting,
 /// so an acknowledgement waits for one commit, not for a pause.
-const GATHER: Duration = Duration::from_millis(2);
+const GATHER: Duration = Duration::from_micros(500);
 /// A batch at least this large is followed by a [`GATHER`] pause.
 const LARGE_BATCH: usize = 32;
 /// How often a store that is down tries to write again.
@@ -290,19 +290,23 @@ fn apply(conn: &mut Connection, batch: &[Op]) -> rusqlite::Result<()> {
             "INSERT INTO rooms (ns, name, last_seq) VALUES (?1, ?2, ?3) \
              ON CONFLICT (ns, name) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
         )?;
-        let mut trim = tx.prepare_cached(
-            "DELETE FROM messages WHERE ns = ?1 AND room = ?2 AND (seq <= ?3 OR ts < ?4)",
+        // Both trims walk the primary key from the oldest message: by count, a range; by
+        // age, the oldest few (messages age in seq order, so repeated batches catch up).
+        let mut trim =
+            tx.prepare_cached("DELETE FROM messages WHERE ns = ?1 AND room = ?2 AND seq <= ?3")?;
+        let mut expire = tx.prepare_cached(
+            "DELETE FROM messages WHERE ns = ?1 AND room = ?2 AND ts < ?3 AND seq IN \
+             (SELECT seq FROM messages WHERE ns = ?1 AND room = ?2 ORDER BY seq LIMIT 256)",
         )?;
         for ((ns, room), (last, ts, keep)) in &trims {
             seen.execute(params![&**ns, &**room, *last as i64])?;
             let cut = last.saturating_sub(keep.count as u64);
-            let oldest = if keep.max_age_ms > 0 {
-                ts.saturating_sub(keep.max_age_ms)
-            } else {
-                0
-            };
-            if cut > 0 || oldest > 0 {
-                trim.execute(params![&**ns, &**room, cut as i64, oldest as i64])?;
+            if cut > 0 {
+                trim.execute(params![&**ns, &**room, cut as i64])?;
+            }
+            if keep.max_age_ms > 0 {
+                let oldest = ts.saturating_sub(keep.max_age_ms);
+                expire.execute(params![&**ns, &**room, oldest as i64])?;
             }
         }
         let mut trim_user = tx.prepare_cached(
