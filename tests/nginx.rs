@@ -104,6 +104,9 @@ async fn wss_through_nginx_reaches_hubbub() {
     let welcome: Value =
         serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
     assert_eq!(welcome["user"], "zoe");
+    let unread: Value =
+        serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(unread, serde_json::json!({"op": "unread", "count": 0}));
     ws.send(WsMessage::text(r#"{"op":"join","room":"r","id":1}"#))
         .await
         .unwrap();

@@ -11,7 +11,7 @@ use super::durable::unavailable;
 use super::grants::Right;
 use super::history::Replay;
 use super::outbox::OutFrame;
-use super::room::{check_name, Joined, ReplayFrom};
+use super::room::{check_name, Joined, ReplayFrom, RoomState};
 use super::shards::lock;
 use super::Hub;
 use crate::error::{ErrorCode, HubError};
@@ -58,7 +58,7 @@ impl Hub {
             if st.dead {
                 continue;
             }
-            let refuse = |st: std::sync::MutexGuard<'_, super::room::RoomState>, e: HubError| {
+            let refuse = |st: std::sync::MutexGuard<'_, RoomState>, e: HubError| {
                 let removable = st.removable();
                 drop(st);
                 if removable {
@@ -138,20 +138,7 @@ impl Hub {
                 conn.outbox.push_unbounded(frame);
             }
             if newly && !already_user && st.settings.presence {
-                let d = Delivery::new(Body::Presence {
-                    ns: conn.ns.clone(),
-                    room: r.name.clone(),
-                    user: conn.user.clone(),
-                    joined: true,
-                    count: st.users.len() as u64,
-                });
-                let private = st.settings.private;
-                let watchers = st
-                    .members
-                    .values()
-                    .filter(|c| may_see_presence(c, &r.name, private));
-                let n = self.fan_out(watchers, &d, &[conn.key], false);
-                self.inner.stats.messages_out(n as u64);
+                self.announce(conn, &r.name, &st, true);
             }
             return Ok(joined);
         }
@@ -188,25 +175,31 @@ impl Hub {
             }
         };
         if last_of_user && !st.members.is_empty() && st.settings.presence {
-            let d = Delivery::new(Body::Presence {
-                ns: conn.ns.clone(),
-                room: r.name.clone(),
-                user: conn.user.clone(),
-                joined: false,
-                count: st.users.len() as u64,
-            });
-            let private = st.settings.private;
-            let watchers = st
-                .members
-                .values()
-                .filter(|c| may_see_presence(c, &r.name, private));
-            let n = self.fan_out(watchers, &d, &[], false);
-            self.inner.stats.messages_out(n as u64);
+            self.announce(conn, &r.name, &st, false);
         }
         let removable = st.removable();
         drop(st);
         if removable {
             self.remove_if_removable(&r);
         }
+    }
+
+    /// Tells the room's other members (those whose grants let them see it) that `conn`'s
+    /// user joined or left, with the room's user count after the change.
+    fn announce(&self, conn: &Conn, room: &Arc<str>, st: &RoomState, joined: bool) {
+        let d = Delivery::new(Body::Presence {
+            ns: conn.ns.clone(),
+            room: room.clone(),
+            user: conn.user.clone(),
+            joined,
+            count: st.users.len() as u64,
+        });
+        let private = st.settings.private;
+        let watchers = st
+            .members
+            .values()
+            .filter(|c| may_see_presence(c, room, private));
+        let n = self.fan_out(watchers, &d, &[conn.key], false);
+        self.inner.stats.messages_out(n as u64);
     }
 }

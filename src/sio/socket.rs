@@ -580,13 +580,7 @@ impl BroadcastOp {
         Self {
             opts: BroadcastOptions {
                 ns: ns.name.clone(),
-                target: Target::All,
-                except_rooms: Vec::new(),
-                except: Vec::new(),
-                from: None,
-                volatile: false,
-                sender: None,
-                transient: false,
+                ..BroadcastOptions::to(Target::All)
             },
             ns,
             rooms: Vec::new(),

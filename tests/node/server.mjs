@@ -1,5 +1,6 @@
 // Starts and stops the hubbub binary for the interop tests.
 import { spawn } from "node:child_process";
+import WebSocket from "ws";
 import { mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -74,4 +75,49 @@ export async function post(url, path, body) {
     body: JSON.stringify(body),
   });
   return { status: r.status, body: await r.json() };
+}
+
+/**
+ * A raw v1 WebSocket on `url`: `next(pred)` takes the first frame matching `pred` (frames
+ * that do not match wait for a later `next`), `request(frame)` sends it with a fresh id and
+ * resolves with its `ack` or `error`, `opened` resolves once it is open, `pending()` takes
+ * what is queued.
+ */
+export function v1Client(url) {
+  const ws = new WebSocket(url);
+  const queue = [];
+  const waiters = [];
+  ws.on("message", (d) => {
+    const m = JSON.parse(d.toString());
+    const w = waiters.shift();
+    w ? w(m) : queue.push(m);
+  });
+  ws.next = (pred = () => true, ms = 5000) =>
+    new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error("no v1 message")), ms);
+      const take = (m) => {
+        if (pred(m)) {
+          clearTimeout(t);
+          resolve(m);
+        } else {
+          queue.push(m);
+          waiters.unshift(take);
+        }
+      };
+      const i = queue.findIndex(pred);
+      if (i >= 0) {
+        clearTimeout(t);
+        resolve(queue.splice(i, 1)[0]);
+      } else waiters.push(take);
+    });
+  let ids = 0;
+  /** Sends `frame` with a fresh id and resolves with its `ack` or `error`. */
+  ws.request = (frame) => {
+    const id = ++ids;
+    ws.send(JSON.stringify({ ...frame, id }));
+    return ws.next((m) => (m.op === "ack" || m.op === "error") && m.id === id);
+  };
+  ws.opened = once(ws, "open");
+  ws.pending = () => queue.splice(0);
+  return ws;
 }

@@ -12,7 +12,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
-import { startServer, once, post } from "./server.mjs";
+import { startServer, once, post, v1Client } from "./server.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SEED_DIR = join(here, "..", "fixtures", "seed-chat");
@@ -66,44 +66,10 @@ async function connected(s) {
   return s;
 }
 
-/** A raw v1 WebSocket; `next(pred)` takes the first frame matching `pred`. */
+/** A raw v1 WebSocket of `srv`, closed with the others at the end. */
 function v1(srv, path) {
-  const ws = new WebSocket(srv.wsUrl + path);
+  const ws = v1Client(srv.wsUrl + path);
   clients.push(ws);
-  const queue = [];
-  const waiters = [];
-  ws.on("message", (d) => {
-    const m = JSON.parse(d.toString());
-    const w = waiters.shift();
-    w ? w(m) : queue.push(m);
-  });
-  ws.next = (pred = () => true, ms = 5000) =>
-    new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error("no v1 message")), ms);
-      const take = (m) => {
-        if (pred(m)) {
-          clearTimeout(t);
-          resolve(m);
-        } else {
-          queue.push(m);
-          waiters.unshift(take);
-        }
-      };
-      const i = queue.findIndex(pred);
-      if (i >= 0) {
-        clearTimeout(t);
-        resolve(queue.splice(i, 1)[0]);
-      } else waiters.push(take);
-    });
-  let ids = 0;
-  /** Sends `frame` with a fresh id and resolves with its `ack` or `error`. */
-  ws.request = (frame) => {
-    const id = ++ids;
-    ws.send(JSON.stringify({ ...frame, id }));
-    return ws.next((m) => (m.op === "ack" || m.op === "error") && m.id === id);
-  };
-  ws.opened = once(ws, "open");
-  ws.pending = () => queue.splice(0);
   return ws;
 }
 

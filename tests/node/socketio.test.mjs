@@ -3,8 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
-import WebSocket from "ws";
-import { startServer, once, post } from "./server.mjs";
+import { startServer, once, post, v1Client } from "./server.mjs";
 
 let server;
 const clients = [];
@@ -31,31 +30,8 @@ async function connected(s) {
 }
 
 function v1(path) {
-  const ws = new WebSocket(server.wsUrl + path);
+  const ws = v1Client(server.wsUrl + path);
   clients.push(ws);
-  const queue = [];
-  const waiters = [];
-  ws.on("message", (d) => {
-    const m = JSON.parse(d.toString());
-    const w = waiters.shift();
-    w ? w(m) : queue.push(m);
-  });
-  ws.next = (pred = () => true) =>
-    new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error("no v1 message")), 5000);
-      const take = (m) => {
-        if (pred(m)) {
-          clearTimeout(t);
-          resolve(m);
-        } else waiters.unshift(take);
-      };
-      const i = queue.findIndex(pred);
-      if (i >= 0) {
-        clearTimeout(t);
-        resolve(queue.splice(i, 1)[0]);
-      } else waiters.push(take);
-    });
-  ws.opened = once(ws, "open");
   return ws;
 }
 
