@@ -25,6 +25,16 @@ pub enum AuthMode {
     Cookie,
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when the output is a terminal.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
 /// The server's settings, typed. Every field documents its default.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -109,6 +119,8 @@ pub struct Config {
     /// permessage-deflate threshold: messages at least this large are compressed; `None`
     /// turns compression off. Default on, over 1 KiB (small messages do not gain).
     pub compression: Option<usize>,
+    /// Log lines as text (coloured on a terminal only) or JSON. Default text.
+    pub log_format: LogFormat,
     /// Seconds between info log lines with connection counts; zero is off. Default off.
     pub stats_log_interval: Duration,
     /// How long shutdown waits for clients to close before exiting. Default 5 s.
@@ -167,6 +179,7 @@ impl Default for Config {
             max_connections_per_ip: 0,
             queue_limit: 1 << 20,
             compression: Some(1024),
+            log_format: LogFormat::Text,
             stats_log_interval: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(45),
@@ -268,6 +281,7 @@ settings! {
     max_connections_per_ip: "Connections at once per client address; 0 is off [default: 0]",
     queue_limit: "Outbound queue per connection, e.g. 1MiB [default: 1MiB]",
     compression: "permessage-deflate: on, off, or a threshold size [default: 1KiB]",
+    log_format: "Log lines: text (coloured on a terminal only) or json [default: text]",
     stats_log_interval: "Interval of the connection-count log line; 0 is off [default: 0]",
     shutdown_timeout: "Time allowed for clients to close at shutdown [default: 5s]",
     connect_timeout: "Socket.IO connectTimeout [default: 45s]",
@@ -358,6 +372,13 @@ impl Config {
                         "on" | "true" => Some(1024),
                         "off" | "false" => None,
                         _ => Some(parse_size(v).map_err(invalid)?),
+                    }
+                }
+                "log_format" => {
+                    c.log_format = match v.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => return Err(invalid(format!("`{v}` is not text or json"))),
                     }
                 }
                 "stats_log_interval" => {

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use hubbub::{
-    config::{Args, Config},
+    config::{Args, Config, LogFormat},
     server::{raise_fd_limit, shutdown_signal, FD_RESERVE},
     Hubbub,
 };
@@ -24,11 +24,6 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> std::process::ExitCode {
     ignore_file_size_signal();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let args = Args::parse();
     let config = match Config::from_args(&args) {
         Ok(c) => c,
@@ -37,6 +32,7 @@ async fn run() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    init_logs(config.log_format);
     match raise_fd_limit() {
         Some(limit) => {
             let ceiling = limit.saturating_sub(FD_RESERVE);
@@ -76,6 +72,22 @@ async fn run() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("hubbub: {e}");
             std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs to standard output, filtered by `RUST_LOG` (default `info`): text, coloured only
+/// when standard output is a terminal (and `NO_COLOR` is unset), or one JSON object a line.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        _ => {
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(colour).init()
         }
     }
 }

@@ -273,4 +273,67 @@ impl Stats {
         let _ = encode(&mut out, &self.registry);
         out
     }
+
+    /// The metrics in the Prometheus text format 0.0.4 (`text/plain; version=0.0.4`), what
+    /// scrapers that do not ask for OpenMetrics, and `curl | grep`, expect.
+    pub fn render_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.render())
+    }
+}
+
+/// Rewrites OpenMetrics text as Prometheus text 0.0.4: a counter family's `HELP` and `TYPE`
+/// lines name its `_total` sample (OpenMetrics names the family without the suffix), and the
+/// `# EOF` and `# UNIT` lines go.
+pub fn openmetrics_to_prometheus(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                if !tail.is_empty() {
+                    out.push(' ');
+                    out.push_str(tail);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_counters_by_their_samples_and_has_no_eof() {
+        let s = Stats::new();
+        s.message_in();
+        let text = s.render_prometheus();
+        assert!(
+            text.contains("# TYPE hubbub_messages_in_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP hubbub_messages_in_total "), "{text}");
+        assert!(text.contains("hubbub_messages_in_total 1\n"), "{text}");
+        assert!(text.contains("# TYPE hubbub_connections gauge\n"), "{text}");
+        assert!(!text.contains("# EOF"));
+    }
 }

@@ -268,6 +268,32 @@ async fn stats_and_metrics_count_traffic() {
     // 2 copies of the message + 1 presence (a saw b join)
     assert_eq!(stats["messages_out"], 3);
     assert_eq!(stats["node"].as_str().unwrap(), s.hub().node());
+    // Prometheus text unless OpenMetrics is asked for.
+    let r = reqwest::get(s.url("/metrics")).await.unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE hubbub_messages_in_total counter"),
+        "{text}"
+    );
+    assert!(!text.contains("# EOF"));
+    let r = reqwest::Client::new()
+        .get(s.url("/metrics"))
+        .header(
+            "accept",
+            "application/openmetrics-text; version=1.0.0,text/plain;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    assert!(r.text().await.unwrap().ends_with("# EOF\n"));
     let (st, metrics) = s.get("/metrics").await;
     assert_eq!(st, 200);
     let text = metrics.as_str().unwrap();

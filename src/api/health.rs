@@ -3,7 +3,7 @@
 
 use axum::{
     extract::State,
-    http::header,
+    http::{header, HeaderMap},
     response::{IntoResponse, Response},
     Json,
 };
@@ -41,14 +41,31 @@ pub(super) async fn stats(State(s): State<ApiState>) -> Json<Value> {
     }))
 }
 
-pub(super) async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.hub.stats().render(),
-    )
+/// Prometheus text (0.0.4), or OpenMetrics when the scraper's `Accept` asks for it (as
+/// Prometheus itself does).
+pub(super) async fn metrics(State(s): State<ApiState>, headers: HeaderMap) -> impl IntoResponse {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            s.hub.stats().render(),
+        )
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            s.hub.stats().render_prometheus(),
+        )
+    }
 }
 
 /// Ready while not shutting down. A store that does not take writes is reported, not

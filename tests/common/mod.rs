@@ -459,7 +459,6 @@ impl Process {
             .args(&argv[1..])
             .current_dir(dir)
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
