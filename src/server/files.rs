@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use axum::{
+    http::header,
     response::Html,
     routing::{get, get_service, MethodRouter},
     Router,
@@ -16,6 +17,8 @@ use tower_http::services::{ServeDir, ServeFile};
 use crate::config::Config;
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
+const CLIENT_JS: &str = include_str!("../../static/client.js");
+const CLIENT_DTS: &str = include_str!("../../static/client.d.ts");
 
 /// The files of the client's `dist/` that socket.io serves under its path.
 const CLIENT_FILES: [&str; 8] = [
@@ -37,6 +40,30 @@ pub(super) fn index(config: &Config) -> MethodRouter {
         }
         _ => get(|| async { Html(INDEX_HTML) }),
     }
+}
+
+/// `/client.js` (Hubbub's JavaScript client, an ES module) and `/client.d.ts`, compiled in.
+pub(super) fn client() -> Router {
+    let js = |body: &'static str, ty: &'static str| {
+        get(move || async move {
+            (
+                [
+                    (header::CONTENT_TYPE, ty),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                body,
+            )
+        })
+    };
+    Router::new()
+        .route(
+            "/client.js",
+            js(CLIENT_JS, "text/javascript; charset=utf-8"),
+        )
+        .route(
+            "/client.d.ts",
+            js(CLIENT_DTS, "application/typescript; charset=utf-8"),
+        )
 }
 
 /// `{path}/socket.io.js` and its siblings, from the client package's `dist/` directory.

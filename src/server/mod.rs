@@ -202,6 +202,7 @@ impl Hubbub {
     pub fn router(&self) -> Router {
         let app = Router::new()
             .route("/", files::index(&self.config))
+            .merge(files::client())
             .merge(self.ws_routes())
             .merge(self.sio_routes())
             .merge(self.api_routes());

@@ -55,6 +55,7 @@ export async function startServer({ port, args = [] } = {}) {
       return new Promise((resolve) => child.on("exit", (code) => resolve(code)));
     },
     output: () => output,
+    pid: () => child.pid,
   };
 }
 
