@@ -79,6 +79,7 @@ pub struct Stats {
     heartbeat_reaped: Counter,
     volatile_dropped: Counter,
     store_dropped: Counter,
+    store_lost: Counter,
     upgrades_rejected: Family<ReasonLabel, Counter>,
 }
 
@@ -100,6 +101,7 @@ impl Stats {
         let heartbeat_reaped = Counter::default();
         let volatile_dropped = Counter::default();
         let store_dropped = Counter::default();
+        let store_lost = Counter::default();
         let upgrades_rejected = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "hubbub_connections",
@@ -142,6 +144,11 @@ impl Stats {
             store_dropped.clone(),
         );
         registry.register(
+            "hubbub_store_lost",
+            "Writes the store took and then could not commit (their callers got unavailable)",
+            store_lost.clone(),
+        );
+        registry.register(
             "hubbub_upgrades_rejected",
             "Upgrades refused before a WebSocket existed, by reason",
             upgrades_rejected.clone(),
@@ -172,6 +179,7 @@ impl Stats {
             heartbeat_reaped,
             volatile_dropped,
             store_dropped,
+            store_lost,
             upgrades_rejected,
         }
     }
@@ -225,6 +233,14 @@ impl Stats {
 
     pub(crate) fn store_dropped(&self) {
         self.store_dropped.inc();
+    }
+
+    /// Brings `hubbub_store_lost_total` up to the store's own count of lost writes.
+    pub fn sync_store_lost(&self, lost: u64) {
+        let have = self.store_lost.get();
+        if lost > have {
+            self.store_lost.inc_by(lost - have);
+        }
     }
 
     /// Counts an upgrade refused before the WebSocket existed.

@@ -29,6 +29,13 @@ class Seen {
     this.mark = mark;
     this.above = new Set();
   }
+  /** Takes everything up to `seq` as seen. */
+  settle(seq) {
+    if (seq <= this.mark) return;
+    this.mark = seq;
+    for (const s of this.above) if (s <= seq) this.above.delete(s);
+    while (this.above.delete(this.mark + 1)) this.mark++;
+  }
   /** Records `seq`; false when it was seen already. */
   add(seq) {
     if (seq <= this.mark || this.above.has(seq)) return false;
@@ -242,10 +249,11 @@ export class HubbubClient {
   joined(room, ack) {
     const r = this.rooms.get(room);
     if (!r) return;
-    // Everything up to the ack's seq was replayed (or not asked for).
+    // Everything up to the ack's seq was replayed, or does not exist (a gap, or numbering
+    // that jumped after a server crash): seqs after it are the ones to expect.
     if (ack.seq !== undefined) {
       if (!r.seen) r.seen = new Seen(ack.seq);
-      else if (ack.gap) r.seen = new Seen(Math.max(r.seen.mark, ack.seq));
+      else r.seen.settle(ack.seq);
     }
   }
 

@@ -76,6 +76,19 @@ async fn sigkill_right_after_acks_keeps_every_acknowledged_message() {
         "0",
     ];
     let mut server = Process::start(dir.path(), &args).await;
+    // A live subscriber: it sees seqs delivered before their commit.
+    let mut watcher = server.client("/ws/watcher").await;
+    watcher.join("ledger").await;
+    let seen_live = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = seen_live.clone();
+    let watching = tokio::spawn(async move {
+        while let Some(Ok(common::WsMessage::Text(t))) = watcher.ws.next().await {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if let Some(seq) = v["seq"].as_u64() {
+                seen.fetch_max(seq, Ordering::SeqCst);
+            }
+        }
+    });
     let acked = Arc::new(Mutex::new(Vec::new()));
     let count = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -97,6 +110,8 @@ async fn sigkill_right_after_acks_keeps_every_acknowledged_message() {
     for t in tasks {
         t.await.unwrap();
     }
+    watching.await.unwrap();
+    let max_live = seen_live.load(Ordering::SeqCst);
     let acked = acked.lock().unwrap().clone();
     let total = PUBLISHERS * PER_PUBLISHER;
     assert!(
@@ -140,6 +155,13 @@ async fn sigkill_right_after_acks_keeps_every_acknowledged_message() {
         .request(json!({"op":"publish","room":"ledger","event":"entry","data":"after"}))
         .await;
     assert_eq!(r["seq"].as_u64(), Some(last_seq + 1), "{r}");
+    // After a crash, numbering jumps past anything that may have been delivered live and
+    // never committed: a seq a client saw is never given to another message.
+    assert!(
+        r["seq"].as_u64().unwrap() > max_live,
+        "seq {} given again (seen live up to {max_live})",
+        r["seq"]
+    );
 }
 
 #[tokio::test]
@@ -206,6 +228,12 @@ async fn a_restart_keeps_history_direct_messages_and_notifications() {
     assert!(n3["id"].as_u64() > n2["id"].as_u64(), "ids go on");
     let (_, page) = s.get("/api/rooms/news/history").await;
     assert_eq!(page["messages"][0]["data"], "kept");
+    // A clean shutdown leaves no gap in the numbering.
+    let mut ann = s.user("ann").await;
+    let r = ann
+        .request(json!({"op":"publish","room":"news","event":"n","data":"next"}))
+        .await;
+    assert_eq!(r["seq"], 2, "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -277,6 +277,59 @@ async fn direct_messages_are_kept_per_conversation_and_replayed_through_dm_rooms
 }
 
 #[tokio::test]
+async fn a_direct_message_reaches_a_socketio_session_once_in_its_namespace() {
+    use futures_util::{SinkExt, StreamExt};
+    let s = TestServer::with(&[("dm_history", "10")]).await;
+    // One Socket.IO session of bob's in two namespaces.
+    let url = s.ws_url("/socket.io/?EIO=4&transport=websocket");
+    let mut c = common::Client::connect(&url).await;
+    let open = c.ws.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with('0'));
+    for packet in [r#"40{"user":"bob"}"#, r#"40/x,{"user":"bob"}"#] {
+        c.ws.send(common::WsMessage::text(packet)).await.unwrap();
+    }
+    s.wait_connections(2).await;
+    let mut ann = s.user("ann").await;
+    let r = ann
+        .request(json!({"op":"send","to":"bob","event":"dm","data":"once"}))
+        .await;
+    assert_eq!(
+        (r["delivered"].as_u64(), r["seq"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    let r = ann
+        .request(json!({"op":"send","to":"bob","event":"dm","data":"twice?"}))
+        .await;
+    assert_eq!(r["seq"], 2);
+    let mut dms = Vec::new();
+    while dms.len() < 2 {
+        let f = tokio::time::timeout(common::WAIT, c.ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let t = f.to_text().unwrap().to_string();
+        assert!(!t.starts_with("42/x,[\"dm\""), "not in /x: {t}");
+        if t.starts_with("42[\"dm\"") {
+            dms.push(t);
+        }
+    }
+    assert!(
+        dms[0].contains("\"once\"") && dms[1].contains("\"twice?\""),
+        "{dms:?}"
+    );
+    ann.request(json!({"op":"ping"})).await;
+    while let Ok(Some(Ok(f))) = tokio::time::timeout(Duration::from_millis(200), c.ws.next()).await
+    {
+        assert!(
+            !f.to_text().unwrap().contains("\"dm\""),
+            "delivered twice: {f:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn unread_counts_go_up_on_notify_and_down_on_read_on_every_tab() {
     let s = TestServer::start().await;
     let mut tab1 = s.user("nina").await;

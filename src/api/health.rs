@@ -44,6 +44,9 @@ pub(super) async fn stats(State(s): State<ApiState>) -> Json<Value> {
 /// Prometheus text (0.0.4), or OpenMetrics when the scraper's `Accept` asks for it (as
 /// Prometheus itself does).
 pub(super) async fn metrics(State(s): State<ApiState>, headers: HeaderMap) -> impl IntoResponse {
+    if let Some(store) = s.hub.store() {
+        s.hub.stats().sync_store_lost(store.dropped_total());
+    }
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()

@@ -18,7 +18,7 @@ pub(super) async fn create(
     State(s): State<ApiState>,
     ApiJson(b): ApiJson<NewRoom>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let info = s.hub.create_room(b.settings(&s.hub))?;
+    let info = s.hub.create_room(b.settings(&s.hub))?.committed().await?;
     Ok((StatusCode::CREATED, Json(json!(info))))
 }
 
@@ -40,7 +40,9 @@ pub(super) async fn delete(
     State(s): State<ApiState>,
     Path(room): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    s.hub.delete_room(&room)?;
+    if let Some(c) = s.hub.delete_room(&room)? {
+        c.await?;
+    }
     Ok(Json(json!({ "deleted": room })))
 }
 

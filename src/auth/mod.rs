@@ -454,7 +454,7 @@ impl JwtVerifier {
 
 fn principal(claims: serde_json::Map<String, Value>) -> Result<Principal, HubError> {
     let user = match claims.get("sub").and_then(Value::as_str) {
-        Some(s) if !s.is_empty() && s.len() <= crate::protocol::v1::MAX_NAME_LEN => s.to_string(),
+        Some(s) if crate::protocol::v1::is_user_name(s) => s.to_string(),
         _ => {
             return Err(HubError::new(
                 ErrorCode::Unauthorized,

@@ -169,9 +169,7 @@ fn principal_of(body: &[u8]) -> Result<Principal, String> {
         return Err("answered 200 without a JSON object".into());
     };
     let user = match claims.get("user").or_else(|| claims.get("sub")) {
-        Some(Value::String(u)) if !u.is_empty() && u.len() <= crate::protocol::v1::MAX_NAME_LEN => {
-            u.clone()
-        }
+        Some(Value::String(u)) if crate::protocol::v1::is_user_name(u) => u.clone(),
         _ => return Err("answered 200 without a `user` string of 1 to 200 bytes".into()),
     };
     let expires_at_ms = match claims.get("exp") {

@@ -5,18 +5,38 @@ use std::sync::{Arc, Mutex};
 
 use super::conn::Conn;
 use super::delivery::{now_ms, Delivery};
-use super::durable::unavailable;
+use super::durable::{unavailable, Commit};
 use super::history::HistoryLog;
 use super::room::{check_name, is_internal, Room, RoomInfo, RoomSettings, RoomState};
 use super::shards::lock;
 use super::Hub;
 use crate::error::{ErrorCode, HubError};
 
+/// A room just created, and the store's commit of it.
+#[derive(Debug)]
+pub struct Created {
+    /// The room.
+    pub info: RoomInfo,
+    /// Completes once the room is on disk (`None` without a store).
+    pub commit: Option<Commit>,
+}
+
+impl Created {
+    /// Waits until the room is durable.
+    pub async fn committed(self) -> Result<RoomInfo, HubError> {
+        if let Some(c) = self.commit {
+            c.await?;
+        }
+        Ok(self.info)
+    }
+}
+
 impl Hub {
     /// Creates a room of `/` with its own settings: `room_exists` if it exists,
     /// `bad_request` for a schema nobody registered, `unavailable` when the store cannot
-    /// keep it.
-    pub fn create_room(&self, settings: RoomSettings) -> Result<RoomInfo, HubError> {
+    /// keep it. With a store, [`Created::commit`] completes once the room is on disk: an
+    /// acknowledgement of the creation waits for it.
+    pub fn create_room(&self, settings: RoomSettings) -> Result<Created, HubError> {
         check_name(&settings.name, "name")?;
         if let Some(schema) = &settings.schema {
             if self.schema(schema).is_none() {
@@ -34,15 +54,18 @@ impl Hub {
                 format!("room `{name}` already exists"),
             ));
         }
-        let log = HistoryLog::new(settings.history, settings.history_ttl * 1000);
+        let log = HistoryLog::new(settings.history, settings.history_ttl.saturating_mul(1000));
         let st = RoomState::new(settings, true, log);
         let info = st.info();
+        let mut commit = None;
         if let Some(store) = self.inner.store.get() {
             let json = serde_json::to_string(&st.settings).unwrap_or_default();
-            if let Err(e) = store.save_room("/", &name, json) {
+            let (pending, done) = Commit::pending();
+            if let Err(e) = store.save_room("/", &name, json, Some(done)) {
                 self.inner.stats.store_dropped();
                 return Err(unavailable(&e));
             }
+            commit = Some(pending);
         }
         rooms.insert(
             name.clone(),
@@ -53,7 +76,7 @@ impl Hub {
                 state: Mutex::new(st),
             }),
         );
-        Ok(info)
+        Ok(Created { info, commit })
     }
 
     /// A room's settings and member count (`/`; internal rooms are not shown).
@@ -82,10 +105,34 @@ impl Hub {
         infos
     }
 
+    /// Every room of `/` with its users and the messages published to it since it came into
+    /// being (the dashboard's top rooms), unsorted.
+    pub fn room_traffic(&self) -> Vec<(String, usize, u64)> {
+        let rooms: Vec<Arc<Room>> = self
+            .inner
+            .rooms
+            .all()
+            .flat_map(|s| {
+                s.values()
+                    .filter(|r| &*r.ns == "/" && !is_internal(&r.name))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        rooms
+            .iter()
+            .map(|r| {
+                let st = lock(&r.state);
+                (r.name.to_string(), st.users.len(), st.published)
+            })
+            .collect()
+    }
+
     /// Deletes a room of `/` and its history; its members are unsubscribed.
     /// `room_not_found` if unknown, `unavailable` when the store cannot record it (the room
-    /// would come back at the next start).
-    pub fn delete_room(&self, name: &str) -> Result<(), HubError> {
+    /// would come back at the next start). With a store, the returned commit completes once
+    /// the deletion is on disk.
+    pub fn delete_room(&self, name: &str) -> Result<Option<Commit>, HubError> {
         if is_internal(name) {
             return Err(not_found(name));
         }
@@ -97,13 +144,16 @@ impl Hub {
         let Some(room) = shard.get(name).cloned() else {
             return Err(not_found(name));
         };
+        let mut commit = None;
         let members: Vec<Arc<Conn>> = {
             let mut st = lock(&room.state);
             if let Some(store) = self.inner.store.get() {
-                if let Err(e) = store.delete_room("/", name) {
+                let (pending, done) = Commit::pending();
+                if let Err(e) = store.delete_room("/", name, Some(done)) {
                     self.inner.stats.store_dropped();
                     return Err(unavailable(&e));
                 }
+                commit = Some(pending);
             }
             shard.remove(name);
             st.dead = true;
@@ -115,7 +165,7 @@ impl Hub {
         for c in members {
             lock(&c.rooms).retain(|r| **r != *name);
         }
-        Ok(())
+        Ok(commit)
     }
 
     /// Users in a room of `/`, sorted; `None` if the room does not exist.

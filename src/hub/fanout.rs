@@ -313,14 +313,20 @@ impl Hub {
                 st.log.expire(d.message().map_or(0, |m| m.ts));
                 st.log.append(seq, d.clone());
             }
+            st.published += 1;
             let mut delivered = self.fan_out(st.members.values(), &d, &opts.except, opts.volatile);
             let mut online = None;
             if let Some(user) = to {
                 let conns = self.user_conns(user);
-                online = Some(!conns.is_empty());
+                online = Some(conns.iter().any(|c| *c.ns == *opts.ns));
                 let st = &mut *st;
                 for c in conns {
-                    if st.members.contains_key(&c.key) || opts.except.contains(&c.key) {
+                    // Only the addressee's connections of this namespace: a Socket.IO session
+                    // in several namespaces shares one outbox.
+                    if *c.ns != *opts.ns
+                        || st.members.contains_key(&c.key)
+                        || opts.except.contains(&c.key)
+                    {
                         continue;
                     }
                     delivered += self.push_one(&c, &d, opts.volatile);

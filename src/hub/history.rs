@@ -135,8 +135,9 @@ impl HistoryLog {
                 gap: since < self.last_seq,
             };
         };
-        let gap = since + 1 < oldest;
-        let skip = since.saturating_sub(oldest - 1) as usize;
+        let gap = since.saturating_add(1) < oldest;
+        // Seqs need not be consecutive (a batch the disk refused, a jump after a crash).
+        let skip = self.entries.partition_point(|(s, _)| *s <= since);
         Replay {
             messages: self
                 .entries
@@ -252,6 +253,28 @@ mod tests {
         assert!(log.since(4).gap, "seq 5 is gone");
         assert!(!log.since(5).gap);
         assert_eq!(log.last_seq(), 5, "the counter goes on");
+    }
+
+    #[test]
+    fn since_finds_its_place_across_holes_in_the_seqs() {
+        let mut log = HistoryLog::new(100, 0);
+        for seq in [3, 4, 9, 12, 13, 14] {
+            let d = Delivery::new(Body::Message(Message {
+                ns: "/".into(),
+                room: Some("r".into()),
+                event: "e".into(),
+                body: MessageBody::Hub(Payload::json(&seq)),
+                from: None,
+                to: None,
+                seq: Some(seq),
+                ts: 0,
+                offset: None,
+            }));
+            log.append(seq, d);
+        }
+        assert_eq!(seqs(&log.since(12).messages), vec![13, 14]);
+        assert_eq!(seqs(&log.since(5).messages), vec![9, 12, 13, 14]);
+        assert!(log.since(u64::MAX).messages.is_empty());
     }
 
     #[test]

@@ -67,6 +67,13 @@ pub trait RoomAliases: Send + Sync {
     /// message is then numbered and kept there, reaches its members, and reaches every
     /// connection of `to` as before.
     fn user_log(&self, from: &str, to: &str) -> Option<Alias>;
+
+    /// The settings of the internal room `key` (one this mapping made), for rooms brought
+    /// back from the store at start.
+    fn settings_for(&self, key: &str) -> Option<RoomSettings> {
+        let _ = key;
+        None
+    }
 }
 
 /// Checks a message for a room whose `schema` names it: the message's body, and whether a
@@ -134,6 +141,11 @@ impl Hub {
             Some(a) if ns == "/" => a.resolve(user, name).transpose(),
             _ => Ok(None),
         }
+    }
+
+    /// The settings the application gives the internal room `key`, if it knows it.
+    pub(super) fn alias_settings(&self, key: &str) -> Option<RoomSettings> {
+        self.inner.aliases.get()?.settings_for(key)
     }
 
     /// The room that keeps messages from `from` to `to`, if the application keeps them.

@@ -144,6 +144,27 @@ impl Hub {
         }
     }
 
+    /// Subscribes `conn` again to a room it was in, named as [`Conn::rooms`] named it
+    /// (internal rooms included), without replay: Socket.IO's connection state recovery.
+    /// An internal room that no longer exists is not made again.
+    pub fn rejoin(&self, conn: &Arc<Conn>, room: &str) -> Result<(), HubError> {
+        if !super::room::is_internal(room) {
+            return self
+                .join_with(conn, room, ReplayFrom::None, |_| Vec::new())
+                .map(|_| ());
+        }
+        let Some(r) = self.room_in(&conn.ns, room) else {
+            return Ok(());
+        };
+        let mut st = lock(&r.state);
+        if !st.dead && st.members.insert(conn.key, conn.clone()).is_none() {
+            *st.users.entry(conn.user.clone()).or_insert(0) += 1;
+            st.outside.remove(&conn.key);
+            lock(&conn.rooms).push(r.name.clone());
+        }
+        Ok(())
+    }
+
     /// Unsubscribes `conn` from `room`; leaving a room not joined is fine.
     pub fn leave(&self, conn: &Arc<Conn>, room: &str) {
         match self.alias(&conn.ns, &conn.user, room) {

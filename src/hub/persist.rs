@@ -113,7 +113,11 @@ impl Hub {
     /// Brings back rooms read from the store: their settings (the defaults for rooms that
     /// were not created through the API), `seq` counters and kept messages. Rooms that
     /// exist already and damaged messages are skipped; returns how many rooms came back.
-    pub fn restore(&self, rows: Vec<crate::store::RoomRow>) -> usize {
+    ///
+    /// `margin` ([`crate::store::Snapshot::margin`]) moves every history room's counter on:
+    /// after a run that did not end cleanly, seqs delivered live but never committed are not
+    /// given again (a client that saw one would otherwise miss its successor).
+    pub fn restore(&self, rows: Vec<crate::store::RoomRow>, margin: u64) -> usize {
         let mut restored = 0;
         for row in rows {
             let pinned = row.settings.is_some();
@@ -123,7 +127,14 @@ impl Hub {
                     tracing::warn!("store: room `{}` has unreadable settings ({e})", row.name);
                     self.default_settings(&row.name)
                 }
-                None => self.default_settings(&row.name),
+                None => self
+                    .alias_settings(&row.name)
+                    .unwrap_or_else(|| self.default_settings(&row.name)),
+            };
+            let last_seq = if settings.history > 0 {
+                row.last_seq.saturating_add(margin)
+            } else {
+                row.last_seq
             };
             let total = row.messages.len();
             let entries: Vec<(u64, Arc<Delivery>)> = row
@@ -143,8 +154,8 @@ impl Hub {
             }
             let log = HistoryLog::restored(
                 settings.history,
-                settings.history_ttl * 1000,
-                row.last_seq,
+                settings.history_ttl.saturating_mul(1000),
+                last_seq,
                 entries,
             );
             if !pinned && log.is_empty() {

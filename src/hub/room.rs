@@ -109,6 +109,8 @@ pub(super) struct RoomState {
     /// their user (a direct message reaches every device of its addressee), with the first
     /// seq each received that way: a later join with replay skips what they already have.
     pub(super) outside: HashMap<ConnId, u64>,
+    /// Messages published to the room since it came into being (for the dashboard).
+    pub(super) published: u64,
 }
 
 impl RoomState {
@@ -121,6 +123,7 @@ impl RoomState {
             members: HashMap::new(),
             users: HashMap::new(),
             outside: HashMap::new(),
+            published: 0,
         }
     }
 
@@ -197,23 +200,15 @@ impl Hub {
         rooms
             .entry(key.clone())
             .or_insert_with(|| {
-                // Rooms made with settings of their own (an application's internal rooms)
-                // keep them across restarts, as rooms created through the API do.
-                let pinned = match (settings, self.inner.store.get()) {
-                    (Some(s), Some(store)) if s.history > 0 => {
-                        let json = serde_json::to_string(s).unwrap_or_default();
-                        if store.save_room(ns, name, json).is_err() {
-                            self.inner.stats.store_dropped();
-                        }
-                        true
-                    }
-                    (Some(_), _) => true,
-                    _ => false,
-                };
+                // Rooms an application maps names onto are not pinned: an empty one with no
+                // history goes, and a restart asks the application for their settings
+                // (`RoomAliases::settings_for`).
+                let pinned = false;
                 let settings = settings
                     .cloned()
                     .unwrap_or_else(|| self.default_settings(name));
-                let log = HistoryLog::new(settings.history, settings.history_ttl * 1000);
+                let log =
+                    HistoryLog::new(settings.history, settings.history_ttl.saturating_mul(1000));
                 Arc::new(Room {
                     name: name.into(),
                     key,

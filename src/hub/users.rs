@@ -40,14 +40,7 @@ pub const REPLACED: u16 = 4409;
 impl Hub {
     /// Users with at least one connection, sorted.
     pub fn users_online(&self) -> Vec<String> {
-        let mut users: Vec<String> = self
-            .inner
-            .users
-            .all()
-            .flat_map(|s| s.keys().map(|u| u.to_string()).collect::<Vec<_>>())
-            .collect();
-        users.sort();
-        users
+        self.online_users().into_iter().map(|u| u.user).collect()
     }
 
     /// Online users with their connection counts and since when, sorted by user.
@@ -58,10 +51,16 @@ impl Hub {
             .all()
             .flat_map(|s| {
                 s.iter()
-                    .map(|(u, c)| OnlineUser {
-                        user: u.to_string(),
-                        connections: c.len(),
-                        since: c.iter().map(|c| c.since).min().unwrap_or(0),
+                    .filter_map(|(u, c)| {
+                        // Client connections only: namespaces clients reach start with `/`
+                        // (an echo connection is nobody's device).
+                        let devices: Vec<&Arc<Conn>> =
+                            c.iter().filter(|c| c.ns.starts_with('/')).collect();
+                        (!devices.is_empty()).then(|| OnlineUser {
+                            user: u.to_string(),
+                            connections: devices.len(),
+                            since: devices.iter().map(|c| c.since).min().unwrap_or(0),
+                        })
                     })
                     .collect::<Vec<_>>()
             })

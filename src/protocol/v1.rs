@@ -18,6 +18,11 @@ pub const MAX_ID: u64 = 1 << 53;
 /// The longest room or event name, in bytes.
 pub const MAX_NAME_LEN: usize = 200;
 
+/// Whether `s` can name a user: 1 to 200 bytes, no control characters.
+pub fn is_user_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_NAME_LEN && !s.chars().any(char::is_control)
+}
+
 /// Valid JSON text, kept as the bytes it arrived in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawJson(Bytes);
@@ -88,6 +93,8 @@ pub enum Request {
         volatile: bool,
         /// Do not deliver to the publishing connection.
         exclude_self: bool,
+        /// Not kept in the room's history (a typing indicator): no `seq`, never replayed.
+        transient: bool,
     },
     /// Deliver to every connection of a user.
     Send {
@@ -169,6 +176,8 @@ struct Fields<'a> {
     volatile: Option<&'a RawValue>,
     #[serde(borrow)]
     exclude_self: Option<&'a RawValue>,
+    #[serde(borrow)]
+    transient: Option<&'a RawValue>,
 }
 
 /// Parses one text frame.
@@ -225,6 +234,7 @@ pub fn parse(frame: &Bytes) -> Result<Frame, ParseError> {
             data: data()?,
             volatile: opt_bool(fields.volatile, "volatile", &bad)?,
             exclude_self: opt_bool(fields.exclude_self, "exclude_self", &bad)?,
+            transient: opt_bool(fields.transient, "transient", &bad)?,
         },
         "send" => Request::Send {
             to: user_name(fields.to, &bad)?,
@@ -278,8 +288,10 @@ fn user_name(
     let raw = raw.ok_or_else(|| bad("missing field `to`".into()))?;
     let s: String =
         serde_json::from_str(raw.get()).map_err(|_| bad("`to` must be a string".into()))?;
-    if s.is_empty() {
-        return Err(bad("`to` must be a non-empty string".into()));
+    if !is_user_name(&s) {
+        return Err(bad(format!(
+            "`to` must be a user name: 1 to {MAX_NAME_LEN} bytes, no control characters"
+        )));
     }
     Ok(s)
 }

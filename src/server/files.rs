@@ -17,8 +17,36 @@ use tower_http::services::{ServeDir, ServeFile};
 use crate::config::Config;
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
-const CLIENT_JS: &str = include_str!("../../static/client.js");
-const CLIENT_DTS: &str = include_str!("../../static/client.d.ts");
+
+/// The built-in pages' files beside `/`: path, content type, bytes (compiled in).
+const ASSETS: [(&str, &str, &str); 8] = [
+    ("/client.js", JS, include_str!("../../static/client.js")),
+    (
+        "/client.d.ts",
+        "application/typescript; charset=utf-8",
+        include_str!("../../static/client.d.ts"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/style.css"),
+    ),
+    ("/chat.js", JS, include_str!("../../static/chat.js")),
+    ("/push", HTML, include_str!("../../static/push.html")),
+    ("/push.js", JS, include_str!("../../static/push.js")),
+    (
+        "/dashboard",
+        HTML,
+        include_str!("../../static/dashboard.html"),
+    ),
+    (
+        "/dashboard.js",
+        JS,
+        include_str!("../../static/dashboard.js"),
+    ),
+];
+const JS: &str = "text/javascript; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
 
 /// The files of the client's `dist/` that socket.io serves under its path.
 const CLIENT_FILES: [&str; 8] = [
@@ -42,28 +70,24 @@ pub(super) fn index(config: &Config) -> MethodRouter {
     }
 }
 
-/// `/client.js` (Hubbub's JavaScript client, an ES module) and `/client.d.ts`, compiled in.
-pub(super) fn client() -> Router {
-    let js = |body: &'static str, ty: &'static str| {
-        get(move || async move {
-            (
-                [
-                    (header::CONTENT_TYPE, ty),
-                    (header::CACHE_CONTROL, "no-cache"),
-                ],
-                body,
-            )
-        })
-    };
-    Router::new()
-        .route(
-            "/client.js",
-            js(CLIENT_JS, "text/javascript; charset=utf-8"),
+/// The built-in pages' files: `/client.js` (Hubbub's JavaScript client, an ES module) and
+/// `/client.d.ts`, the push page (`/push`), the dashboard (`/dashboard`), their scripts and
+/// style sheet. Nothing a page needs comes from elsewhere.
+pub(super) fn assets() -> Router {
+    ASSETS.iter().fold(Router::new(), |r, &(path, ty, body)| {
+        r.route(
+            path,
+            get(move || async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, ty),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    body,
+                )
+            }),
         )
-        .route(
-            "/client.d.ts",
-            js(CLIENT_DTS, "application/typescript; charset=utf-8"),
-        )
+    })
 }
 
 /// `{path}/socket.io.js` and its siblings, from the client package's `dist/` directory.

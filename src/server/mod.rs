@@ -125,7 +125,7 @@ impl Hubbub {
             &snapshot,
         );
         if let Some(store) = store {
-            let n = hub.restore(snapshot.rooms);
+            let n = hub.restore(snapshot.rooms, snapshot.margin);
             tracing::info!("store {}: {n} rooms restored", config.db.display());
             hub.set_store(store);
         }
@@ -202,7 +202,7 @@ impl Hubbub {
     pub fn router(&self) -> Router {
         let app = Router::new()
             .route("/", files::index(&self.config))
-            .merge(files::client())
+            .merge(files::assets())
             .merge(self.ws_routes())
             .merge(self.sio_routes())
             .merge(self.api_routes());

@@ -147,7 +147,7 @@ fn install_auth_event(ns: &crate::sio::Namespace, hub: Hub, auth: Arc<Authentica
 async fn check_user(req: std::sync::Arc<ConnectRequest>) -> Result<(), ConnectError> {
     match req.auth.get("user") {
         None | Some(serde_json::Value::Null) => Ok(()),
-        Some(serde_json::Value::String(u)) if !u.is_empty() && u.len() <= 200 => Ok(()),
+        Some(serde_json::Value::String(u)) if crate::protocol::v1::is_user_name(u) => Ok(()),
         Some(_) => Err(ConnectError::new("invalid user")
             .with_data(serde_json::json!({"code": "bad_request", "field": "auth.user"}))),
     }

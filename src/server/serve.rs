@@ -32,6 +32,10 @@ impl Hubbub {
         let heartbeat = self.hub.spawn_heartbeat();
         let expiry = self.hub.spawn_expiry();
         let stats_log = self.spawn_stats_log();
+        let dashboard = tokio::spawn(crate::services::dashboard::feed(
+            self.hub.clone(),
+            Duration::from_secs(1),
+        ));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         // One clone per open HTTP connection: shutdown waits for the count to drop.
         let live = Arc::new(());
@@ -104,12 +108,13 @@ impl Hubbub {
         }
         heartbeat.abort();
         expiry.abort();
+        dashboard.abort();
         if let Some(t) = stats_log {
             t.abort();
         }
         if let Some(store) = self.hub.store().cloned() {
             // What was delivered before the end is on disk before the process exits.
-            let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
         }
         tracing::info!("stopped");
         Ok(())

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::error::HubError;
 use crate::hub::room::INTERNAL_MARK;
 use crate::hub::{Alias, RoomAliases, RoomSettings};
+use crate::protocol::v1::is_user_name;
 
 /// The prefix of conversation room names.
 pub const PREFIX: &str = "dm:";
@@ -51,7 +52,7 @@ impl DirectMessages {
 impl RoomAliases for DirectMessages {
     fn resolve(&self, user: &str, name: &str) -> Option<Result<Alias, HubError>> {
         let other = name.strip_prefix(PREFIX)?;
-        if other.is_empty() || other.chars().any(char::is_control) {
+        if !is_user_name(other) || !is_user_name(user) {
             return Some(Err(HubError::bad_request(
                 "a conversation is `dm:` followed by the other user's name",
             )));
@@ -60,7 +61,17 @@ impl RoomAliases for DirectMessages {
     }
 
     fn user_log(&self, from: &str, to: &str) -> Option<Alias> {
-        Some(self.conversation(from, to))
+        // Names with control characters cannot be told apart in the key; they are never
+        // users (every way in refuses them), so such a message is simply not kept.
+        (is_user_name(from) && is_user_name(to)).then(|| self.conversation(from, to))
+    }
+
+    fn settings_for(&self, key: &str) -> Option<RoomSettings> {
+        let mut parts = key.split(INTERNAL_MARK);
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("dm"), Some(a), Some(b), None) => Some(self.conversation(a, b).settings),
+            _ => None,
+        }
     }
 }
 
@@ -85,5 +96,9 @@ mod tests {
         assert!(!ann.publish);
         assert!(dm.resolve("ann", "lobby").is_none());
         assert!(dm.resolve("ann", "dm:").unwrap().is_err());
+        assert!(dm.resolve("ann", "dm:b\u{1f}c").unwrap().is_err());
+        assert!(dm.user_log("a\u{1f}b", "c").is_none());
+        assert_eq!(dm.settings_for(&ann.key), Some(ann.settings.clone()));
+        assert_eq!(dm.settings_for("lobby"), None);
     }
 }

@@ -10,8 +10,10 @@
 //! - [`dm`]: direct messages kept per conversation and replayed through `dm:{user}`;
 //! - [`notifications`]: per-user notifications with read state and the unread count;
 //! - [`ops`]: the rooms and notifications requests over v1 and Socket.IO;
-//! - [`seed_chat`]: the seeds' Socket.IO chat events.
+//! - [`seed_chat`]: the seeds' Socket.IO chat events;
+//! - [`dashboard`]: the live dashboard's feed of the server's figures.
 
+pub mod dashboard;
 pub mod dm;
 pub mod notifications;
 pub mod ops;

@@ -13,7 +13,6 @@
 //! those to everyone; a notification to everyone has a read state per user.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
@@ -23,7 +22,7 @@ use crate::error::HubError;
 use crate::hub::durable::unavailable;
 use crate::hub::{now_ms, Commit, Hub};
 use crate::protocol::v1::RawJson;
-use crate::store::{NotificationRow, ReadMarks, Snapshot, Store};
+use crate::store::{Done, NotificationRow, ReadMarks, Snapshot, Store, StoreError};
 
 /// Notifications kept per user, and to everyone.
 pub const KEEP: usize = 1000;
@@ -31,6 +30,8 @@ pub const KEEP: usize = 1000;
 pub const PAGE_MAX: usize = 500;
 /// The page size when none is asked for.
 pub const PAGE_DEFAULT: usize = 50;
+/// The most ids one `read` may name.
+pub const READ_MAX: usize = KEEP;
 
 /// A notification as clients see it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -90,6 +91,8 @@ struct State {
     own: HashMap<Arc<str>, VecDeque<Entry>>,
     shared: VecDeque<Entry>,
     shared_read: HashMap<Arc<str>, HashSet<u64>>,
+    /// The id the next notification gets.
+    next_id: u64,
 }
 
 impl State {
@@ -125,13 +128,34 @@ impl State {
     }
 }
 
+/// What the store's callbacks share with the service: the hub, to push counts, and the
+/// state, to undo a change the store lost.
+#[derive(Debug)]
+struct Shared {
+    hub: Hub,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends `user`'s unread count to every connection of theirs. Called with the state
+    /// locked, so counts reach clients in the order they changed (pushing takes only hub
+    /// locks, never this one).
+    fn push_unread(&self, st: &State, user: &str) {
+        self.hub
+            .to_user(user)
+            .notice("unread", &json!({ "count": st.unread(user) }));
+    }
+}
+
 /// The notification service.
 #[derive(Debug)]
 pub struct Notifications {
-    hub: Hub,
+    shared: Arc<Shared>,
     store: Option<Arc<dyn Store>>,
-    state: Mutex<State>,
-    next_id: AtomicU64,
 }
 
 /// What [`Notifications::notify`] did.
@@ -146,7 +170,9 @@ pub struct Notified {
 }
 
 impl Notifications {
-    /// The service on `hub`, with what `snapshot` brought back from `store`.
+    /// The service on `hub`, with what `snapshot` brought back from `store`. Ids go on past
+    /// the stored ones (and past the store's margin after an unclean end: an id a client
+    /// saw is never given again).
     pub fn new(hub: Hub, store: Option<Arc<dyn Store>>, snapshot: &Snapshot) -> Arc<Self> {
         let mut state = State::default();
         let mut last = 0;
@@ -178,26 +204,26 @@ impl Notifications {
                 .or_default()
                 .insert(*id);
         }
+        state.next_id = last.saturating_add(snapshot.margin).saturating_add(1);
         let this = Arc::new(Self {
-            hub: hub.clone(),
+            shared: Arc::new(Shared {
+                hub: hub.clone(),
+                state: Mutex::new(state),
+            }),
             store,
-            state: Mutex::new(state),
-            next_id: AtomicU64::new(last + 1),
         });
-        let weak = Arc::downgrade(&this);
-        hub.on_connect(move |hub, conn| {
+        let weak = Arc::downgrade(&this.shared);
+        hub.on_connect(move |_, conn| {
             // Once after `welcome`, in the main namespace (v1 and Socket.IO's `/`).
-            if let (Some(me), "/") = (weak.upgrade(), &**conn.ns()) {
-                let n = me.unread(conn.user());
-                hub.to_conn(conn.id())
-                    .notice("unread", &json!({ "count": n }));
+            if let (Some(shared), "/") = (weak.upgrade(), &**conn.ns()) {
+                let st = shared.state();
+                shared
+                    .hub
+                    .to_conn(conn.id())
+                    .notice("unread", &json!({ "count": st.unread(conn.user()) }));
             }
         });
         this
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn check_store(&self) -> Result<(), HubError> {
@@ -207,16 +233,40 @@ impl Notifications {
         }
     }
 
+    fn refused(&self, e: &StoreError) -> HubError {
+        self.shared.hub.stats().store_dropped();
+        unavailable(e)
+    }
+
+    /// A commit whose failure first runs `undo` on the state (the store lost the write, so
+    /// the state goes back to what is on disk), then reports.
+    fn undoable(&self, undo: impl FnOnce(&Shared, &mut State) + Send + 'static) -> (Commit, Done) {
+        let (commit, done) = Commit::pending();
+        let shared = self.shared.clone();
+        let done: Done = Box::new(move |r: Result<(), StoreError>| {
+            if r.is_err() {
+                let mut st = shared.state();
+                undo(&shared, &mut st);
+            }
+            done(r);
+        });
+        (commit, done)
+    }
+
     /// `user`'s unread count.
     pub fn unread(&self, user: &str) -> usize {
-        self.state().unread(user)
+        self.shared.state().unread(user)
     }
 
     /// Makes a notification, keeps it, and pushes it (and the new unread counts) to its
-    /// recipients' connections. Refused with `unavailable` while the store is down.
+    /// recipients' connections. Refused with `unavailable` while the store is down; taken
+    /// back (and the counts pushed again) if the store then loses it.
     pub fn notify(&self, to: Recipient, event: &str, data: RawJson) -> Result<Notified, HubError> {
         self.check_store()?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let hub = &self.shared.hub;
+        let mut st = self.shared.state();
+        // Ids are given, stored and delivered in one order: under the state lock.
+        let id = st.next_id;
         let entry = Entry {
             id,
             event: event.into(),
@@ -224,33 +274,48 @@ impl Notifications {
             ts: now_ms(),
             read: false,
         };
-        let commit = {
-            // The store hears of notifications in id order: under the state lock.
-            let mut st = self.state();
-            let commit = match &self.store {
-                Some(store) => {
-                    let (commit, done) = Commit::pending();
-                    let row = NotificationRow {
-                        id,
-                        user: match &to {
-                            Recipient::User(u) => Some(u.clone()),
-                            Recipient::Everyone => None,
-                        },
-                        event: entry.event.clone(),
-                        data: entry.data.bytes().clone(),
-                        ts: entry.ts,
-                        read: false,
-                    };
-                    store
-                        .put_notification(row, KEEP, Some(done))
-                        .map_err(|e| unavailable(&e))?;
-                    Some(commit)
+        let commit = match &self.store {
+            Some(store) => {
+                let (commit, done) = self.undoable({
+                    let to = to.clone();
+                    move |shared, st| {
+                        let q = match &to {
+                            Recipient::User(u) => st.own.get_mut(u),
+                            Recipient::Everyone => Some(&mut st.shared),
+                        };
+                        if let Some(q) = q {
+                            q.retain(|e| e.id != id);
+                        }
+                        match &to {
+                            Recipient::User(u) => shared.push_unread(st, u),
+                            Recipient::Everyone => {
+                                for user in shared.hub.users_online() {
+                                    shared.push_unread(st, &user);
+                                }
+                            }
+                        }
+                    }
+                });
+                let row = NotificationRow {
+                    id,
+                    user: match &to {
+                        Recipient::User(u) => Some(u.clone()),
+                        Recipient::Everyone => None,
+                    },
+                    event: entry.event.clone(),
+                    data: entry.data.bytes().clone(),
+                    ts: entry.ts,
+                    read: false,
+                };
+                if let Err(e) = store.put_notification(row, KEEP, Some(done)) {
+                    return Err(self.refused(&e));
                 }
-                None => None,
-            };
-            st.push(&to, entry.clone());
-            commit
+                Some(commit)
+            }
+            None => None,
         };
+        st.next_id += 1;
+        st.push(&to, entry.clone());
         let fields = json!({
             "id": id,
             "event": &*entry.event,
@@ -259,14 +324,14 @@ impl Notifications {
         });
         let delivered = match &to {
             Recipient::User(u) => {
-                let n = self.hub.to_user(u).notice("notification", &fields);
-                self.push_unread(u);
+                let n = hub.to_user(u).notice("notification", &fields);
+                self.shared.push_unread(&st, u);
                 n
             }
             Recipient::Everyone => {
-                let n = self.hub.to_all().notice("notification", &fields);
-                for user in self.hub.users_online() {
-                    self.push_unread(&user);
+                let n = hub.to_all().notice("notification", &fields);
+                for user in hub.users_online() {
+                    self.shared.push_unread(&st, &user);
                 }
                 n
             }
@@ -278,14 +343,6 @@ impl Notifications {
         })
     }
 
-    /// Sends `user`'s unread count to every connection of theirs.
-    fn push_unread(&self, user: &str) {
-        let n = self.unread(user);
-        self.hub
-            .to_user(user)
-            .notice("unread", &json!({ "count": n }));
-    }
-
     /// A page of `user`'s notifications, newest first, and their unread count.
     pub fn list(&self, user: &str, page: Page) -> Result<(Vec<Notification>, usize), HubError> {
         self.check_store()?;
@@ -295,7 +352,7 @@ impl Notifications {
                 "`limit` must be between 1 and {PAGE_MAX}"
             )));
         }
-        let st = self.state();
+        let st = self.shared.state();
         let read = st.shared_read.get(user);
         let own = st.own.get(user).into_iter().flatten().map(|e| (e, e.read));
         let shared = st
@@ -324,66 +381,176 @@ impl Notifications {
     }
 
     /// Marks `user`'s notifications read; returns the new unread count and the store's
-    /// commit. When the count changed, every connection of the user hears it.
+    /// commit. When the count changed, every connection of the user hears it (and hears it
+    /// again, restored, if the store loses the marks).
     pub fn read(&self, user: &str, marks: Marks) -> Result<(usize, Option<Commit>), HubError> {
         self.check_store()?;
-        let user: Arc<str> = user.into();
-        let (before, after, commit) = {
-            let mut st = self.state();
-            let before = st.unread(&user);
-            let wanted = |id: u64| match &marks {
-                Marks::All => true,
-                Marks::Ids(ids) => ids.contains(&id),
-            };
-            let own: Vec<u64> = st
-                .own
-                .get(&user)
-                .into_iter()
-                .flatten()
-                .filter(|e| !e.read && wanted(e.id))
-                .map(|e| e.id)
-                .collect();
-            let already = st.shared_read.get(&user);
-            let shared: Vec<u64> = st
-                .shared
-                .iter()
-                .filter(|e| wanted(e.id) && !already.is_some_and(|r| r.contains(&e.id)))
-                .map(|e| e.id)
-                .collect();
-            if own.is_empty() && shared.is_empty() {
-                return Ok((before, None));
+        let wanted: Option<HashSet<u64>> = match marks {
+            Marks::All => None,
+            Marks::Ids(ids) if ids.len() > READ_MAX => {
+                return Err(HubError::bad_request(format!(
+                    "at most {READ_MAX} ids at a time"
+                )))
             }
-            let commit = match &self.store {
-                Some(store) => {
-                    let (commit, done) = Commit::pending();
-                    let marks = ReadMarks {
-                        user: user.clone(),
-                        own: own.clone(),
-                        shared: shared.clone(),
-                    };
-                    store
-                        .mark_read(marks, Some(done))
-                        .map_err(|e| unavailable(&e))?;
-                    Some(commit)
-                }
-                None => None,
-            };
-            if let Some(q) = st.own.get_mut(&user) {
-                q.iter_mut()
-                    .filter(|e| own.contains(&e.id))
-                    .for_each(|e| e.read = true);
-            }
-            if !shared.is_empty() {
-                st.shared_read
-                    .entry(user.clone())
-                    .or_default()
-                    .extend(shared);
-            }
-            (before, st.unread(&user), commit)
+            Marks::Ids(ids) => Some(ids.into_iter().collect()),
         };
+        let wanted = |id: u64| wanted.as_ref().is_none_or(|w| w.contains(&id));
+        let user: Arc<str> = user.into();
+        let mut st = self.shared.state();
+        let before = st.unread(&user);
+        let own: Vec<u64> = st
+            .own
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter(|e| !e.read && wanted(e.id))
+            .map(|e| e.id)
+            .collect();
+        let already = st.shared_read.get(&user);
+        let shared: Vec<u64> = st
+            .shared
+            .iter()
+            .filter(|e| wanted(e.id) && !already.is_some_and(|r| r.contains(&e.id)))
+            .map(|e| e.id)
+            .collect();
+        if own.is_empty() && shared.is_empty() {
+            return Ok((before, None));
+        }
+        let commit = match &self.store {
+            Some(store) => {
+                let (commit, done) = self.undoable({
+                    let (user, own, shared) = (user.clone(), own.clone(), shared.clone());
+                    move |hub_side, st| {
+                        if let Some(q) = st.own.get_mut(&user) {
+                            q.iter_mut()
+                                .filter(|e| own.contains(&e.id))
+                                .for_each(|e| e.read = false);
+                        }
+                        if let Some(r) = st.shared_read.get_mut(&user) {
+                            r.retain(|id| !shared.contains(id));
+                        }
+                        hub_side.push_unread(st, &user);
+                    }
+                });
+                let marks = ReadMarks {
+                    user: user.clone(),
+                    own: own.clone(),
+                    shared: shared.clone(),
+                };
+                if let Err(e) = store.mark_read(marks, Some(done)) {
+                    return Err(self.refused(&e));
+                }
+                Some(commit)
+            }
+            None => None,
+        };
+        if let Some(q) = st.own.get_mut(&user) {
+            q.iter_mut()
+                .filter(|e| own.contains(&e.id))
+                .for_each(|e| e.read = true);
+        }
+        if !shared.is_empty() {
+            st.shared_read
+                .entry(user.clone())
+                .or_default()
+                .extend(shared);
+        }
+        let after = st.unread(&user);
         if after != before {
-            self.push_unread(&user);
+            self.shared.push_unread(&st, &user);
         }
         Ok((after, commit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::HubConfig;
+    use crate::store::{Keep, MessageRow};
+
+    /// A store that takes every write and then loses it, reporting from its own thread as
+    /// a real one does.
+    #[derive(Debug)]
+    struct Losing;
+
+    fn lose(done: Option<Done>) -> Result<(), StoreError> {
+        if let Some(done) = done {
+            std::thread::spawn(move || done(Err(StoreError::Down("disk full".into()))));
+        }
+        Ok(())
+    }
+
+    impl Store for Losing {
+        fn health(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn save_room(
+            &self,
+            _: &str,
+            _: &str,
+            _: String,
+            d: Option<Done>,
+        ) -> Result<(), StoreError> {
+            lose(d)
+        }
+        fn delete_room(&self, _: &str, _: &str, d: Option<Done>) -> Result<(), StoreError> {
+            lose(d)
+        }
+        fn append(&self, _: MessageRow, _: Keep, d: Option<Done>) -> Result<(), StoreError> {
+            lose(d)
+        }
+        fn put_notification(
+            &self,
+            _: NotificationRow,
+            _: usize,
+            d: Option<Done>,
+        ) -> Result<(), StoreError> {
+            lose(d)
+        }
+        fn mark_read(&self, _: ReadMarks, d: Option<Done>) -> Result<(), StoreError> {
+            lose(d)
+        }
+        fn flush(&self) {}
+    }
+
+    #[tokio::test]
+    async fn what_the_store_loses_is_taken_back() {
+        let hub = Hub::new(HubConfig::default());
+        // Two notifications that made it to disk, then a store that loses everything.
+        let snapshot = Snapshot {
+            notifications: (1..=2)
+                .map(|id| NotificationRow {
+                    id,
+                    user: Some("ann".into()),
+                    event: "e".into(),
+                    data: bytes::Bytes::from_static(b"1"),
+                    ts: id,
+                    read: false,
+                })
+                .collect(),
+            margin: 100,
+            ..Snapshot::default()
+        };
+        let n = Notifications::new(hub, Some(Arc::new(Losing)), &snapshot);
+        assert_eq!(n.unread("ann"), 2);
+        let made = n
+            .notify(Recipient::User("ann".into()), "e", RawJson::null())
+            .unwrap();
+        assert_eq!(made.id, 103, "ids go on past the margin of an unclean end");
+        assert_eq!(n.unread("ann"), 3, "counted at once");
+        let err = made.commit.unwrap().await.unwrap_err();
+        assert_eq!(err.code, crate::error::ErrorCode::Unavailable);
+        assert_eq!(n.unread("ann"), 2, "the lost notification is gone again");
+        let (read, commit) = n.read("ann", Marks::All).unwrap();
+        assert_eq!(read, 0);
+        assert!(commit.unwrap().await.is_err());
+        assert_eq!(n.unread("ann"), 2, "marks the store lost are undone");
+        let (list, _) = n.list("ann", Page::default()).unwrap();
+        assert!(list.iter().all(|e| !e.read && e.id <= 2), "{list:?}");
+        assert!(matches!(
+            n.read("ann", Marks::Ids((0..=READ_MAX as u64).collect())),
+            Err(e) if e.code == crate::error::ErrorCode::BadRequest
+        ));
     }
 }

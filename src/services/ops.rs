@@ -1,5 +1,5 @@
 //! The services' requests over v1 and Socket.IO: rooms (the seeds' RoomController: create,
-//! list, get, delete) and notifications (list, mark read).
+//! list, get, delete), who is online, and notifications (list, mark read).
 //!
 //! Each request is one function from the caller's connection and its arguments (a JSON
 //! object) to the answer's fields and, for a write, the store's commit; [`install`]
@@ -81,8 +81,8 @@ pub fn create_room(hub: &Hub, conn: &Conn, args: &Value) -> Answer {
     let spec: NewRoom = serde_json::from_value(Value::Object(fields(args)))
         .map_err(|e| HubError::bad_request(e.to_string()))?;
     hub.authorize(conn, &spec.name, Right::Manage)?;
-    let info = hub.create_room(spec.settings(hub))?;
-    Ok((json!({ "room": info }), None))
+    let created = hub.create_room(spec.settings(hub))?;
+    Ok((json!({ "room": created.info }), created.commit))
 }
 
 /// `rooms` → `{rooms: [...]}` (private rooms only for those who may join them).
@@ -108,8 +108,15 @@ pub fn get_room(hub: &Hub, args: &Value) -> Answer {
 pub fn delete_room(hub: &Hub, conn: &Conn, args: &Value) -> Answer {
     let name = room_arg(args)?;
     hub.authorize(conn, &name, Right::Manage)?;
-    hub.delete_room(&name)?;
-    Ok((json!({ "deleted": name }), None))
+    let commit = hub.delete_room(&name)?;
+    Ok((json!({ "deleted": name }), commit))
+}
+
+/// `online` → `{users: [{user, connections, since}], count}`: who is online (users, not
+/// connections), for the chat page.
+pub fn online(hub: &Hub) -> Answer {
+    let users = hub.online_users();
+    Ok((json!({ "count": users.len(), "users": users }), None))
 }
 
 /// `notifications`: `{unread_only?, before?, limit?}` → `{notifications: [...], unread}`.
@@ -171,11 +178,12 @@ type Handler = Arc<dyn Fn(&Hub, &Arc<Conn>, &Value) -> Answer + Send + Sync>;
 pub fn install(hub: &Hub, main: &Namespace, notifications: &Arc<Notifications>) {
     let n = notifications.clone();
     let m = notifications.clone();
-    let handlers: [(&str, Handler); 6] = [
+    let handlers: [(&str, Handler); 7] = [
         ("create_room", Arc::new(|h, c, a| create_room(h, c, a))),
         ("rooms", Arc::new(|h, c, _| list_rooms(h, c))),
         ("room", Arc::new(|h, _, a| get_room(h, a))),
         ("delete_room", Arc::new(|h, c, a| delete_room(h, c, a))),
+        ("online", Arc::new(|h, _, _| online(h))),
         (
             "notifications",
             Arc::new(move |_, c, a| list_notifications(&n, c, a)),

@@ -11,7 +11,7 @@
 //!   `{message, senderId, user}` (kept in the room's history);
 //! - `message` `{type, payload}` (the seeds' MessageHandler) is checked against the `chat`
 //!   schema and reaches `payload.to` (a user) or the sender's room as `message`
-//!   `{type, payload, from}`.
+//!   `({type, payload}, {from, room?, seq?, ts})`.
 //!
 //! Failures reach the sender as event `error` `{message}` (and its ack, when it asked for
 //! one, as `{ok: false, code, message}`).
@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use super::schema::{check_chat, MAX_CONTENT};
 use crate::error::HubError;
 use crate::hub::delivery::encode_event;
-use crate::hub::{ConnId, Delivery, Hub, ReplayFrom, Right, SioArgs};
+use crate::hub::{ConnId, Delivery, Hub, Payload, ReplayFrom, Right, SioArgs};
 use crate::sio::mapped;
 use crate::sio::{ack_result, AckSender, Args, Namespace, SocketRef};
 
@@ -203,8 +203,7 @@ impl SeedChat {
         if let Err(e) = check_chat(msg, true) {
             return fail(s, ack, e);
         }
-        let mut out = msg.clone();
-        out["from"] = Value::String(s.user().to_string());
+        let out = Payload::json(msg);
         let hub = s.hub();
         let to = msg["payload"].get("to").and_then(Value::as_str);
         let room = self
@@ -216,14 +215,14 @@ impl SeedChat {
                 .to_user(user)
                 .from(s.user())
                 .sent_by(s.conn().id())
-                .emit("message", out),
+                .publish("message", out),
             (None, Some(room)) => hub
                 .authorize(s.conn(), &room, Right::Publish)
                 .and_then(|()| {
                     hub.to_room(&room)
                         .from(s.user())
                         .sent_by(s.conn().id())
-                        .emit("message", out)
+                        .publish("message", out)
                 }),
             (None, None) => Err(HubError::bad_request(
                 "no room to send to: join one with `join-room`, or give `payload.to`",

@@ -36,15 +36,37 @@ pub fn ack_result(ack: Option<AckSender>, res: Result<Value, HubError>) {
     ack.send_value(v);
 }
 
-/// Acknowledges an emit once it is durable, with the fields `fields` makes of it.
+/// Acknowledges an emit once it is durable, with the fields `fields` makes of it. A client
+/// that asked for no ack hears of a failure (refused, or lost by the store) as an `error`
+/// event `{code, message}`, as a v1 client gets an `error` without an id.
 fn ack_when_committed(
+    s: &SocketRef,
     ack: Option<AckSender>,
     res: Result<Emitted, HubError>,
     fields: impl FnOnce(&Emitted) -> Value + Send + 'static,
 ) {
+    let tell = |s: &SocketRef, ack: Option<AckSender>, e: HubError| match ack {
+        Some(_) => ack_result(ack, Err(e)),
+        None => s.emit(
+            "error",
+            serde_json::json!({"code": e.code.as_str(), "message": e.message}),
+        ),
+    };
     match res {
-        Ok(out) => out.when_committed(move |r| ack_result(ack, r.map(|out| fields(&out)))),
-        Err(e) => ack_result(ack, Err(e)),
+        // The answer is built only for a client that asked for one (the hot path of `send`).
+        Ok(out) if out.commit.is_none() => {
+            if ack.is_some() {
+                ack_result(ack, Ok(fields(&out)));
+            }
+        }
+        Ok(out) => {
+            let s = s.clone();
+            out.when_committed(move |r| match r {
+                Ok(out) => ack_result(ack, Ok(fields(&out))),
+                Err(e) => tell(&s, ack, e),
+            })
+        }
+        Err(e) => tell(s, ack, e),
     }
 }
 
@@ -109,7 +131,7 @@ pub fn leave(s: &SocketRef, args: Args, ack: Option<AckSender>) {
     ack_result(ack, res);
 }
 
-/// `publish` `{room, event, data, volatile?, exclude_self?}` → `{seq?}`.
+/// `publish` `{room, event, data, volatile?, exclude_self?, transient?}` → `{seq?}`.
 pub fn publish(s: &SocketRef, args: Args, ack: Option<AckSender>) {
     let res = (|| {
         let room = str_field(&args, "room")?;
@@ -127,15 +149,15 @@ pub fn publish(s: &SocketRef, args: Args, ack: Option<AckSender>) {
         if field(&args, "volatile") == Some(&Value::Bool(true)) {
             em = em.volatile();
         }
+        if field(&args, "transient") == Some(&Value::Bool(true)) {
+            em = em.transient();
+        }
         em.publish(event, data_of(&args))
     })();
-    // The answer is built only for a client that asked for one.
-    if ack.is_some() {
-        ack_when_committed(ack, res, |out| match out.seq {
-            Some(seq) => serde_json::json!({ "seq": seq }),
-            None => serde_json::json!({}),
-        });
-    }
+    ack_when_committed(s, ack, res, |out| match out.seq {
+        Some(seq) => serde_json::json!({ "seq": seq }),
+        None => serde_json::json!({}),
+    });
 }
 
 /// `send` `{to, event, data}` → `{delivered, seq?}`; `user_offline` when the user has no
@@ -143,6 +165,11 @@ pub fn publish(s: &SocketRef, args: Args, ack: Option<AckSender>) {
 pub fn send(s: &SocketRef, args: Args, ack: Option<AckSender>) {
     let res = (|| {
         let to = str_field(&args, "to")?;
+        if !crate::protocol::v1::is_user_name(to) {
+            return Err(HubError::bad_request(
+                "`to` must be a user name: 1 to 200 bytes, no control characters",
+            ));
+        }
         let event = str_field(&args, "event")?;
         let out =
             s.ns.hub()
@@ -159,15 +186,13 @@ pub fn send(s: &SocketRef, args: Args, ack: Option<AckSender>) {
         }
         Ok(out)
     })();
-    if ack.is_some() {
-        ack_when_committed(ack, res, |out| {
-            let mut v = serde_json::json!({ "delivered": out.delivered });
-            if let Some(seq) = out.seq {
-                v["seq"] = seq.into();
-            }
-            v
-        });
-    }
+    ack_when_committed(s, ack, res, |out| {
+        let mut v = serde_json::json!({ "delivered": out.delivered });
+        if let Some(seq) = out.seq {
+            v["seq"] = seq.into();
+        }
+        v
+    });
 }
 
 /// `request` `{to, event, data, timeout_ms?}`: asks every socket of user `to` in this

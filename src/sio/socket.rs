@@ -919,9 +919,7 @@ impl SioApp {
             ns.hub.set_grants(&conn, g);
         }
         for room in &rooms {
-            let _ = ns
-                .hub
-                .join_with(&conn, room, crate::hub::ReplayFrom::None, |_| Vec::new());
+            let _ = ns.hub.rejoin(&conn, room);
         }
         for d in &missed {
             conn.deliver(d, false);

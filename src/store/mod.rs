@@ -125,6 +125,10 @@ pub struct ReadMarks {
 /// Everything a store holds, read back at start.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// How far numbering must jump past what is stored: writes the last run may have
+    /// delivered live but never committed (it did not shut down cleanly), whose `seq`s and
+    /// notification ids must not be given again. Zero after a clean shutdown.
+    pub margin: u64,
     /// Rooms with their kept messages.
     pub rooms: Vec<RoomRow>,
     /// Notifications, oldest first.
@@ -140,17 +144,23 @@ pub struct Snapshot {
 /// only queue the work. Each returns an error when the write was refused (the store is
 /// down or cannot keep up); the caller answers `unavailable` and counts it
 /// (`hubbub_store_dropped_total`). A write that was taken and then failed reaches its
-/// [`Done`] with the error.
+/// [`Done`] with the error, and is counted by the store ([`Store::dropped_total`]).
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// `Ok` while the store takes writes; the reason it does not otherwise. Cheap: checked
     /// before every write to a history room.
     fn health(&self) -> Result<(), StoreError>;
 
     /// Remembers a room created through the API, with its settings (JSON).
-    fn save_room(&self, ns: &str, name: &str, settings: String) -> Result<(), StoreError>;
+    fn save_room(
+        &self,
+        ns: &str,
+        name: &str,
+        settings: String,
+        done: Option<Done>,
+    ) -> Result<(), StoreError>;
 
     /// Forgets a room and its messages.
-    fn delete_room(&self, ns: &str, name: &str) -> Result<(), StoreError>;
+    fn delete_room(&self, ns: &str, name: &str, done: Option<Done>) -> Result<(), StoreError>;
 
     /// Appends a history message; its room keeps what `keep` says. `done` learns when the
     /// message is committed.
@@ -170,4 +180,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Waits until everything queued so far is committed (or known lost).
     fn flush(&self);
+
+    /// Flushes, and records that this run ended cleanly (see [`Snapshot::margin`]).
+    fn close(&self) {
+        self.flush();
+    }
+
+    /// Writes taken and then lost so far (`hubbub_store_lost_total`; refusals are counted by
+    /// whoever was refused, in `hubbub_store_dropped_total`).
+    fn dropped_total(&self) -> u64 {
+        0
+    }
 }

@@ -241,14 +241,14 @@ fn accept_v1(
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
     if let Some(u) = &user {
-        if u.is_empty() || u.len() > v1::MAX_NAME_LEN {
+        if !v1::is_user_name(u) {
             state
                 .inner
                 .hub
                 .stats()
                 .upgrade_rejected(RejectReason::BadHandshake);
-            return ApiError::new(ErrorCode::BadRequest, "a user name is 1 to 200 bytes")
-                .into_response();
+            let msg = "a user name is 1 to 200 bytes, without control characters";
+            return ApiError::new(ErrorCode::BadRequest, msg).into_response();
         }
     }
     let (upgrade, permit) = match admit(&state, address, upgrade) {
@@ -462,6 +462,7 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
             data,
             volatile,
             exclude_self,
+            transient,
         } => {
             if let Err(e) = hub.authorize(conn, &room, Right::Publish) {
                 return reply_error(hub, conn, id, &e);
@@ -472,6 +473,9 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
             }
             if volatile {
                 em = em.volatile();
+            }
+            if transient {
+                em = em.transient();
             }
             let res = em.publish(&event, Payload::Json(data));
             ack_when_committed(hub, conn, id, res, |w, out| {

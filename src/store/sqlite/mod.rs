@@ -26,6 +26,9 @@ use writer::{Op, Writer};
 
 /// Operations queued at most before new ones are refused.
 const QUEUE: usize = 65_536;
+/// How far numbering jumps after a run that did not end cleanly: at most this many writes
+/// were queued or in a batch, delivered live and possibly never committed.
+const MARGIN: u64 = (QUEUE + writer::BATCH) as u64;
 
 /// Rooms, history and notifications in a SQLite file.
 #[derive(Debug)]
@@ -65,6 +68,14 @@ impl SqliteStore {
                         Err(e) => health.down(&format!("cannot read it: {e}")),
                     }
                 }
+                if prepared.is_ok() {
+                    // Until this run closes cleanly, the next start must number past what a
+                    // crash could have delivered without committing.
+                    match schema::begin_run(&conn) {
+                        Ok(clean) => snapshot.margin = if clean { 0 } else { MARGIN },
+                        Err(e) => health.down(&e.to_string()),
+                    }
+                }
                 Some(conn)
             }
             Err(Unusable::Failed(e) | Unusable::Newer(e)) => {
@@ -88,22 +99,16 @@ impl SqliteStore {
         (Self { tx, health }, snapshot)
     }
 
-    /// Writes refused or lost so far.
+    /// Writes the store took and then lost (refusals are the caller's to count).
     pub fn dropped(&self) -> u64 {
         self.health.dropped_total()
     }
 
     fn queue(&self, op: Op) -> Result<(), StoreError> {
-        if let Err(e) = self.health.check() {
-            self.health.dropped(1);
-            return Err(e);
-        }
+        self.health.check()?;
         match self.tx.try_send(op) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                self.health.dropped(1);
-                Err(StoreError::Busy)
-            }
+            Err(TrySendError::Full(_)) => Err(StoreError::Busy),
             Err(TrySendError::Disconnected(_)) => {
                 self.health.down("its writer has stopped");
                 Err(StoreError::Down("its writer has stopped".into()))
@@ -117,18 +122,26 @@ impl Store for SqliteStore {
         self.health.check()
     }
 
-    fn save_room(&self, ns: &str, name: &str, settings: String) -> Result<(), StoreError> {
+    fn save_room(
+        &self,
+        ns: &str,
+        name: &str,
+        settings: String,
+        done: Option<Done>,
+    ) -> Result<(), StoreError> {
         self.queue(Op::Room {
             ns: ns.to_string(),
             name: name.to_string(),
             settings,
+            done,
         })
     }
 
-    fn delete_room(&self, ns: &str, name: &str) -> Result<(), StoreError> {
+    fn delete_room(&self, ns: &str, name: &str, done: Option<Done>) -> Result<(), StoreError> {
         self.queue(Op::Delete {
             ns: ns.to_string(),
             name: name.to_string(),
+            done,
         })
     }
 
@@ -150,9 +163,30 @@ impl Store for SqliteStore {
     }
 
     fn flush(&self) {
+        self.flush_then(false);
+    }
+
+    fn close(&self) {
+        self.flush_then(true);
+    }
+
+    fn dropped_total(&self) -> u64 {
+        self.health.dropped_total()
+    }
+}
+
+impl SqliteStore {
+    fn flush_then(&self, close: bool) {
         let (done_tx, done_rx) = mpsc::sync_channel(1);
         // Blocks while the queue is full: a flush must come after everything before it.
-        if self.tx.send(Op::Flush(done_tx)).is_ok() {
+        if self
+            .tx
+            .send(Op::Flush {
+                done: done_tx,
+                close,
+            })
+            .is_ok()
+        {
             let _ = done_rx.recv();
         }
     }
@@ -252,7 +286,12 @@ mod tests {
             })
             .collect();
         assert!(accepted.len() < 50, "{accepted:?}");
-        assert_eq!(store.dropped(), refused);
+        assert_eq!(refused, 50 - accepted.len());
+        assert_eq!(
+            store.dropped(),
+            0,
+            "refused writes were never taken, so none was lost"
+        );
         other.execute_batch("COMMIT").unwrap();
         store.flush();
         // What was accepted is on disk; nothing else.
@@ -281,7 +320,7 @@ mod tests {
         assert_eq!(stored(&path), vec![12, 13, 14]);
         // Deleted, then written again in the same batch: only the new messages remain,
         // and the room's counter starts over.
-        store.delete_room("/", "r").unwrap();
+        store.delete_room("/", "r", None).unwrap();
         store.append(row(1), keep(3), None).unwrap();
         store.flush();
         let (_, snap) = SqliteStore::open(&path);
@@ -369,5 +408,24 @@ mod tests {
         store.append(row(2), keep(10), None).unwrap();
         store.flush();
         assert_eq!(stored(&path), vec![2]);
+    }
+
+    #[test]
+    fn numbering_jumps_only_after_a_run_that_did_not_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (store, snap) = SqliteStore::open(&path);
+        assert_eq!(snap.margin, 0, "a new file");
+        store.append(row(1), keep(10), None).unwrap();
+        store.close();
+        drop(store);
+        let (store, snap) = SqliteStore::open(&path);
+        assert_eq!(snap.margin, 0, "after a clean end");
+        store.append(row(2), keep(10), None).unwrap();
+        store.flush(); // committed, but the run never closes (a crash)
+        drop(store);
+        let (_, snap) = SqliteStore::open(&path);
+        assert_eq!(snap.margin, MARGIN);
+        assert_eq!(snap.rooms[0].last_seq, 2);
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::store::{MessageRow, NotificationRow, RoomRow, Snapshot};
 
@@ -118,6 +118,27 @@ pub(super) fn prepare(conn: &Connection) -> Result<(), Unusable> {
     Ok(())
 }
 
+/// Starts a run: returns whether the last run ended cleanly (a new file counts as clean),
+/// and records that this one has not yet.
+pub(super) fn begin_run(conn: &Connection) -> rusqlite::Result<bool> {
+    let clean: Option<i64> = conn
+        .query_row("SELECT v FROM meta WHERE k = 'clean'", [], |r| r.get(0))
+        .optional()?;
+    let stored: i64 = conn.query_row(
+        "SELECT (SELECT count(*) FROM rooms) + (SELECT count(*) FROM notifications)",
+        [],
+        |r| r.get(0),
+    )?;
+    conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('clean', 0)", [])?;
+    Ok(clean == Some(1) || (clean.is_none() && stored == 0))
+}
+
+/// Records that the run ended cleanly: everything it delivered is committed.
+pub(super) fn end_run(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('clean', 1)", [])
+        .map(|_| ())
+}
+
 /// Everything stored: rooms with their messages (oldest first), notifications and read marks.
 pub(super) fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
     let mut names: HashMap<String, Arc<str>> = HashMap::new();
@@ -185,6 +206,7 @@ pub(super) fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
         reads.push((intern(row.get(0)?), row.get::<_, i64>(1)?.max(0) as u64));
     }
     Ok(Snapshot {
+        margin: 0,
         rooms,
         notifications,
         reads,

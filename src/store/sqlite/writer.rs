@@ -16,7 +16,7 @@ use crate::store::health::Health;
 use crate::store::{Done, Keep, MessageRow, NotificationRow, ReadMarks, StoreError};
 
 /// Operations applied in one transaction at most.
-const BATCH: usize = 4_096;
+pub(super) const BATCH: usize = 4_096;
 /// Tries to write one batch at most.
 const ATTEMPTS: u32 = 3;
 /// Pause before the next batch when this one was large: the next one gathers meanwhile, with
@@ -34,10 +34,12 @@ pub(super) enum Op {
         ns: String,
         name: String,
         settings: String,
+        done: Option<Done>,
     },
     Delete {
         ns: String,
         name: String,
+        done: Option<Done>,
     },
     Append {
         row: MessageRow,
@@ -53,7 +55,9 @@ pub(super) enum Op {
         marks: ReadMarks,
         done: Option<Done>,
     },
-    Flush(SyncSender<()>),
+    /// Answered once everything before it is committed; with `close`, the run is then
+    /// marked as ended cleanly.
+    Flush { done: SyncSender<()>, close: bool },
 }
 
 /// The writer's connection: open, or not yet (the file could not be opened at all).
@@ -108,7 +112,13 @@ impl Writer {
             return;
         }
         let outcome = match (&mut self.conn, self.health.check()) {
-            (Some(conn), Ok(())) => apply_with_retries(conn, batch, &self.path),
+            (Some(conn), Ok(())) => {
+                let path = &self.path;
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    apply_with_retries(conn, batch, path)
+                }))
+                .unwrap_or_else(|_| Err(StoreError::Down("the writer panicked".into())))
+            }
             (_, Err(e)) => Err(e),
             (None, Ok(())) => Err(StoreError::Down("the file is not open".into())),
         };
@@ -117,7 +127,7 @@ impl Writer {
         }
         let writes = batch
             .iter()
-            .filter(|op| !matches!(op, Op::Flush(_)))
+            .filter(|op| !matches!(op, Op::Flush { .. }))
             .count();
         if outcome.is_err() && writes > 0 {
             tracing::error!(
@@ -133,17 +143,29 @@ impl Writer {
         }
         for op in batch.drain(..) {
             let done = match op {
-                Op::Append { done, .. } | Op::Notification { done, .. } | Op::Read { done, .. } => {
-                    done
-                }
-                Op::Flush(tx) => {
-                    let _ = tx.send(());
+                Op::Append { done, .. }
+                | Op::Notification { done, .. }
+                | Op::Read { done, .. }
+                | Op::Room { done, .. }
+                | Op::Delete { done, .. } => done,
+                Op::Flush { done, close } => {
+                    if close && outcome.is_ok() {
+                        if let Some(Err(e)) = self.conn.as_ref().map(schema::end_run) {
+                            tracing::warn!("store {}: {e}", self.path.display());
+                        }
+                    }
+                    let _ = done.send(());
                     None
                 }
-                Op::Room { .. } | Op::Delete { .. } => None,
             };
             if let Some(done) = done {
-                done(outcome.clone());
+                // A callback only queues work; one that panics must not take the writer,
+                // and every later acknowledgement, with it.
+                let outcome = outcome.clone();
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(outcome))).is_err()
+                {
+                    tracing::error!("store {}: a commit callback panicked", self.path.display());
+                }
             }
         }
     }
@@ -234,10 +256,12 @@ fn apply(conn: &mut Connection, batch: &[Op]) -> rusqlite::Result<()> {
         )?;
         for op in batch {
             match op {
-                Op::Room { ns, name, settings } => {
+                Op::Room {
+                    ns, name, settings, ..
+                } => {
                     put_room.execute(params![ns, name, settings])?;
                 }
-                Op::Delete { ns, name } => {
+                Op::Delete { ns, name, .. } => {
                     tx.execute(
                         "DELETE FROM messages WHERE ns = ?1 AND room = ?2",
                         params![ns, name],
@@ -282,7 +306,7 @@ fn apply(conn: &mut Connection, batch: &[Op]) -> rusqlite::Result<()> {
                         read_shared.execute(params![&*marks.user, *id as i64])?;
                     }
                 }
-                Op::Flush(_) => {}
+                Op::Flush { .. } => {}
             }
         }
         // Once per room and batch: its counter, then its trim by count and by age.
