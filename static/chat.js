@@ -62,6 +62,7 @@ async function open(conv) {
   $("typing").textContent = "";
   for (const entry of log(keyOf(conv))) render(entry);
   markLists();
+  if (conv.kind === "dm") readConversation(conv.name);
   const room = roomOf(conv);
   if (!joined.has(room)) {
     joined.add(room);
@@ -130,6 +131,15 @@ async function refreshNotes() {
   );
 }
 
+/** Marks read the notifications of direct messages from `user` (the conversation is open). */
+async function readConversation(user, ids) {
+  if (!ids) {
+    const { notifications } = await hub.notifications({ unread_only: true, limit: 500 });
+    ids = notifications.filter((n) => n.event === "dm" && n.data?.from === user).map((n) => n.id);
+  }
+  if (ids.length) await hub.read({ ids });
+}
+
 function showUnread(n) {
   $("badge").textContent = n;
   $("badge").hidden = n === 0;
@@ -164,7 +174,13 @@ function start(name) {
   });
   hub.on("presence", () => loadOnline().catch(() => {}));
   hub.on("unread", showUnread);
-  hub.on("notification", () => { if (!$("panel").hidden) refreshNotes(); });
+  hub.on("notification", (n) => {
+    // A direct message in the open conversation is read as it arrives.
+    if (n.event === "dm" && current.kind === "dm" && n.data?.from === current.name) {
+      readConversation(current.name, [n.id]).catch(() => {});
+    }
+    if (!$("panel").hidden) refreshNotes();
+  });
   $("login").hidden = true;
   $("app").hidden = false;
   $("bell").hidden = false;

@@ -265,6 +265,22 @@ async fn direct_messages_are_kept_per_conversation_and_replayed_through_dm_rooms
     assert_eq!(code(&r), "bad_request", "{r}");
     let (_, rooms) = s.get("/api/rooms").await;
     assert_eq!(rooms["rooms"], json!([]), "conversations are internal");
+    // Each kept message raised a notification for its addressee: the red dot.
+    let list = bob1
+        .request(json!({"op":"notifications","unread_only":true}))
+        .await;
+    let dm_notes: Vec<(Value, Value)> = list["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["event"] == "dm")
+        .map(|n| (n["data"]["from"].clone(), n["data"]["seq"].clone()))
+        .collect();
+    assert_eq!(
+        dm_notes,
+        vec![(json!("ann"), json!(2)), (json!("ann"), json!(1))]
+    );
+    assert_eq!(list["notifications"][0]["data"]["conversation"], "dm:ann");
     // The HTTP API's push with `from` is a direct message too.
     let (st, body) = s
         .post(
@@ -322,10 +338,8 @@ async fn a_direct_message_reaches_a_socketio_session_once_in_its_namespace() {
     ann.request(json!({"op":"ping"})).await;
     while let Ok(Some(Ok(f))) = tokio::time::timeout(Duration::from_millis(200), c.ws.next()).await
     {
-        assert!(
-            !f.to_text().unwrap().contains("\"dm\""),
-            "delivered twice: {f:?}"
-        );
+        let t = f.to_text().unwrap();
+        assert!(!t.contains("[\"dm\""), "delivered twice: {t}");
     }
 }
 

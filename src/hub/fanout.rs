@@ -343,6 +343,9 @@ impl Hub {
             if removable {
                 self.remove_if_removable(&r);
             }
+            if seq.is_some() {
+                self.kept(&d);
+            }
             return Ok(Emitted {
                 delivered,
                 seq,

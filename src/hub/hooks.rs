@@ -22,6 +22,7 @@ pub type OpFuture =
 type OpHandler = Arc<dyn Fn(OpCall) -> OpFuture + Send + Sync>;
 pub(super) type ConnHook = Arc<dyn Fn(&Hub, &Arc<Conn>) + Send + Sync>;
 pub(super) type ShutdownHook = Arc<dyn Fn(u16, &str) + Send + Sync>;
+pub(super) type KeptHook = Arc<dyn Fn(&Hub, &Arc<Delivery>) + Send + Sync>;
 
 /// Keeps what a namespace delivered so reconnecting clients can catch up (Socket.IO's
 /// connection state recovery).
@@ -86,6 +87,7 @@ pub(super) struct Hooks {
     pub(super) ops: HashMap<String, OpHandler>,
     pub(super) on_connect: Vec<ConnHook>,
     pub(super) on_disconnect: Vec<ConnHook>,
+    pub(super) on_kept: Vec<KeptHook>,
     pub(super) on_shutdown: Vec<ShutdownHook>,
     pub(super) recorders: HashMap<Arc<str>, Arc<dyn Recorder>>,
 }
@@ -185,5 +187,30 @@ impl Hub {
     /// Runs `f` for each connection that ends, after it left its rooms.
     pub fn on_disconnect(&self, f: impl Fn(&Hub, &Arc<Conn>) + Send + Sync + 'static) {
         self.hooks_mut().on_disconnect.push(Arc::new(f));
+    }
+
+    /// Runs `f` for each message kept in a history room (internal rooms included: a
+    /// direct message), after its delivery, with no lock held. Its room's store commit may
+    /// still be on its way.
+    pub fn on_kept(&self, f: impl Fn(&Hub, &Arc<Delivery>) + Send + Sync + 'static) {
+        self.hooks_mut().on_kept.push(Arc::new(f));
+        self.inner
+            .kept_hooks
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Tells the `on_kept` hooks about `d` (one flag read when there are none).
+    pub(super) fn kept(&self, d: &Arc<Delivery>) {
+        if !self
+            .inner
+            .kept_hooks
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let hooks: Vec<KeptHook> = self.hooks().on_kept.clone();
+        for h in hooks {
+            h(self, d);
+        }
     }
 }

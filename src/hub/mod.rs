@@ -80,6 +80,8 @@ struct Inner {
     stats: Stats,
     hooks: RwLock<Hooks>,
     expiries: Arc<expiry::Expiries>,
+    /// Whether any `on_kept` hook is registered (read on every kept message).
+    kept_hooks: AtomicBool,
     /// Room names the application maps onto internal rooms (direct messages).
     aliases: OnceLock<Arc<dyn hooks::RoomAliases>>,
     /// The durable tier of history and API-created rooms, when one is attached.
@@ -153,6 +155,7 @@ impl Hub {
                 expiries: Arc::default(),
                 store: OnceLock::new(),
                 aliases: OnceLock::new(),
+                kept_hooks: AtomicBool::new(false),
             }),
         }
     }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use crate::error::HubError;
 use crate::hub::room::INTERNAL_MARK;
 use crate::hub::{Alias, RoomAliases, RoomSettings};
-use crate::protocol::v1::is_user_name;
+use crate::protocol::v1::{is_user_name, RawJson};
+use crate::services::notifications::{Notifications, Recipient};
 
 /// The prefix of conversation room names.
 pub const PREFIX: &str = "dm:";
@@ -73,6 +74,37 @@ impl RoomAliases for DirectMessages {
             _ => None,
         }
     }
+}
+
+/// Raises a notification (event `dm`, data `{from, conversation, seq}`) for the addressee
+/// of every kept direct message: the seeds' "in-site message" red dot. A client that shows
+/// the conversation marks them read.
+pub fn notify_addressees(hub: &crate::hub::Hub, notifications: &std::sync::Arc<Notifications>) {
+    let notifications = std::sync::Arc::downgrade(notifications);
+    hub.on_kept(move |_, d| {
+        let Some(m) = d.message() else { return };
+        let (Some(room), Some(to), Some(from), Some(seq)) = (&m.room, &m.to, &m.from, m.seq) else {
+            return;
+        };
+        if !room.starts_with(&format!("dm{INTERNAL_MARK}")) || from == to {
+            return;
+        }
+        let Some(n) = notifications.upgrade() else {
+            return;
+        };
+        let data = serde_json::json!({
+            "from": &**from,
+            "conversation": format!("{PREFIX}{from}"),
+            "seq": seq,
+        });
+        if let Err(e) = n.notify(
+            Recipient::User(to.clone()),
+            "dm",
+            RawJson::from_value(&data),
+        ) {
+            tracing::debug!("no notification for a direct message to {to}: {e}");
+        }
+    });
 }
 
 #[cfg(test)]

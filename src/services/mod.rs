@@ -76,6 +76,9 @@ impl Services {
             }));
         }
         let notifications = Notifications::new(hub.clone(), store, snapshot);
+        if settings.dm_history > 0 {
+            dm::notify_addressees(hub, &notifications);
+        }
         let main = io.of("/").unwrap_or_else(|| io.ns("/", |_| {}));
         ops::install(hub, &main, &notifications);
         let seed_chat = seed_chat::SeedChat::install(hub, &main);

@@ -299,14 +299,18 @@ impl Client {
         ack
     }
 
-    /// The next frame whose `op` is `op`, skipping (and dropping) presence frames.
+    /// The next frame whose `op` is `op`, skipping (and dropping) presence and notification
+    /// frames.
     pub async fn recv_op(&mut self, op: &str) -> Value {
         loop {
             let m = self.recv().await;
             if m["op"] == op {
                 return m;
             }
-            assert_eq!(m["op"], "presence", "expected {op}, got {m}");
+            assert!(
+                m["op"] == "presence" || m["op"] == "notification",
+                "expected {op}, got {m}"
+            );
         }
     }
 
