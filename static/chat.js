@@ -120,7 +120,8 @@ async function refreshNotes() {
   const { notifications } = await hub.notifications({ limit: 50 });
   $("notes").replaceChildren(
     ...notifications.map((n) => {
-      const li = el("li", { className: n.read ? "" : "unread" }, `${n.event}: ${textOf(n.data)} `);
+      const what = n.event === "dm" ? `Direct message from ${n.data?.from}` : `${n.event}: ${textOf(n.data)}`;
+      const li = el("li", { className: n.read ? "" : "unread" }, `${what} `);
       if (!n.read) {
         li.append(
           el("button", { className: "quiet", type: "button", onclick: async () => { await hub.read({ ids: [n.id] }); refreshNotes(); } }, "Mark read"),
@@ -185,7 +186,12 @@ function start(name) {
   $("app").hidden = false;
   $("bell").hidden = false;
   open({ kind: "room", name: "lobby" });
-  setInterval(() => hub.state === "online" && loadOnline().catch(() => {}), 10000);
+  // Rooms made by others, people who left: the lists catch up every few seconds.
+  setInterval(() => {
+    if (hub.state !== "online") return;
+    loadOnline().catch(() => {});
+    loadRooms().catch(() => {});
+  }, 5000);
 }
 
 $("login-form").addEventListener("submit", (e) => {
