@@ -25,6 +25,18 @@ pub enum AuthMode {
     Cookie,
 }
 
+/// Whether the Socket.IO admin UI's namespace exists, and how it checks who connects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdminUi {
+    /// No `/admin` namespace.
+    Off,
+    /// `/admin` with basic auth (`admin_username`, `admin_password`).
+    On,
+    /// `/admin` open to anyone: development only.
+    Open,
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -99,6 +111,13 @@ pub struct Config {
     /// A directory served at `/` beside the built-in pages, like `express.static` (its
     /// `index.html` replaces the built-in page at `/`). Default unset.
     pub static_dir: Option<PathBuf>,
+    /// The official Socket.IO admin UI's server side (`/admin`): off (default), on (basic auth
+    /// with `admin_username` and `admin_password`), or open (no auth: development only).
+    pub admin_ui: AdminUi,
+    /// The user name the admin UI gives. Default `admin`.
+    pub admin_username: String,
+    /// The Argon2 PHC hash of the admin UI's password (required with `admin_ui = "on"`).
+    pub admin_password: Option<String>,
     /// The npm `socket.io-client` package's `dist/` directory: `/socket.io/socket.io.js` (and
     /// `.min.js`, `.esm.min.js`, their maps) are served from it, as socket.io serves them.
     /// Default unset (not served).
@@ -172,6 +191,9 @@ impl Default for Config {
             dm_history: 0,
             static_dir: None,
             socketio_client_dir: None,
+            admin_ui: AdminUi::Off,
+            admin_username: "admin".into(),
+            admin_password: None,
             heartbeat_interval: Duration::from_secs(25),
             heartbeat_timeout: Duration::from_secs(20),
             max_payload: 1 << 20,
@@ -274,6 +296,9 @@ settings! {
     dm_history: "Direct messages kept per conversation; 0 keeps none [default: 0]",
     static_dir: "Directory served at / beside the built-in pages [default: none]",
     socketio_client_dir: "socket.io-client's dist/ directory, served as /socket.io/socket.io.js [default: none]",
+    admin_ui: "The Socket.IO admin UI's namespace /admin: off, on (basic auth) or open [default: off]",
+    admin_username: "The admin UI's user name [default: admin]",
+    admin_password: "The admin UI's password, as an Argon2 PHC hash",
     heartbeat_interval: "Ping interval, e.g. 25s [default: 25s]",
     heartbeat_timeout: "Pong timeout before reaping, e.g. 20s [default: 20s]",
     max_payload: "Largest frame/message/body, e.g. 1MiB [default: 1MiB]",
@@ -354,6 +379,16 @@ impl Config {
                 "history_ttl" => c.history_ttl = parse_duration(v).map_err(invalid)?,
                 "dm_history" => c.dm_history = parse_count(v).map_err(invalid)?,
                 "static_dir" => c.static_dir = (!v.is_empty()).then(|| PathBuf::from(v)),
+                "admin_ui" => {
+                    c.admin_ui = match v.as_str() {
+                        "off" | "false" => AdminUi::Off,
+                        "on" | "true" => AdminUi::On,
+                        "open" => AdminUi::Open,
+                        _ => return Err(invalid(format!("`{v}` is not off, on or open"))),
+                    }
+                }
+                "admin_username" => c.admin_username = v.clone(),
+                "admin_password" => c.admin_password = (!v.is_empty()).then(|| v.clone()),
                 "socketio_client_dir" => {
                     c.socketio_client_dir = (!v.is_empty()).then(|| PathBuf::from(v))
                 }
@@ -438,6 +473,17 @@ impl Config {
                 name: "auth".into(),
                 message: "auth `basic` needs `users_file`".into(),
             });
+        }
+        if c.admin_ui == AdminUi::On {
+            let hash = c.admin_password.as_deref().unwrap_or_default();
+            if argon2::password_hash::PasswordHash::new(hash).is_err() {
+                return Err(ConfigError::Invalid {
+                    name: "admin_password".into(),
+                    message: "admin_ui = on needs admin_password, an Argon2 PHC hash \
+                              ($argon2id$v=19$...)"
+                        .into(),
+                });
+            }
         }
         if c.handshake_timeout.is_zero() {
             return Err(ConfigError::Invalid {
@@ -594,5 +640,27 @@ mod tests {
         m.insert("max_payload".to_string(), "huge".to_string());
         let e = Config::from_values(&m).unwrap_err().to_string();
         assert!(e.contains("max_payload"), "{e}");
+    }
+
+    #[test]
+    fn the_admin_ui_with_auth_needs_an_argon2_hash() {
+        let values = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let e = Config::from_values(&values(&[("admin_ui", "on")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin_password"), "{e}");
+        let plain = values(&[("admin_ui", "on"), ("admin_password", "hunter2")]);
+        assert!(Config::from_values(&plain).is_err());
+        let hash = "$argon2id$v=19$m=8192,t=1,p=1$RnbbI+0IzQJsA1jLEPhPbg$tw98Bkg9yt+gRWQYlQ1FKO4PfAKhNclbGpJCPpiS47U";
+        let on = Config::from_values(&values(&[("admin_ui", "on"), ("admin_password", hash)]));
+        assert_eq!(on.unwrap().admin_ui, AdminUi::On);
+        let open = Config::from_values(&values(&[("admin_ui", "open")])).unwrap();
+        assert_eq!(open.admin_ui, AdminUi::Open);
+        assert!(Config::from_values(&values(&[("admin_ui", "maybe")])).is_err());
     }
 }

@@ -164,6 +164,7 @@ impl Hub {
         drop(shard);
         for c in members {
             lock(&c.rooms).retain(|r| **r != *name);
+            self.membership(&c, name, false);
         }
         Ok(commit)
     }

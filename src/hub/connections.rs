@@ -196,6 +196,12 @@ impl Hub {
         self.inner.conns.all().map(|s| s.len()).sum()
     }
 
+    /// Every connection on this node (v1 connections and Socket.IO sockets of every
+    /// namespace), for tools that list them (the admin UI).
+    pub fn connections(&self) -> Vec<Arc<Conn>> {
+        self.all_conns()
+    }
+
     pub(super) fn all_conns(&self) -> Vec<Arc<Conn>> {
         self.inner
             .conns

@@ -23,6 +23,7 @@ type OpHandler = Arc<dyn Fn(OpCall) -> OpFuture + Send + Sync>;
 pub(super) type ConnHook = Arc<dyn Fn(&Hub, &Arc<Conn>) + Send + Sync>;
 pub(super) type ShutdownHook = Arc<dyn Fn(u16, &str) + Send + Sync>;
 pub(super) type KeptHook = Arc<dyn Fn(&Hub, &Arc<Delivery>) + Send + Sync>;
+pub(super) type MembershipHook = Arc<dyn Fn(&Hub, &Arc<Conn>, &str, bool) + Send + Sync>;
 
 /// Keeps what a namespace delivered so reconnecting clients can catch up (Socket.IO's
 /// connection state recovery).
@@ -88,6 +89,7 @@ pub(super) struct Hooks {
     pub(super) on_connect: Vec<ConnHook>,
     pub(super) on_disconnect: Vec<ConnHook>,
     pub(super) on_kept: Vec<KeptHook>,
+    pub(super) on_membership: Vec<MembershipHook>,
     pub(super) on_shutdown: Vec<ShutdownHook>,
     pub(super) recorders: HashMap<Arc<str>, Arc<dyn Recorder>>,
 }
@@ -197,6 +199,30 @@ impl Hub {
         self.inner
             .kept_hooks
             .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Runs `f(hub, conn, room, joined)` whenever a connection joins (`true`) or leaves
+    /// (`false`) a room, with no lock held (the admin UI's `room_joined`/`room_left`).
+    pub fn on_membership(&self, f: impl Fn(&Hub, &Arc<Conn>, &str, bool) + Send + Sync + 'static) {
+        self.hooks_mut().on_membership.push(Arc::new(f));
+        self.inner
+            .membership_hooks
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Tells the `on_membership` hooks (one flag read when there are none).
+    pub(super) fn membership(&self, conn: &Arc<Conn>, room: &str, joined: bool) {
+        if !self
+            .inner
+            .membership_hooks
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let hooks: Vec<MembershipHook> = self.hooks().on_membership.clone();
+        for h in hooks {
+            h(self, conn, room, joined);
+        }
     }
 
     /// Tells the `on_kept` hooks about `d` (one flag read when there are none).

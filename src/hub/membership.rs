@@ -140,6 +140,10 @@ impl Hub {
             if newly && !already_user && st.settings.presence {
                 self.announce(conn, &r.name, &st, true);
             }
+            drop(st);
+            if newly {
+                self.membership(conn, &r.name, true);
+            }
             return Ok(joined);
         }
     }
@@ -161,6 +165,8 @@ impl Hub {
             *st.users.entry(conn.user.clone()).or_insert(0) += 1;
             st.outside.remove(&conn.key);
             lock(&conn.rooms).push(r.name.clone());
+            drop(st);
+            self.membership(conn, &r.name, true);
         }
         Ok(())
     }
@@ -203,6 +209,7 @@ impl Hub {
         if removable {
             self.remove_if_removable(&r);
         }
+        self.membership(conn, &r.name, false);
     }
 
     /// Tells the room's other members (those whose grants let them see it) that `conn`'s

@@ -82,6 +82,8 @@ struct Inner {
     expiries: Arc<expiry::Expiries>,
     /// Whether any `on_kept` hook is registered (read on every kept message).
     kept_hooks: AtomicBool,
+    /// Whether any `on_membership` hook is registered (read on every join and leave).
+    membership_hooks: AtomicBool,
     /// Room names the application maps onto internal rooms (direct messages).
     aliases: OnceLock<Arc<dyn hooks::RoomAliases>>,
     /// The durable tier of history and API-created rooms, when one is attached.
@@ -156,6 +158,7 @@ impl Hub {
                 store: OnceLock::new(),
                 aliases: OnceLock::new(),
                 kept_hooks: AtomicBool::new(false),
+                membership_hooks: AtomicBool::new(false),
             }),
         }
     }

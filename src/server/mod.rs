@@ -17,9 +17,10 @@ use axum::{middleware, Router};
 
 use crate::api::{self, ApiState};
 use crate::auth::{self, Authenticator, Gate, Origins};
-use crate::config::Config;
+use crate::config::{AdminUi, Config};
 use crate::hub::{Hub, HubConfig};
 use crate::limits::{AddressLimiter, RatePolicy};
+use crate::services::admin::AdminAuth;
 use crate::services::{ServiceSettings, Services};
 use crate::sio::{SioConfig, SocketIo};
 use crate::store::{sqlite::SqliteStore, Snapshot, Store};
@@ -120,7 +121,17 @@ impl Hubbub {
         let services = Services::install(
             &hub,
             &io,
-            &ServiceSettings::new(config.dm_history, config.history_ttl),
+            &ServiceSettings {
+                admin: match config.admin_ui {
+                    AdminUi::Off => None,
+                    AdminUi::Open => Some(None),
+                    _ => Some(Some(AdminAuth {
+                        username: config.admin_username.clone(),
+                        password_hash: config.admin_password.clone().unwrap_or_default(),
+                    })),
+                },
+                ..ServiceSettings::new(config.dm_history, config.history_ttl)
+            },
             store.clone(),
             &snapshot,
         );

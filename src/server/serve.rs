@@ -36,6 +36,11 @@ impl Hubbub {
             self.hub.clone(),
             Duration::from_secs(1),
         ));
+        let admin = self
+            .services
+            .admin
+            .clone()
+            .map(|a| tokio::spawn(a.feed(Duration::from_secs(2))));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         // One clone per open HTTP connection: shutdown waits for the count to drop.
         let live = Arc::new(());
@@ -109,6 +114,9 @@ impl Hubbub {
         heartbeat.abort();
         expiry.abort();
         dashboard.abort();
+        if let Some(a) = admin {
+            a.abort();
+        }
         if let Some(t) = stats_log {
             t.abort();
         }

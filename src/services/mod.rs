@@ -11,8 +11,10 @@
 //! - [`notifications`]: per-user notifications with read state and the unread count;
 //! - [`ops`]: the rooms and notifications requests over v1 and Socket.IO;
 //! - [`seed_chat`]: the seeds' Socket.IO chat events;
-//! - [`dashboard`]: the live dashboard's feed of the server's figures.
+//! - [`dashboard`]: the live dashboard's feed of the server's figures;
+//! - [`admin`]: the server side of the official Socket.IO admin UI.
 
+pub mod admin;
 pub mod dashboard;
 pub mod dm;
 pub mod notifications;
@@ -35,6 +37,8 @@ pub struct ServiceSettings {
     pub dm_history: usize,
     /// How long kept messages last (`history_ttl`); zero for no limit.
     pub history_ttl: Duration,
+    /// The admin UI's namespace: `None` for none, `Some(None)` without auth.
+    pub admin: Option<Option<admin::AdminAuth>>,
 }
 
 impl ServiceSettings {
@@ -43,6 +47,7 @@ impl ServiceSettings {
         Self {
             dm_history,
             history_ttl,
+            admin: None,
         }
     }
 }
@@ -54,6 +59,8 @@ pub struct Services {
     pub notifications: Arc<Notifications>,
     /// The seeds' chat events.
     pub seed_chat: Arc<seed_chat::SeedChat>,
+    /// The admin UI's server side, when on.
+    pub admin: Option<Arc<admin::Admin>>,
 }
 
 pub use notifications::Notifications;
@@ -82,9 +89,14 @@ impl Services {
         let main = io.of("/").unwrap_or_else(|| io.ns("/", |_| {}));
         ops::install(hub, &main, &notifications);
         let seed_chat = seed_chat::SeedChat::install(hub, &main);
+        let admin = settings
+            .admin
+            .clone()
+            .map(|auth| admin::Admin::install(hub, io, auth));
         Self {
             notifications,
             seed_chat,
+            admin,
         }
     }
 }

@@ -128,6 +128,8 @@ pub(crate) trait App: Send + Sync + 'static {
         msg: Msg,
     ) -> BoxFuture<'a, bool>;
     fn on_close(&self, session: &Arc<Session>, reason: DisconnectReason);
+    /// The session moved from polling to WebSocket.
+    fn on_upgrade(&self, _session: &Arc<Session>) {}
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +190,14 @@ impl Session {
         self.state().closed
     }
 
+    /// The session's transport: `polling` until its upgrade completes, then `websocket`.
+    pub fn transport_name(&self) -> &'static str {
+        match self.state().tp {
+            Tp::WebSocket => "websocket",
+            Tp::Polling | Tp::Upgrading => "polling",
+        }
+    }
+
     /// The application layer's state of this session, if it is of type `T`.
     pub(crate) fn app_state<T: Any>(&self) -> Option<&T> {
         self.app_state.downcast_ref()
@@ -239,7 +249,7 @@ impl std::fmt::Debug for Engine {
 }
 
 /// A random, unguessable id (120 bits, URL-safe base64).
-pub(crate) fn random_id() -> Arc<str> {
+pub fn random_id() -> Arc<str> {
     use base64::Engine as _;
     let bytes: [u8; 15] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -301,6 +311,14 @@ impl Engine {
     /// Open sessions.
     pub(crate) fn session_count(&self) -> usize {
         self.sessions().len()
+    }
+
+    /// Open sessions on the polling transport.
+    pub(crate) fn polling_count(&self) -> usize {
+        self.sessions_list()
+            .iter()
+            .filter(|s| s.transport_name() == "polling")
+            .count()
     }
 
     pub(crate) fn now_ms(&self) -> u64 {
@@ -849,6 +867,7 @@ impl Engine {
                 .unwrap_or(false);
             if upgraded {
                 driver.set_draining(true);
+                engine.app.on_upgrade(&s);
                 tokio::spawn(run_ws(engine, s, driver));
             } else {
                 let mut st = s.state();

@@ -185,6 +185,7 @@ impl NamespaceResolver for Namespaces {
 #[derive(Clone)]
 pub struct SocketIo {
     namespaces: Arc<Namespaces>,
+    observers: Arc<RwLock<socket::Observers>>,
     engine: Arc<Engine>,
     config: SioConfig,
 }
@@ -229,9 +230,11 @@ impl SocketIo {
             registry: RwLock::new(Registry::default()),
             recovery: config.recovery,
         });
+        let observers: Arc<RwLock<socket::Observers>> = Arc::default();
         let app = Arc::new(SioApp {
             namespaces: namespaces.clone(),
             connect_timeout: config.connect_timeout,
+            observers: observers.clone(),
         });
         let engine = Engine::new(
             hub.clone(),
@@ -241,9 +244,30 @@ impl SocketIo {
         );
         Self {
             namespaces,
+            observers,
             engine,
             config,
         }
+    }
+
+    /// Runs `f` for every socket that connects to any namespace (recovered ones included),
+    /// once it is registered there and before its namespace's own handler: what watches
+    /// the whole server (the admin UI) listens here.
+    pub fn on_socket(&self, f: impl Fn(SocketRef) + Send + Sync + 'static) {
+        self.observers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .connected
+            .push(Arc::new(f));
+    }
+
+    /// Runs `f` for every socket whose session moves from polling to WebSocket.
+    pub fn on_upgrade(&self, f: impl Fn(SocketRef) + Send + Sync + 'static) {
+        self.observers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgraded
+            .push(Arc::new(f));
     }
 
     /// Declares namespace `name`; `on_connect` runs for every socket that joins it.
@@ -309,6 +333,23 @@ impl SocketIo {
     /// Open Engine.IO sessions.
     pub fn session_count(&self) -> usize {
         self.engine.session_count()
+    }
+
+    /// Open Engine.IO sessions on the polling transport.
+    pub fn polling_count(&self) -> usize {
+        self.engine.polling_count()
+    }
+
+    /// Every namespace that exists now, by name.
+    pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
+        self.namespaces
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .static_ns
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The routes: `{path}/` for both transports.

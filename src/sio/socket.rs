@@ -213,6 +213,18 @@ impl Socket {
         self.session.upgrade().map(|s| s.handshake.clone())
     }
 
+    /// The Engine.IO session id this socket rides on (socket.io's `socket.client.id`).
+    pub fn client_id(&self) -> Option<Arc<str>> {
+        self.session.upgrade().map(|s| s.sid.clone())
+    }
+
+    /// The session's transport now: `polling` or `websocket`.
+    pub fn transport(&self) -> &'static str {
+        self.session
+            .upgrade()
+            .map_or("websocket", |s| s.transport_name())
+    }
+
     /// Whether this socket resumed an earlier one (connection state recovery): same id,
     /// same rooms, missed events delivered.
     pub fn recovered(&self) -> bool {
@@ -718,6 +730,18 @@ pub(crate) trait NamespaceResolver: Send + Sync {
 pub(crate) struct SioApp {
     pub(crate) namespaces: Arc<dyn NamespaceResolver>,
     pub(crate) connect_timeout: Duration,
+    /// Run for every socket of every namespace ([`super::SocketIo::on_socket`],
+    /// [`super::SocketIo::on_upgrade`]).
+    pub(crate) observers: Arc<RwLock<Observers>>,
+}
+
+/// What watches every socket of a Socket.IO server.
+#[derive(Default)]
+pub(crate) struct Observers {
+    /// Once a socket is connected to its namespace.
+    pub(crate) connected: Vec<ConnectHandler>,
+    /// When a socket's session moves to WebSocket.
+    pub(crate) upgraded: Vec<ConnectHandler>,
 }
 
 /// The Socket.IO state of an Engine.IO session (made by [`SioApp::new_state`]).
@@ -785,6 +809,24 @@ impl App for SioApp {
         let sockets: Vec<SocketRef> = client_of(session).sockets.drain().map(|(_, s)| s).collect();
         for s in sockets {
             s.ns.remove(&s, reason);
+        }
+    }
+
+    fn on_upgrade(&self, session: &Arc<Session>) {
+        let observers = self
+            .observers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgraded
+            .clone();
+        if observers.is_empty() {
+            return;
+        }
+        let sockets: Vec<SocketRef> = client_of(session).sockets.values().cloned().collect();
+        for s in sockets {
+            for f in &observers {
+                f(s.clone());
+            }
         }
     }
 }
@@ -960,6 +1002,15 @@ impl SioApp {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(conn.wire_id().into(), socket.clone());
+        let observers = self
+            .observers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .connected
+            .clone();
+        for f in observers {
+            f(socket.clone());
+        }
         (ns.on_connect)(socket);
     }
 }
