@@ -241,6 +241,8 @@ $("new-room").addEventListener("submit", async (e) => {
 
 $("bell").addEventListener("click", async () => {
   const panel = $("panel");
+  // Below the header, however many lines it wrapped to (a phone).
+  panel.style.top = `${document.querySelector("header").getBoundingClientRect().bottom + 4}px`;
   panel.hidden = !panel.hidden;
   $("bell").setAttribute("aria-expanded", String(!panel.hidden));
   if (!panel.hidden) {
