@@ -87,10 +87,9 @@ impl Hub {
         self.room(name).map(|r| lock(&r.state).info())
     }
 
-    /// Every room of `/`, sorted by name.
-    pub fn rooms(&self) -> Vec<RoomInfo> {
-        let rooms: Vec<Arc<Room>> = self
-            .inner
+    /// The rooms of `/` a client may see (internal ones left out).
+    fn public_rooms(&self) -> Vec<Arc<Room>> {
+        self.inner
             .rooms
             .all()
             .flat_map(|s| {
@@ -99,7 +98,12 @@ impl Hub {
                     .cloned()
                     .collect::<Vec<_>>()
             })
-            .collect();
+            .collect()
+    }
+
+    /// Every room of `/`, sorted by name.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        let rooms = self.public_rooms();
         let mut infos: Vec<RoomInfo> = rooms.iter().map(|r| lock(&r.state).info()).collect();
         infos.sort_by(|a, b| a.name.cmp(&b.name));
         infos
@@ -108,17 +112,7 @@ impl Hub {
     /// Every room of `/` with its users and the messages published to it since it came into
     /// being (the dashboard's top rooms), unsorted.
     pub fn room_traffic(&self) -> Vec<(String, usize, u64)> {
-        let rooms: Vec<Arc<Room>> = self
-            .inner
-            .rooms
-            .all()
-            .flat_map(|s| {
-                s.values()
-                    .filter(|r| &*r.ns == "/" && !is_internal(&r.name))
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let rooms = self.public_rooms();
         rooms
             .iter()
             .map(|r| {

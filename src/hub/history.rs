@@ -193,22 +193,26 @@ mod tests {
     use super::*;
     use crate::hub::delivery::{Body, Message, MessageBody, Payload};
 
+    /// A message of room `r` numbered `seq`, sent at `ts`.
+    fn message(seq: u64, ts: u64) -> Arc<Delivery> {
+        Delivery::new(Body::Message(Message {
+            ns: "/".into(),
+            room: Some("r".into()),
+            event: "e".into(),
+            body: MessageBody::Hub(Payload::json(&seq)),
+            from: None,
+            to: None,
+            seq: Some(seq),
+            ts,
+            offset: None,
+        }))
+    }
+
     fn log_with(capacity: usize, n: u64) -> HistoryLog {
         let mut log = HistoryLog::new(capacity, 0);
         for _ in 0..n {
             let seq = log.next_seq();
-            let d = Delivery::new(Body::Message(Message {
-                ns: "/".into(),
-                room: Some("r".into()),
-                event: "e".into(),
-                body: MessageBody::Hub(Payload::json(&seq)),
-                from: None,
-                to: None,
-                seq: Some(seq),
-                ts: seq * 1000,
-                offset: None,
-            }));
-            log.append(seq, d);
+            log.append(seq, message(seq, seq * 1000));
         }
         log
     }
@@ -259,18 +263,7 @@ mod tests {
     fn since_finds_its_place_across_holes_in_the_seqs() {
         let mut log = HistoryLog::new(100, 0);
         for seq in [3, 4, 9, 12, 13, 14] {
-            let d = Delivery::new(Body::Message(Message {
-                ns: "/".into(),
-                room: Some("r".into()),
-                event: "e".into(),
-                body: MessageBody::Hub(Payload::json(&seq)),
-                from: None,
-                to: None,
-                seq: Some(seq),
-                ts: 0,
-                offset: None,
-            }));
-            log.append(seq, d);
+            log.append(seq, message(seq, 0));
         }
         assert_eq!(seqs(&log.since(12).messages), vec![13, 14]);
         assert_eq!(seqs(&log.since(5).messages), vec![9, 12, 13, 14]);

@@ -355,15 +355,19 @@ impl Admin {
         }
     }
 
-    fn on_join(&self, args: &SioArgs) {
+    /// The connections a `join` or `leave` action names (`nsp, room, filter`), and the room.
+    fn room_action<'a>(&self, args: &'a SioArgs) -> Option<(Vec<Arc<Conn>>, &'a str)> {
         let v = &args.values;
-        let (Some(nsp), Some(room)) = (
-            v.first().and_then(Value::as_str),
-            v.get(1).and_then(Value::as_str),
-        ) else {
+        let nsp = v.first().and_then(Value::as_str)?;
+        let room = v.get(1).and_then(Value::as_str)?;
+        Some((self.targets(nsp, v.get(2).and_then(Value::as_str)), room))
+    }
+
+    fn on_join(&self, args: &SioArgs) {
+        let Some((conns, room)) = self.room_action(args) else {
             return;
         };
-        for c in self.targets(nsp, v.get(2).and_then(Value::as_str)) {
+        for c in conns {
             let _ = self
                 .hub
                 .join(&c, room, crate::hub::ReplayFrom::None, |_| None);
@@ -371,14 +375,10 @@ impl Admin {
     }
 
     fn on_leave(&self, args: &SioArgs) {
-        let v = &args.values;
-        let (Some(nsp), Some(room)) = (
-            v.first().and_then(Value::as_str),
-            v.get(1).and_then(Value::as_str),
-        ) else {
+        let Some((conns, room)) = self.room_action(args) else {
             return;
         };
-        for c in self.targets(nsp, v.get(2).and_then(Value::as_str)) {
+        for c in conns {
             self.hub.leave(&c, room);
         }
     }
