@@ -131,10 +131,9 @@ impl Admin {
         let me = Arc::downgrade(&admin);
         io.on_upgrade(move |socket| {
             if let Some(me) = me.upgrade() {
-                me.tell(
-                    "socket_updated",
-                    vec![json!({"id": socket.id(), "nsp": socket.ns(), "transport": "websocket"})],
-                );
+                me.tell("socket_updated", || {
+                    vec![json!({"id": socket.id(), "nsp": socket.ns(), "transport": "websocket"})]
+                });
             }
         });
         let me = Arc::downgrade(&admin);
@@ -145,15 +144,14 @@ impl Admin {
                     .unwrap_or_else(|p| p.into_inner())
                     .disconnections += 1;
                 if conn.ns().starts_with('/') {
-                    me.tell(
-                        "socket_disconnected",
+                    me.tell("socket_disconnected", || {
                         vec![
                             json!(&**conn.ns()),
                             json!(conn.wire_id()),
                             json!("transport close"),
                             json!(date_string()),
-                        ],
-                    );
+                        ]
+                    });
                 }
             }
         });
@@ -164,15 +162,14 @@ impl Admin {
                 return;
             }
             let event = if joined { "room_joined" } else { "room_left" };
-            me.tell(
-                event,
+            me.tell(event, || {
                 vec![
                     json!(&**conn.ns()),
                     json!(room),
                     json!(conn.wire_id()),
                     json!(date_string()),
-                ],
-            );
+                ]
+            });
         });
         admin
     }
@@ -182,8 +179,11 @@ impl Admin {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .connections += 1;
+        if !self.watching() {
+            return;
+        }
         if let Some(s) = self.serialize(conn) {
-            self.tell("socket_connected", vec![s, Value::String(date_string())]);
+            self.tell("socket_connected", || vec![s, Value::String(date_string())]);
         }
     }
 
@@ -231,12 +231,20 @@ impl Admin {
         Some(id)
     }
 
-    /// Emits `event` with `args` to every admin UI.
-    fn tell(&self, event: &str, args: Vec<Value>) {
+    /// Whether an admin UI is connected (nothing is built for the feeds otherwise).
+    fn watching(&self) -> bool {
+        self.io.of(NAMESPACE).is_some_and(|n| n.socket_count() > 0)
+    }
+
+    /// Emits `event` with the arguments `args` makes to every admin UI, if any.
+    fn tell(&self, event: &str, args: impl FnOnce() -> Vec<Value>) {
+        if !self.watching() {
+            return;
+        }
         let _ = self.hub.to_all().ns(NAMESPACE).emit_args(
             event,
             SioArgs {
-                values: args,
+                values: args(),
                 bin: Vec::new(),
             },
         );
@@ -460,7 +468,7 @@ impl Admin {
                     s.emit("server_stats", stats);
                 }
             }
-            None => self.tell("server_stats", vec![stats]),
+            None => self.tell("server_stats", || vec![stats]),
         }
     }
 
@@ -472,11 +480,7 @@ impl Admin {
             if self.hub.is_shutting_down() {
                 return;
             }
-            let watching = self
-                .io
-                .of(NAMESPACE)
-                .is_some_and(|n| !n.sockets().is_empty());
-            if watching {
+            if self.watching() {
                 self.emit_stats_to(None);
             }
         }

@@ -518,6 +518,11 @@ impl Namespace {
             .insert(event.to_string(), Arc::new(f));
     }
 
+    /// How many sockets are connected to this namespace.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Sockets connected to this namespace.
     pub fn sockets(&self) -> Vec<SocketRef> {
         self.sockets
