@@ -153,8 +153,12 @@ pub struct Config {
     /// socket.io: with it on, every recorded event carries its offset as an extra last
     /// argument, which clients without recovery (python-socketio) pass to handlers.
     pub socketio_recovery: Duration,
-    /// Fan-out adapter: `local` (one node). Default `local`.
+    /// Fan-out adapter: `local` (one node) or `redis` (one node of a cluster that meets at
+    /// `redis_url`). Default `local`.
     pub adapter: String,
+    /// The Redis server of a cluster (`adapter = "redis"`). Default
+    /// `redis://127.0.0.1:6379`.
+    pub redis_url: String,
     /// Where rooms and history are kept between runs: `sqlite` (the file `db`) or
     /// `memory` (nothing survives a restart). Default `sqlite`.
     pub store: String,
@@ -208,6 +212,7 @@ impl Default for Config {
             socketio_path: "/socket.io".into(),
             socketio_recovery: Duration::ZERO,
             adapter: "local".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
             store: "sqlite".into(),
             db: PathBuf::from("./hubbub.db"),
         }
@@ -312,7 +317,8 @@ settings! {
     connect_timeout: "Socket.IO connectTimeout [default: 45s]",
     socketio_path: "Socket.IO path [default: /socket.io]",
     socketio_recovery: "Socket.IO connection state recovery window, e.g. 2m; 0 is off [default: 0]",
-    adapter: "Fan-out adapter: local [default: local]",
+    adapter: "Fan-out adapter: local, or redis for a cluster [default: local]",
+    redis_url: "The cluster's Redis server [default: redis://127.0.0.1:6379]",
     store: "History store: sqlite or memory [default: sqlite]",
     db: "SQLite file [default: ./hubbub.db]",
 }
@@ -429,13 +435,14 @@ impl Config {
                     c.socketio_path = v.trim_end_matches('/').to_string();
                 }
                 "adapter" => match v.as_str() {
-                    "local" => c.adapter = v.clone(),
-                    _ => {
-                        return Err(invalid(format!(
-                            "adapter `{v}` is not available (only `local`)"
-                        )))
-                    }
+                    "local" | "redis" => c.adapter = v.clone(),
+                    _ => return Err(invalid(format!("unknown adapter `{v}` (local or redis)"))),
                 },
+                "redis_url" => {
+                    redis::Client::open(v.as_str())
+                        .map_err(|e| invalid(format!("`{v}` is not a Redis URL: {e}")))?;
+                    c.redis_url = v.clone();
+                }
                 "store" => match v.as_str() {
                     "sqlite" | "memory" => c.store = v.clone(),
                     _ => return Err(invalid(format!("unknown store `{v}`"))),

@@ -80,6 +80,7 @@ pub struct Stats {
     volatile_dropped: Counter,
     store_dropped: Counter,
     store_lost: Counter,
+    cluster_failed: Counter,
     upgrades_rejected: Family<ReasonLabel, Counter>,
 }
 
@@ -102,6 +103,7 @@ impl Stats {
         let volatile_dropped = Counter::default();
         let store_dropped = Counter::default();
         let store_lost = Counter::default();
+        let cluster_failed = Counter::default();
         let upgrades_rejected = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "hubbub_connections",
@@ -149,6 +151,11 @@ impl Stats {
             store_lost.clone(),
         );
         registry.register(
+            "hubbub_cluster_failed",
+            "Deliveries and requests that could not be sent to the other nodes (their callers got unavailable)",
+            cluster_failed.clone(),
+        );
+        registry.register(
             "hubbub_upgrades_rejected",
             "Upgrades refused before a WebSocket existed, by reason",
             upgrades_rejected.clone(),
@@ -180,6 +187,7 @@ impl Stats {
             volatile_dropped,
             store_dropped,
             store_lost,
+            cluster_failed,
             upgrades_rejected,
         }
     }
@@ -233,6 +241,15 @@ impl Stats {
 
     pub(crate) fn store_dropped(&self) {
         self.store_dropped.inc();
+    }
+
+    pub(crate) fn cluster_failed(&self) {
+        self.cluster_failed.inc();
+    }
+
+    /// Deliveries and requests that could not reach the other nodes.
+    pub fn cluster_failed_total(&self) -> u64 {
+        self.cluster_failed.get()
     }
 
     /// Brings `hubbub_store_lost_total` up to the store's own count of lost writes.

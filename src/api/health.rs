@@ -23,11 +23,20 @@ fn store_state(s: &ApiState) -> Value {
     }
 }
 
+/// The cluster's state: `none` (one node), `ok`, or why Redis cannot be reached.
+fn cluster_state(s: &ApiState) -> Option<Value> {
+    let a = s.hub.adapter()?;
+    Some(match a.health() {
+        Ok(()) => json!({"status": "ok"}),
+        Err(e) => json!({"status": "unavailable", "reason": e.to_string()}),
+    })
+}
+
 pub(super) async fn stats(State(s): State<ApiState>) -> Json<Value> {
     let st = s.hub.stats();
     let ws = st.connections(Transport::Ws);
     let sio = st.connections(Transport::SocketIo);
-    Json(json!({
+    let mut body = json!({
         "node": s.hub.node(),
         "connections": { "total": ws + sio, "ws": ws, "socketio": sio },
         "users_online": s.hub.users_online().len(),
@@ -38,7 +47,16 @@ pub(super) async fn stats(State(s): State<ApiState>) -> Json<Value> {
         "slow_consumer_closes": st.slow_consumer_total(),
         "heartbeat_reaped": st.reaped_total(),
         "store": store_state(&s),
-    }))
+        "cluster_failed": st.cluster_failed_total(),
+    });
+    if let Some(a) = s.hub.adapter() {
+        body["cluster"] = cluster_state(&s).unwrap_or_default();
+        body["nodes"] = match a.nodes().await {
+            Ok(nodes) => Value::Array(nodes),
+            Err(_) => Value::Array(Vec::new()),
+        };
+    }
+    Json(body)
 }
 
 /// Prometheus text (0.0.4), or OpenMetrics when the scraper's `Accept` asks for it (as
@@ -71,12 +89,19 @@ pub(super) async fn metrics(State(s): State<ApiState>, headers: HeaderMap) -> im
     }
 }
 
-/// Ready while not shutting down. A store that does not take writes is reported, not
-/// treated as unready: live delivery (and rooms without history) still works.
+/// Ready while not shutting down and, in a cluster, while Redis is reachable. A store that
+/// does not take writes is reported, not treated as unready: live delivery (and rooms
+/// without history) still works.
 pub(super) async fn readyz(State(s): State<ApiState>) -> Response {
     if s.hub.is_shutting_down() {
-        ApiError(HubError::new(ErrorCode::ServerFull, "shutting down")).into_response()
-    } else {
-        Json(json!({"status": "ready", "store": store_state(&s)})).into_response()
+        return ApiError(HubError::new(ErrorCode::ServerFull, "shutting down")).into_response();
     }
+    if let Some(Err(e)) = s.hub.adapter().map(|a| a.health()) {
+        return ApiError(e).into_response();
+    }
+    let mut body = json!({"status": "ready", "store": store_state(&s)});
+    if let Some(c) = cluster_state(&s) {
+        body["cluster"] = c;
+    }
+    Json(body).into_response()
 }

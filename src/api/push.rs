@@ -53,6 +53,7 @@ pub(super) async fn push(
         None => em,
     };
     let out = em
+        .counted()
         .publish(&event, Payload::json(&b.data))?
         .committed()
         .await?;
@@ -87,6 +88,7 @@ pub(super) async fn rest_message(
         .hub
         .to_user(&b.to)
         .from(b.from.as_str())
+        .counted()
         .publish(
             "message",
             Payload::json(&json!({"from": b.from, "content": b.content})),

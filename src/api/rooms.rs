@@ -77,7 +77,11 @@ pub(super) async fn presence(
     State(s): State<ApiState>,
     Path(room): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let users = s.hub.presence(&room).ok_or_else(|| not_found(&room))?;
+    let users = s
+        .hub
+        .presence_everywhere(&room)
+        .await?
+        .ok_or_else(|| not_found(&room))?;
     Ok(Json(
         json!({ "room": room, "count": users.len(), "users": users }),
     ))

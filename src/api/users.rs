@@ -13,18 +13,21 @@ use super::{ApiJson, ApiState};
 use crate::error::{ApiError, ErrorCode};
 use crate::services::notifications::{Marks, Page};
 
-pub(super) async fn online(State(s): State<ApiState>) -> Json<Value> {
-    let users = s.hub.online_users();
-    Json(json!({ "count": users.len(), "users": users }))
+pub(super) async fn online(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let users = s.hub.online_everywhere().await?;
+    Ok(Json(json!({ "count": users.len(), "users": users })))
 }
 
-pub(super) async fn devices(State(s): State<ApiState>, Path(user): Path<String>) -> Json<Value> {
-    let connections = s.hub.devices(&user);
-    Json(json!({
+pub(super) async fn devices(
+    State(s): State<ApiState>,
+    Path(user): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let connections = s.hub.devices_everywhere(&user).await?;
+    Ok(Json(json!({
         "user": user,
         "online": !connections.is_empty(),
         "connections": connections,
-    }))
+    })))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,16 +63,10 @@ pub(super) async fn disconnect(
             "give `conn` or `except`, not both",
         ));
     }
-    let n = s.hub.disconnect_user_where(
-        &user,
-        |c| match (&b.conn, &b.except) {
-            (Some(only), _) => c.wire_id() == only,
-            (_, Some(keep)) => c.wire_id() != keep,
-            _ => true,
-        },
-        4000,
-        "disconnected by the server",
-    );
+    let n = s
+        .hub
+        .disconnect_everywhere(&user, b.conn, b.except, 4000, "disconnected by the server")
+        .await?;
     Ok(Json(json!({ "disconnected": n })))
 }
 

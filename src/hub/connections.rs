@@ -137,6 +137,10 @@ impl Hub {
         }
         self.inner.conns.shard(&key).insert(key, conn.clone());
         self.inner
+            .wire
+            .shard(&*conn.wire_id)
+            .insert(conn.wire_id.clone(), conn.clone());
+        self.inner
             .users
             .shard(&user)
             .entry(user)
@@ -163,6 +167,12 @@ impl Hub {
             .is_none()
         {
             return;
+        }
+        {
+            let mut wire = self.inner.wire.shard(&*conn.wire_id);
+            if wire.get(&conn.wire_id).is_some_and(|c| c.key == conn.key) {
+                wire.remove(&conn.wire_id);
+            }
         }
         let rooms = std::mem::take(&mut *lock(&conn.rooms));
         for room in rooms {

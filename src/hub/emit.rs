@@ -55,6 +55,10 @@ pub struct BroadcastOptions {
     /// Not kept in a history room (no `seq`): a notice such as the seeds' `user-joined`.
     #[serde(default)]
     pub transient: bool,
+    /// Ask the other nodes of a cluster how many connections they reached (see
+    /// [`Emitted::cluster_wide`]).
+    #[serde(default)]
+    pub counted: bool,
 }
 
 impl BroadcastOptions {
@@ -69,12 +73,13 @@ impl BroadcastOptions {
             volatile: false,
             sender: None,
             transient: false,
+            counted: false,
         }
     }
 }
 
 /// The outcome of an emit.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Emitted {
     /// Connections the message was queued for.
     pub delivered: usize,
@@ -86,25 +91,77 @@ pub struct Emitted {
     /// message's acknowledgement waits for it (DESIGN.md, "Durability").
     #[serde(skip)]
     pub commit: Option<Commit>,
+    /// What the other nodes of a cluster reached, for a [`Emitter::counted`] emit.
+    #[serde(skip)]
+    pub remote: Option<super::RemoteCount>,
+    /// Why the other nodes of a cluster could not be given the message: its
+    /// acknowledgement is then `unavailable` (it reached this node's recipients only).
+    #[serde(skip)]
+    pub cluster_error: Option<HubError>,
+    /// The user whose being offline makes the outcome an error
+    /// ([`Self::offline_is_error`]).
+    #[serde(skip)]
+    pub offline_error: Option<Arc<str>>,
 }
 
 impl Emitted {
     /// Calls `f` once the message is durable: at once when nothing is stored, otherwise when
     /// the store has committed it (on the store's thread: `f` must only queue work), with
-    /// `unavailable` if the store lost it.
+    /// `unavailable` if the store lost it. A [`Emitter::counted`] emit in a cluster also
+    /// waits for the other nodes' counts (on a task).
     pub fn when_committed(mut self, f: impl FnOnce(Result<Emitted, HubError>) + Send + 'static) {
+        if let Some(e) = self.cluster_error.take() {
+            return f(Err(e));
+        }
+        if self.remote.is_some() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { f(self.committed().await) });
+                return;
+            }
+            self.remote = None;
+        }
         match self.commit.take() {
-            None => f(Ok(self)),
-            Some(c) => c.then(move |r| f(r.map(|()| self))),
+            None => f(self.finish()),
+            Some(c) => c.then(move |r| f(r.and_then(|()| self.finish()))),
         }
     }
 
-    /// Waits until the message is durable (see [`Self::when_committed`]).
+    /// Waits until the message is durable and, for a counted emit in a cluster, counted
+    /// (see [`Self::when_committed`]).
     pub async fn committed(mut self) -> Result<Emitted, HubError> {
+        if let Some(e) = self.cluster_error.take() {
+            return Err(e);
+        }
         if let Some(c) = self.commit.take() {
             c.await?;
         }
-        Ok(self)
+        self.cluster_wide().await?.finish()
+    }
+
+    /// Whether the outcome is final as it is: nothing to wait for (no commit, no count
+    /// from other nodes) and nothing left to check.
+    pub fn is_settled(&self) -> bool {
+        self.commit.is_none()
+            && self.remote.is_none()
+            && self.cluster_error.is_none()
+            && self.offline_error.is_none()
+    }
+
+    /// Makes the outcome `user_offline` when the user it was sent to had no connection on
+    /// any node and the message was not kept for them.
+    pub fn offline_is_error(mut self, user: &str) -> Self {
+        self.offline_error = Some(user.into());
+        self
+    }
+
+    fn finish(mut self) -> Result<Emitted, HubError> {
+        match self.offline_error.take() {
+            Some(user) if self.online == Some(false) && self.seq.is_none() => Err(HubError::new(
+                crate::error::ErrorCode::UserOffline,
+                format!("user `{user}` is not online"),
+            )),
+            _ => Ok(self),
+        }
     }
 }
 
@@ -140,6 +197,13 @@ impl Emitter<'_> {
     /// without a `seq`, and never replayed.
     pub fn transient(mut self) -> Self {
         self.opts.transient = true;
+        self
+    }
+
+    /// Asks the other nodes of a cluster how many connections they reached: see
+    /// [`Emitted::cluster_wide`] (the HTTP API's `delivered`).
+    pub fn counted(mut self) -> Self {
+        self.opts.counted = true;
         self
     }
 

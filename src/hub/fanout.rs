@@ -188,7 +188,15 @@ impl Hub {
             }
         };
         self.inner.stats.messages_out(out.delivered as u64);
-        if let (Some(r), Some(d)) = (recorder, made.into_inner()) {
+        let made = made.into_inner();
+        let mut out = out;
+        if let Some(d) = &made {
+            match self.to_cluster(opts, d) {
+                Ok(remote) => out.remote = remote,
+                Err(e) => out.cluster_error = Some(e),
+            }
+        }
+        if let (Some(r), Some(d)) = (recorder, made) {
             r.record(self, opts, &d);
         }
         Ok(out)
@@ -351,6 +359,7 @@ impl Hub {
                 seq,
                 online,
                 commit,
+                ..Emitted::default()
             });
         }
     }

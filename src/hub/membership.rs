@@ -229,5 +229,18 @@ impl Hub {
             .filter(|c| may_see_presence(c, room, private));
         let n = self.fan_out(watchers, &d, &[conn.key], false);
         self.inner.stats.messages_out(n as u64);
+        if let Some(a) = self.adapter() {
+            // The room's members on the other nodes (the count is this node's).
+            let reach = super::Reach {
+                ns: conn.ns.clone(),
+                rooms: vec![room.clone()],
+                except: Vec::new(),
+                volatile: false,
+            };
+            let (_, done) = super::RemoteCount::pending();
+            if a.broadcast(&reach, &d, false, done).is_err() {
+                self.inner.stats.cluster_failed();
+            }
+        }
     }
 }

@@ -18,9 +18,11 @@
 //! [`delivery`], [`outbox`] and [`history`] what moves through it; [`connections`],
 //! [`users`], [`membership`], [`catalog`] and [`fanout`] are the hub's operations on it;
 //! [`access`], [`expiry`], [`heartbeat`] and [`shutdown`] the policies around them;
-//! [`hooks`] what applications plug in; [`persist`] the bridge to the durable store.
+//! [`hooks`] what applications plug in; [`persist`] the bridge to the durable store;
+//! [`adapter`] the bridge to the other nodes of a cluster.
 
 pub mod access;
+pub mod adapter;
 pub mod catalog;
 pub mod config;
 pub mod conn;
@@ -28,6 +30,7 @@ pub mod connections;
 pub mod delivery;
 pub mod durable;
 pub mod emit;
+mod everywhere;
 pub mod expiry;
 pub mod fanout;
 pub mod grants;
@@ -47,6 +50,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+pub use adapter::{room_user, user_room, Adapter, Answers, CountReply, Query, Reach, RemoteCount};
 pub use config::HubConfig;
 pub use conn::{Closer, Conn, ConnId, ConnSpec};
 pub use delivery::{now_ms, Body, Delivery, Message, MessageBody, Payload, SioArgs};
@@ -88,12 +92,27 @@ struct Inner {
     aliases: OnceLock<Arc<dyn hooks::RoomAliases>>,
     /// The durable tier of history and API-created rooms, when one is attached.
     store: OnceLock<Arc<dyn crate::store::Store>>,
+    /// The other nodes of the cluster, when this hub is one of several.
+    adapter: OnceLock<Arc<dyn adapter::Adapter>>,
+    /// Connections by their id (socket.io's "a socket is the room named by its id").
+    wire: Shards<Arc<str>, Arc<Conn>>,
 }
 
 /// A cloneable handle to the hub: emit from anywhere, inspect rooms and users.
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
+}
+
+/// A handle that does not keep the hub alive, for tasks that may outlive it.
+#[derive(Clone, Debug)]
+pub struct WeakHub(std::sync::Weak<Inner>);
+
+impl WeakHub {
+    /// The hub, while it is alive.
+    pub fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(|inner| Hub { inner })
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -156,6 +175,8 @@ impl Hub {
                 hooks: RwLock::new(Hooks::default()),
                 expiries: Arc::default(),
                 store: OnceLock::new(),
+                adapter: OnceLock::new(),
+                wire: Shards::new(),
                 aliases: OnceLock::new(),
                 kept_hooks: AtomicBool::new(false),
                 membership_hooks: AtomicBool::new(false),
@@ -166,6 +187,11 @@ impl Hub {
     /// The hub's settings.
     pub fn config(&self) -> &HubConfig {
         &self.inner.config
+    }
+
+    /// A handle that does not keep the hub alive.
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.inner))
     }
 
     /// This node's name.

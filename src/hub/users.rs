@@ -10,7 +10,7 @@ use super::conn::Conn;
 use super::Hub;
 
 /// An online user, as the BFF's "who is online" shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct OnlineUser {
     /// The user.
     pub user: String,
@@ -150,6 +150,19 @@ impl Hub {
             .collect();
         for c in &others {
             c.close(code, reason);
+        }
+        if let Some(a) = self.adapter() {
+            // The user's connections on the other nodes too.
+            let q = super::Query::Disconnect {
+                user: conn.user().to_string(),
+                only: None,
+                except: Some(conn.wire_id().to_string()),
+                code,
+                reason: reason.to_string(),
+            };
+            if a.tell(q).is_err() {
+                self.inner.stats.cluster_failed();
+            }
         }
         others.len()
     }

@@ -5,5 +5,6 @@
 
 pub mod engineio;
 pub mod json;
+pub mod msgpack;
 pub mod socketio;
 pub mod v1;

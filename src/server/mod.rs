@@ -12,11 +12,13 @@ mod namespaces;
 mod serve;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::{middleware, Router};
 
 use crate::api::{self, ApiState};
 use crate::auth::{self, Authenticator, Gate, Origins};
+use crate::cluster::{ClusterConfig, RedisAdapter};
 use crate::config::{AdminUi, Config};
 use crate::hub::{Hub, HubConfig};
 use crate::limits::{AddressLimiter, RatePolicy};
@@ -135,6 +137,30 @@ impl Hubbub {
             store.clone(),
             &snapshot,
         );
+        if config.adapter == "redis" {
+            let mut namespaces: Vec<String> = io
+                .namespaces()
+                .iter()
+                .map(|n| n.name().to_string())
+                .collect();
+            namespaces.sort();
+            namespaces.dedup();
+            let cluster = ClusterConfig {
+                redis_url: config.redis_url.clone(),
+                namespaces,
+                request_timeout: Duration::from_secs(5),
+                heartbeat_interval: config.heartbeat_interval,
+            };
+            if let Err(e) = RedisAdapter::start(&hub, cluster) {
+                tracing::error!("cluster: {e}");
+            } else {
+                tracing::info!(
+                    node = hub.node(),
+                    "cluster node through {}",
+                    config.redis_url
+                );
+            }
+        }
         if let Some(store) = store {
             let n = hub.restore(snapshot.rooms, snapshot.margin);
             tracing::info!("store {}: {n} rooms restored", config.db.display());

@@ -54,7 +54,7 @@ fn ack_when_committed(
     };
     match res {
         // The answer is built only for a client that asked for one (the hot path of `send`).
-        Ok(out) if out.commit.is_none() => {
+        Ok(out) if out.is_settled() => {
             if ack.is_some() {
                 ack_result(ack, Ok(fields(&out)));
             }
@@ -177,14 +177,9 @@ pub fn send(s: &SocketRef, args: Args, ack: Option<AckSender>) {
                 .ns(s.ns.name_arc())
                 .from(s.conn().user_arc())
                 .sent_by(s.conn().id())
+                .counted()
                 .publish(event, data_of(&args))?;
-        if out.online == Some(false) && out.seq.is_none() {
-            return Err(HubError::new(
-                ErrorCode::UserOffline,
-                format!("user `{to}` is not online"),
-            ));
-        }
-        Ok(out)
+        Ok(out.offline_is_error(to))
     })();
     ack_when_committed(s, ack, res, |out| {
         let mut v = serde_json::json!({ "delivered": out.delivered });

@@ -386,7 +386,7 @@ fn ack_when_committed(
 ) {
     match res {
         Err(e) => reply_error(hub, conn, id, &e),
-        Ok(out) if out.commit.is_none() => {
+        Ok(out) if out.is_settled() => {
             if let Some(id) = id {
                 let mut w = v1::ack_writer(id);
                 fill(&mut w, &out);
@@ -485,22 +485,15 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
             });
         }
         Request::Send { to, event, data } => {
+            // Offline is an error unless the message is kept for the user (a direct message
+            // with `dm_history`); in a cluster, the ack waits for the other nodes' counts.
             let res = hub
                 .to_user(&to)
                 .from(conn.user_arc())
                 .sent_by(conn.id())
+                .counted()
                 .publish(&event, Payload::Json(data))
-                .and_then(|out| {
-                    // Offline is an error unless the message is kept for the user (a direct
-                    // message with `dm_history`).
-                    if out.online == Some(false) && out.seq.is_none() {
-                        return Err(HubError::new(
-                            ErrorCode::UserOffline,
-                            format!("user `{to}` is not online"),
-                        ));
-                    }
-                    Ok(out)
-                });
+                .map(|out| out.offline_is_error(&to));
             ack_when_committed(hub, conn, id, res, |w, out| {
                 w.u64("delivered", out.delivered as u64);
                 if let Some(seq) = out.seq {

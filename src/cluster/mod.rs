@@ -1,0 +1,367 @@
+//! The cluster: several Hubbub nodes (and Node socket.io servers) behave as one through
+//! Redis. [`RedisAdapter`] is the hub's [`Adapter`] for it.
+//!
+//! Deliveries travel as `@socket.io/redis-adapter` broadcasts ([`wire`]): a node publishes
+//! each message once (on `socket.io#<ns>#`, or `socket.io#<ns>#<room>#` for one room), every
+//! node pattern-subscribes to `socket.io#*`, decodes it once and hands it to its hub, which
+//! encodes it once per wire format for its own recipients. Questions across nodes (how many
+//! connections a push reached, who is in a room, closing a user's devices) are requests with
+//! ids whose answers are gathered until every subscribed node answered or the time is up
+//! ([`requests`]); those socket.io's adapter knows go on its request channels, so Node
+//! servers ask Hubbub nodes and are asked in turn ([`answers`]), Hubbub's own go on
+//! `hubbub-request#`. Each node keeps a heartbeat key that expires ([`nodes`]). The Redis
+//! connections, their queue and their reconnection are [`link`]'s.
+
+mod answers;
+mod link;
+mod nodes;
+mod requests;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rmpv::Value as Mp;
+use serde_json::{json, Value};
+
+use crate::error::{ErrorCode, HubError};
+use crate::hub::{Adapter, Answers, CountReply, Delivery, Hub, Query, Reach, WeakHub};
+use crate::protocol::msgpack as mp;
+use link::{Incoming, Link};
+use requests::{request_id, Pending};
+
+/// Hubbub's own request channel (questions only Hubbub nodes answer).
+const HUB_REQUESTS: &str = "hubbub-request#";
+/// Hubbub's own response channel.
+const HUB_RESPONSES: &str = "hubbub-response#";
+
+/// What a node of a cluster needs to know.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db`.
+    pub redis_url: String,
+    /// The namespaces this node serves (it answers socket.io requests for these).
+    pub namespaces: Vec<String>,
+    /// How long a request across the cluster waits for answers.
+    pub request_timeout: Duration,
+    /// How often the node's heartbeat key is written; it expires after twice this.
+    pub heartbeat_interval: Duration,
+}
+
+/// The Redis adapter: one node of a cluster.
+#[derive(Debug)]
+pub struct RedisAdapter {
+    me: std::sync::Weak<RedisAdapter>,
+    hub: WeakHub,
+    uid: String,
+    link: Arc<Link>,
+    pending: Arc<Pending>,
+    config: ClusterConfig,
+}
+
+impl RedisAdapter {
+    /// Joins `hub` to the cluster at `config.redis_url` and attaches the adapter to it. The
+    /// connections are made in the background (and made again whenever lost): a node
+    /// starts while Redis is down, and `/readyz` says so until it is up.
+    pub fn start(hub: &Hub, config: ClusterConfig) -> Result<Arc<Self>, HubError> {
+        let mut channels = vec![HUB_REQUESTS.to_string(), HUB_RESPONSES.to_string()];
+        for ns in &config.namespaces {
+            channels.push(wire::request_channel(ns));
+            channels.push(wire::response_channel(ns));
+        }
+        let weak = Arc::new(std::sync::OnceLock::<std::sync::Weak<RedisAdapter>>::new());
+        let target = weak.clone();
+        let link = Link::open(
+            &config.redis_url,
+            channels,
+            vec![wire::broadcast_pattern()],
+            move |m| {
+                if let Some(a) = target.get().and_then(std::sync::Weak::upgrade) {
+                    a.on_message(m);
+                }
+            },
+        )?;
+        let adapter = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            hub: hub.downgrade(),
+            uid: hub.node().to_string(),
+            link,
+            pending: Arc::default(),
+            config,
+        });
+        let _ = weak.set(Arc::downgrade(&adapter));
+        nodes::start_heartbeat(&adapter);
+        hub.attach_adapter(adapter.clone());
+        Ok(adapter)
+    }
+
+    /// This node's id in the cluster (the adapter's `uid`).
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// Messages that could not be published to Redis.
+    pub fn publish_failures(&self) -> u64 {
+        self.link.failed()
+    }
+
+    /// Sends `serverSideEmit(event, ...args)` to the other servers of namespace `ns` (Node
+    /// socket.io servers call their listeners; Hubbub nodes answer the events
+    /// [`answers`] knows) and gathers their acknowledgements.
+    pub async fn server_side_emit(
+        &self,
+        ns: &str,
+        event: &str,
+        args: Vec<Value>,
+    ) -> Result<Vec<Value>, HubError> {
+        let id = request_id();
+        let mut data = vec![Value::from(event)];
+        data.extend(args);
+        let request = json!({
+            "uid": self.uid, "requestId": id, "type": wire::kind::SERVER_SIDE_EMIT, "data": data,
+        });
+        let answers = self
+            .request(
+                &wire::request_channel(ns),
+                &id,
+                Bytes::from(request.to_string()),
+            )
+            .await?;
+        Ok(answers
+            .iter()
+            .map(|a| mp::to_json(mp::get(a, "data").unwrap_or(&Mp::Nil), &mut Vec::new()))
+            .collect())
+    }
+
+    /// Publishes request `id` on `channel` and gathers the answers of the nodes subscribed
+    /// to it (all but this one).
+    async fn request(&self, channel: &str, id: &str, payload: Bytes) -> Result<Vec<Mp>, HubError> {
+        let rx = self.pending.start(id, self.config.request_timeout);
+        let (pending, gone) = (self.pending.clone(), id.to_string());
+        let sent: link::Sent = Box::new(move |r| {
+            if r.is_err() {
+                pending.cancel(&gone);
+            }
+        });
+        if let Err(e) = self.link.publish(channel.to_string(), payload, Some(sent)) {
+            self.pending.cancel(id);
+            return Err(e);
+        }
+        match self.subscribers(channel).await {
+            Ok(n) => self.pending.expect(id, n.saturating_sub(1)),
+            Err(e) => {
+                self.pending.cancel(id);
+                return Err(e);
+            }
+        }
+        rx.await
+            .map_err(|_| HubError::new(ErrorCode::Unavailable, "the cluster request was dropped"))
+    }
+
+    /// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`).
+    async fn subscribers(&self, channel: &str) -> Result<usize, HubError> {
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg("NUMSUB").arg(channel);
+        let (_, n): (String, usize) = self
+            .link
+            .query::<Vec<(String, usize)>>(&cmd)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        Ok(n)
+    }
+
+    fn on_message(&self, m: Incoming) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        if let Some((ns, room)) = wire::parse_broadcast_channel(&m.channel) {
+            if !self.serves(ns) || room.is_some_and(|r| !answers::has_room(&hub, ns, r)) {
+                return;
+            }
+            match wire::decode_broadcast(&m.payload) {
+                Ok(b) if b.uid == self.uid => {}
+                Ok(b) => {
+                    hub.deliver_remote(&b.reach, &b.delivery);
+                }
+                Err(e) => tracing::debug!(channel = m.channel, error = %e, "bad broadcast"),
+            }
+            return;
+        }
+        let decoded = match wire::decode_map(&m.payload) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(channel = m.channel, error = %e, "bad request or response");
+                return;
+            }
+        };
+        if m.channel == HUB_RESPONSES
+            || m.channel
+                .starts_with(&format!("{}-response#", wire::PREFIX))
+        {
+            // Acknowledgements of single clients are not answers of a node.
+            if mp::get_u64(&decoded, "type") != Some(wire::kind::BROADCAST_ACK) {
+                if let Some(id) = mp::get_str(&decoded, "requestId") {
+                    self.pending.answered(id, decoded.clone());
+                }
+            }
+        } else if m.channel == HUB_REQUESTS {
+            self.on_hub_request(&hub, &decoded);
+        } else if let Some(ns) = m
+            .channel
+            .strip_prefix(&format!("{}-request#", wire::PREFIX))
+            .and_then(|r| r.strip_suffix('#'))
+        {
+            if mp::get_str(&decoded, "uid") != Some(&self.uid) {
+                if let Some((channel, payload)) = answers::answer(&hub, ns, &decoded) {
+                    let _ = self.link.publish(channel, payload, None);
+                }
+            }
+        }
+    }
+
+    fn on_hub_request(&self, hub: &Hub, request: &Mp) {
+        if mp::get_str(request, "uid") == Some(&self.uid) {
+            return;
+        }
+        let q: Option<Query> = mp::get(request, "query")
+            .map(|q| mp::to_json(q, &mut Vec::new()))
+            .and_then(|v| serde_json::from_value(v).ok());
+        let Some(q) = q else {
+            tracing::debug!("a Hubbub request without a query this node knows");
+            return;
+        };
+        let answer = hub.answer(&q);
+        if let Some(id) = mp::get_str(request, "requestId") {
+            let body = json!({ "requestId": id, "answer": answer });
+            let _ = self
+                .link
+                .publish(HUB_RESPONSES.into(), Bytes::from(body.to_string()), None);
+        }
+    }
+
+    fn serves(&self, ns: &str) -> bool {
+        self.config.namespaces.iter().any(|n| n == ns)
+    }
+}
+
+impl Adapter for RedisAdapter {
+    fn broadcast(
+        &self,
+        reach: &Reach,
+        d: &Arc<Delivery>,
+        counted: bool,
+        done: CountReply,
+    ) -> Result<(), HubError> {
+        self.link.health()?;
+        let cannot = || HubError::bad_request("this message cannot cross the cluster");
+        if !counted {
+            let one = (reach.rooms.len() == 1).then(|| &*reach.rooms[0]);
+            let payload = wire::encode_broadcast(&self.uid, reach, d).ok_or_else(cannot)?;
+            let sent: link::Sent = Box::new(move |r| done.send(r.map(|()| 0)));
+            return self.link.publish(
+                wire::broadcast_channel(&reach.ns, one),
+                Bytes::from(payload),
+                Some(sent),
+            );
+        }
+        // A broadcast that wants the nodes' counts: socket.io's broadcast with acks, which
+        // Node servers answer too.
+        let (packet, extras) = wire::packet_of(&reach.ns, d).ok_or_else(cannot)?;
+        let id = request_id();
+        let request = mp::map([
+            ("uid", Mp::from(&*self.uid)),
+            ("requestId", Mp::from(&*id)),
+            ("type", Mp::from(wire::kind::BROADCAST)),
+            ("packet", packet),
+            ("opts", wire::opts_of(reach)),
+            ("hubbub", extras),
+        ]);
+        let channel = wire::request_channel(&reach.ns);
+        let payload = Bytes::from(mp::encode(&request));
+        // Published now, in order with this node's other messages; counted when answered.
+        let rx = self.pending.start(&id, self.config.request_timeout);
+        let (pending, gone) = (self.pending.clone(), id.clone());
+        let sent: link::Sent = Box::new(move |r| {
+            if r.is_err() {
+                pending.cancel(&gone);
+            }
+        });
+        if let Err(e) = self.link.publish(channel.clone(), payload, Some(sent)) {
+            self.pending.cancel(&id);
+            return Err(e);
+        }
+        let Some(me) = self.clone_handle() else {
+            return Ok(());
+        };
+        tokio::spawn(async move {
+            match me.subscribers(&channel).await {
+                Ok(n) => me.pending.expect(&id, n.saturating_sub(1)),
+                Err(e) => {
+                    me.pending.cancel(&id);
+                    return done.send(Err(e));
+                }
+            }
+            let Ok(answers) = rx.await else {
+                return done.send(Err(HubError::new(
+                    ErrorCode::Unavailable,
+                    "the message could not be published to the cluster",
+                )));
+            };
+            let n = answers
+                .iter()
+                .filter_map(|a| mp::get_u64(a, "clientCount"))
+                .sum::<u64>();
+            done.send(Ok(n as usize));
+        });
+        Ok(())
+    }
+
+    fn ask(&self, q: Query) -> Answers {
+        let me = self.clone_handle();
+        Box::pin(async move {
+            let Some(me) = me else {
+                return Ok(Vec::new());
+            };
+            me.link.health()?;
+            let id = request_id();
+            let body = json!({ "uid": me.uid, "requestId": id, "query": q });
+            let answers = me
+                .request(HUB_REQUESTS, &id, Bytes::from(body.to_string()))
+                .await?;
+            Ok(answers
+                .iter()
+                .map(|a| mp::to_json(mp::get(a, "answer").unwrap_or(&Mp::Nil), &mut Vec::new()))
+                .collect())
+        })
+    }
+
+    fn tell(&self, q: Query) -> Result<(), HubError> {
+        let body = json!({ "uid": self.uid, "query": q });
+        self.link
+            .publish(HUB_REQUESTS.into(), Bytes::from(body.to_string()), None)
+    }
+
+    fn nodes(&self) -> Answers {
+        let me = self.clone_handle();
+        Box::pin(async move {
+            match me {
+                Some(me) => nodes::list(&me).await,
+                None => Ok(Vec::new()),
+            }
+        })
+    }
+
+    fn health(&self) -> Result<(), HubError> {
+        self.link.health()
+    }
+}
+
+impl RedisAdapter {
+    /// A handle for tasks.
+    fn clone_handle(&self) -> Option<Arc<Self>> {
+        self.me.upgrade()
+    }
+}

@@ -1,0 +1,498 @@
+//! What crosses Redis, in `@socket.io/redis-adapter`'s classic format, turned into hub
+//! terms: channel names, broadcasts (`[uid, packet, opts]` in MessagePack) and the
+//! request/response messages (JSON or MessagePack maps with a numeric `type`).
+//!
+//! A Hubbub node adds one element to a broadcast, a map of what the hub needs to rebuild
+//! the exact message on another Hubbub node (`{hubbub: "hub" | "args" | "presence" |
+//! "notice", room, from, to, seq, ts, ...}`); Node's adapter reads the first three and
+//! ignores it. What a Node server or emitter sends has no such element and becomes an
+//! *exact* message: the event and its arguments.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rmpv::Value as Mp;
+
+use crate::hub::{now_ms, Body, Delivery, Message, MessageBody, Payload, Reach, SioArgs};
+use crate::protocol::msgpack::{self as mp, MsgpackError};
+use crate::protocol::v1::RawJson;
+
+/// socket.io-redis-adapter's default channel prefix (`key`).
+pub const PREFIX: &str = "socket.io";
+
+/// socket.io's packet type for an event.
+const EVENT: u64 = 2;
+
+/// The request types of `@socket.io/redis-adapter` (its `RequestType`).
+pub mod kind {
+    /// Socket ids in rooms (`allSockets`).
+    pub const SOCKETS: u64 = 0;
+    /// Every room (`allRooms`).
+    pub const ALL_ROOMS: u64 = 1;
+    /// Make sockets join rooms (`socketsJoin`).
+    pub const REMOTE_JOIN: u64 = 2;
+    /// Make sockets leave rooms (`socketsLeave`).
+    pub const REMOTE_LEAVE: u64 = 3;
+    /// Disconnect sockets (`disconnectSockets`).
+    pub const REMOTE_DISCONNECT: u64 = 4;
+    /// Sockets with their details (`fetchSockets`).
+    pub const REMOTE_FETCH: u64 = 5;
+    /// An event for the servers themselves (`serverSideEmit`).
+    pub const SERVER_SIDE_EMIT: u64 = 6;
+    /// A broadcast that wants each node's client count (`broadcastWithAck`).
+    pub const BROADCAST: u64 = 7;
+    /// The answer to [`BROADCAST`]: how many clients a node reached.
+    pub const BROADCAST_CLIENT_COUNT: u64 = 8;
+    /// A client's acknowledgement of a [`BROADCAST`].
+    pub const BROADCAST_ACK: u64 = 9;
+}
+
+/// The channel a broadcast to namespace `ns` is published on: `socket.io#/#`, or with
+/// exactly one room `socket.io#/#room#` (so a node without that room can skip it).
+pub fn broadcast_channel(ns: &str, one_room: Option<&str>) -> String {
+    match one_room {
+        Some(r) => format!("{PREFIX}#{ns}#{r}#"),
+        None => format!("{PREFIX}#{ns}#"),
+    }
+}
+
+/// The pattern matching every namespace's broadcast channels.
+pub fn broadcast_pattern() -> String {
+    format!("{PREFIX}#*")
+}
+
+/// The request channel of namespace `ns`: being subscribed to it is what makes a node
+/// counted (`PUBSUB NUMSUB`) by the others' requests.
+pub fn request_channel(ns: &str) -> String {
+    format!("{PREFIX}-request#{ns}#")
+}
+
+/// The response channel of namespace `ns`.
+pub fn response_channel(ns: &str) -> String {
+    format!("{PREFIX}-response#{ns}#")
+}
+
+/// The namespace and the room a broadcast channel names (`socket.io#/chat#room#`).
+pub fn parse_broadcast_channel(channel: &str) -> Option<(&str, Option<&str>)> {
+    let rest = channel.strip_prefix(PREFIX)?.strip_prefix('#')?;
+    let rest = rest.strip_suffix('#')?;
+    // The namespace starts with `/` and holds no `#`; a room may.
+    match rest.split_once('#') {
+        Some((ns, room)) => Some((ns, Some(room))),
+        None => Some((rest, None)),
+    }
+}
+
+/// A broadcast another node published.
+#[derive(Debug)]
+pub struct Broadcast {
+    /// The publishing node (a Node adapter's uid, `emitter` for the emitter).
+    pub uid: String,
+    /// Whom it reaches.
+    pub reach: Reach,
+    /// What it delivers.
+    pub delivery: Arc<Delivery>,
+}
+
+/// Encodes a broadcast of `d` to `reach` by node `uid`. `None` for what cannot travel.
+pub fn encode_broadcast(uid: &str, reach: &Reach, d: &Delivery) -> Option<Vec<u8>> {
+    let (packet, extras) = packet_of(&reach.ns, d)?;
+    Some(mp::encode(&Mp::Array(vec![
+        Mp::from(uid),
+        packet,
+        opts_of(reach),
+        extras,
+    ])))
+}
+
+/// The `opts` member of a broadcast or request: `{rooms, except, flags}`.
+pub fn opts_of(reach: &Reach) -> Mp {
+    let list = |v: &[Arc<str>]| Mp::Array(v.iter().map(|r| Mp::from(&**r)).collect());
+    let mut flags = Vec::new();
+    if reach.volatile {
+        flags.push((Mp::from("volatile"), Mp::Boolean(true)));
+    }
+    mp::map([
+        ("rooms", list(&reach.rooms)),
+        ("except", list(&reach.except)),
+        ("flags", Mp::Map(flags)),
+    ])
+}
+
+/// The socket.io packet (`{type: 2, data: [event, ...args], nsp}`) and the Hubbub element
+/// for a delivery.
+pub fn packet_of(ns: &str, d: &Delivery) -> Option<(Mp, Mp)> {
+    let (data, extras) = match &d.body {
+        Body::Message(m) => message_data(m)?,
+        Body::Presence {
+            room,
+            user,
+            joined,
+            count,
+            ..
+        } => {
+            let key = if *joined { "joined" } else { "left" };
+            let shown = mp::map([
+                ("room", Mp::from(&**room)),
+                (key, Mp::from(&**user)),
+                ("count", Mp::from(*count)),
+            ]);
+            let extras = mp::map([
+                ("hubbub", Mp::from("presence")),
+                ("room", Mp::from(&**room)),
+                ("user", Mp::from(&**user)),
+                ("joined", Mp::Boolean(*joined)),
+                ("count", Mp::from(*count)),
+            ]);
+            (vec![Mp::from("presence"), shown], extras)
+        }
+        Body::Notice { name, fields, .. } => {
+            let f = mp::from_json_text(fields.as_bytes()).ok()?;
+            let extras = mp::map([("hubbub", Mp::from("notice"))]);
+            (vec![Mp::from(&**name), f], extras)
+        }
+    };
+    let packet = mp::map([
+        ("type", Mp::from(EVENT)),
+        ("data", Mp::Array(data)),
+        ("nsp", Mp::from(ns)),
+    ]);
+    Some((packet, extras))
+}
+
+/// A message's `data` (what Socket.IO clients get: `[event, payload, meta]` for a hub
+/// message, `[event, ...args]` for an exact one) and its Hubbub element.
+fn message_data(m: &Message) -> Option<(Vec<Mp>, Mp)> {
+    let mut extras = vec![(Mp::from("ts"), Mp::from(m.ts))];
+    let opt = |k: &str, v: &Option<Arc<str>>| v.as_ref().map(|s| (Mp::from(k), Mp::from(&**s)));
+    extras.extend(opt("room", &m.room));
+    extras.extend(opt("from", &m.from));
+    extras.extend(opt("to", &m.to));
+    if let Some(seq) = m.seq {
+        extras.push((Mp::from("seq"), Mp::from(seq)));
+    }
+    let mut data = vec![Mp::from(&*m.event)];
+    let shape = match &m.body {
+        MessageBody::Hub(Payload::Json(raw)) if !has_binary_marker(raw.as_bytes()) => {
+            data.push(mp::from_json_text(raw.as_bytes()).ok()?);
+            data.push(mp::from_json(&meta_of(m), &[]));
+            "hub"
+        }
+        MessageBody::Hub(_) | MessageBody::Args(_) => {
+            let args = m.sio_args();
+            let values = match &m.body {
+                // A hub message with binary: its payload and meta as Socket.IO sees them.
+                MessageBody::Hub(_) => args.values.iter(),
+                MessageBody::Args(a) => a.values.iter(),
+            };
+            data.extend(values.map(|v| mp::from_json(v, &args.bin)));
+            if matches!(m.body, MessageBody::Hub(_)) {
+                "hub"
+            } else {
+                "args"
+            }
+        }
+    };
+    extras.push((Mp::from("hubbub"), Mp::from(shape)));
+    Some((data, Mp::Map(extras)))
+}
+
+fn has_binary_marker(json: &[u8]) -> bool {
+    json.windows(9).any(|w| w == b"\"_binary\"")
+}
+
+/// The meta argument Socket.IO clients get after a hub message's payload.
+fn meta_of(m: &Message) -> serde_json::Value {
+    let mut meta = serde_json::Map::new();
+    if let Some(from) = &m.from {
+        meta.insert("from".into(), (&**from).into());
+    }
+    if let Some(room) = m.shown_room() {
+        meta.insert("room".into(), room.into());
+    }
+    if let Some(seq) = m.seq {
+        meta.insert("seq".into(), seq.into());
+    }
+    if let Some(to) = &m.to {
+        meta.insert("to".into(), (&**to).into());
+    }
+    meta.insert("ts".into(), m.ts.into());
+    serde_json::Value::Object(meta)
+}
+
+/// Decodes a broadcast (from a Hubbub node, a Node adapter or the emitter).
+pub fn decode_broadcast(bytes: &[u8]) -> Result<Broadcast, MsgpackError> {
+    let v = mp::decode(bytes)?;
+    let parts = v
+        .as_array()
+        .filter(|a| a.len() >= 3)
+        .ok_or_else(|| MsgpackError("a broadcast is `[uid, packet, opts]`".into()))?;
+    let uid = mp::as_name(&parts[0]).unwrap_or_default();
+    let reach = reach_of(&parts[1], &parts[2])?;
+    let delivery = delivery_of(&parts[1], parts.get(3), &reach.ns)?;
+    Ok(Broadcast {
+        uid,
+        reach,
+        delivery,
+    })
+}
+
+/// Whom a packet with these `opts` reaches (`nsp` defaults to `/`, as in socket.io).
+pub fn reach_of(packet: &Mp, opts: &Mp) -> Result<Reach, MsgpackError> {
+    let ns = mp::get_str(packet, "nsp").unwrap_or("/");
+    if !ns.starts_with('/') {
+        return Err(MsgpackError(format!(
+            "namespace `{ns}` does not start with /"
+        )));
+    }
+    let volatile = mp::get(opts, "flags")
+        .and_then(|f| mp::get(f, "volatile"))
+        .and_then(Mp::as_bool)
+        .unwrap_or(false);
+    let names = |k| -> Vec<Arc<str>> {
+        mp::names(mp::get(opts, k))
+            .into_iter()
+            .map(Arc::from)
+            .collect()
+    };
+    Ok(Reach {
+        ns: ns.into(),
+        rooms: names("rooms"),
+        except: names("except"),
+        volatile,
+    })
+}
+
+/// Rebuilds the delivery a packet carries.
+pub fn delivery_of(
+    packet: &Mp,
+    extras: Option<&Mp>,
+    ns: &str,
+) -> Result<Arc<Delivery>, MsgpackError> {
+    let kind = mp::get_u64(packet, "type");
+    if kind != Some(EVENT) && kind != Some(5) {
+        return Err(MsgpackError(format!(
+            "packet type {kind:?} is not an event"
+        )));
+    }
+    let data = mp::get(packet, "data")
+        .and_then(Mp::as_array)
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| MsgpackError("an event packet has `data: [event, ...args]`".into()))?;
+    let event = data[0]
+        .as_str()
+        .ok_or_else(|| MsgpackError("the event name is not a string".into()))?;
+    let args = &data[1..];
+    let ns: Arc<str> = ns.into();
+    let shape = extras.and_then(|e| mp::get_str(e, "hubbub"));
+    let field = |k| extras.and_then(|e| mp::get_str(e, k)).map(Arc::<str>::from);
+    let body = match shape {
+        Some("presence") => {
+            let e = extras.unwrap_or(&Mp::Nil);
+            Body::Presence {
+                ns,
+                room: field("room").ok_or_else(|| MsgpackError("presence without room".into()))?,
+                user: field("user").ok_or_else(|| MsgpackError("presence without user".into()))?,
+                joined: mp::get(e, "joined").and_then(Mp::as_bool).unwrap_or(false),
+                count: mp::get_u64(e, "count").unwrap_or(0),
+            }
+        }
+        Some("notice") => {
+            let mut text = Vec::new();
+            mp::write_json(args.first().unwrap_or(&Mp::Nil), &mut Vec::new(), &mut text);
+            Body::Notice {
+                ns,
+                name: event.into(),
+                fields: RawJson::parse(Bytes::from(text))
+                    .map_err(|e| MsgpackError(e.to_string()))?,
+            }
+        }
+        other => {
+            let body = match (other, args) {
+                (Some("hub"), [payload, _meta]) if !has_bin(payload) => {
+                    let mut text = Vec::new();
+                    mp::write_json(payload, &mut Vec::new(), &mut text);
+                    MessageBody::Hub(Payload::Json(
+                        RawJson::parse(Bytes::from(text))
+                            .map_err(|e| MsgpackError(e.to_string()))?,
+                    ))
+                }
+                (Some("hub"), [payload, _meta]) => {
+                    // Binary inside: back to v1's `{"_binary": ...}` objects.
+                    let mut bin = Vec::new();
+                    let values = vec![mp::to_json(payload, &mut bin)];
+                    let v = SioArgs { values, bin }.to_v1_values().pop();
+                    MessageBody::Hub(Payload::json(&v.unwrap_or_default()))
+                }
+                _ => {
+                    let mut bin = Vec::new();
+                    let values = args.iter().map(|a| mp::to_json(a, &mut bin)).collect();
+                    MessageBody::Args(SioArgs { values, bin })
+                }
+            };
+            Body::Message(Message {
+                ns,
+                room: field("room"),
+                event: event.into(),
+                body,
+                from: field("from"),
+                to: field("to"),
+                seq: extras.and_then(|e| mp::get_u64(e, "seq")),
+                ts: extras
+                    .and_then(|e| mp::get_u64(e, "ts"))
+                    .unwrap_or_else(now_ms),
+                offset: None,
+            })
+        }
+    };
+    Ok(Delivery::new(body))
+}
+
+fn has_bin(v: &Mp) -> bool {
+    match v {
+        Mp::Binary(_) => true,
+        Mp::Array(a) => a.iter().any(has_bin),
+        Mp::Map(m) => m.iter().any(|(_, x)| has_bin(x)),
+        _ => false,
+    }
+}
+
+/// A request or a response: a map with a numeric `type` (JSON text from most senders,
+/// MessagePack for the broadcast-with-ack family).
+pub fn decode_map(bytes: &[u8]) -> Result<Mp, MsgpackError> {
+    let v = if bytes.first() == Some(&b'{') {
+        mp::from_json_text(bytes)?
+    } else {
+        mp::decode(bytes)?
+    };
+    if v.as_map().is_none() {
+        return Err(MsgpackError("a request is a map".into()));
+    }
+    Ok(v)
+}
+
+/// A response in JSON text, as Node's adapter writes most of them.
+pub fn json_response(v: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Payload;
+
+    fn hub_message(data: &str) -> Arc<Delivery> {
+        Delivery::new(Body::Message(Message {
+            ns: "/".into(),
+            room: Some("lobby".into()),
+            event: "chat".into(),
+            body: MessageBody::Hub(Payload::Json(
+                RawJson::parse(Bytes::from(data.to_string())).unwrap(),
+            )),
+            from: Some("ann".into()),
+            to: None,
+            seq: Some(7),
+            ts: 1000,
+            offset: None,
+        }))
+    }
+
+    #[test]
+    fn channels() {
+        assert_eq!(broadcast_channel("/", None), "socket.io#/#");
+        assert_eq!(
+            broadcast_channel("/chat", Some("a#b")),
+            "socket.io#/chat#a#b#"
+        );
+        assert_eq!(
+            parse_broadcast_channel("socket.io#/chat#a#b#"),
+            Some(("/chat", Some("a#b")))
+        );
+        assert_eq!(parse_broadcast_channel("socket.io#/#"), Some(("/", None)));
+        assert_eq!(parse_broadcast_channel("socket.io-request#/#"), None);
+        assert_eq!(request_channel("/"), "socket.io-request#/#");
+    }
+
+    #[test]
+    fn a_hub_message_round_trips_exactly() {
+        let reach = Reach {
+            ns: "/".into(),
+            rooms: vec!["lobby".into()],
+            except: vec!["abc".into()],
+            volatile: true,
+        };
+        let d = hub_message(r#"{"z":1,"a":"b"}"#);
+        let bytes = encode_broadcast("node-1", &reach, &d).unwrap();
+        let b = decode_broadcast(&bytes).unwrap();
+        assert_eq!(b.uid, "node-1");
+        assert_eq!(b.reach, reach);
+        assert_eq!(b.delivery.v1_frame(), d.v1_frame());
+        assert_eq!(b.delivery.sio_frames(), d.sio_frames());
+    }
+
+    #[test]
+    fn a_node_packet_is_an_exact_message() {
+        // What socket.io-redis-adapter publishes for io.to("r").emit("ev", 1, {a: Buffer})
+        let v = Mp::Array(vec![
+            Mp::from("abc123"),
+            mp::map([
+                ("type", Mp::from(2)),
+                (
+                    "data",
+                    Mp::Array(vec![
+                        Mp::from("ev"),
+                        Mp::from(1),
+                        mp::map([("a", Mp::Binary(vec![1, 2]))]),
+                    ]),
+                ),
+                ("nsp", Mp::from("/")),
+            ]),
+            mp::map([
+                ("rooms", Mp::Array(vec![Mp::from("r")])),
+                ("except", Mp::Array(vec![])),
+                ("flags", mp::map([("timeout", Mp::Ext(0, vec![0]))])),
+            ]),
+        ]);
+        let b = decode_broadcast(&mp::encode(&v)).unwrap();
+        assert_eq!(&*b.reach.rooms[0], "r");
+        let m = b.delivery.message().unwrap();
+        assert_eq!(&*m.event, "ev");
+        let MessageBody::Args(a) = &m.body else {
+            panic!("exact message expected")
+        };
+        assert_eq!(a.values[0], serde_json::json!(1));
+        assert_eq!(
+            a.values[1],
+            serde_json::json!({"a": {"_placeholder": true, "num": 0}})
+        );
+        assert_eq!(&a.bin[0][..], &[1, 2]);
+    }
+
+    #[test]
+    fn malformed_broadcasts_are_errors() {
+        for bad in [
+            mp::encode(&Mp::from(1)),
+            mp::encode(&Mp::Array(vec![Mp::from("u")])),
+            mp::encode(&Mp::Array(vec![Mp::from("u"), Mp::from(2), Mp::Nil])),
+            mp::encode(&Mp::Array(vec![
+                Mp::from("u"),
+                mp::map([
+                    ("type", Mp::from(2)),
+                    ("data", Mp::Array(vec![Mp::from(3)])),
+                ]),
+                Mp::Nil,
+            ])),
+            mp::encode(&Mp::Array(vec![
+                Mp::from("u"),
+                mp::map([
+                    ("type", Mp::from(2)),
+                    ("data", Mp::Array(vec![Mp::from("e")])),
+                    ("nsp", Mp::from("x")),
+                ]),
+                Mp::Nil,
+            ])),
+        ] {
+            assert!(decode_broadcast(&bad).is_err());
+        }
+    }
+}

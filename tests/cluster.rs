@@ -1,0 +1,427 @@
+//! Three `hubbub` nodes on loopback that meet through a real `redis-server` (started here on
+//! a free port, one per test) behave as one server (docs/cluster.md): every target reaches
+//! its recipients on every node, the HTTP API counts and lists across nodes, a killed node
+//! leaves, the single-session policy holds across nodes, and a Redis outage costs the
+//! cluster's deliveries only, until Redis is back.
+//!
+//! Needs `redis-server` (Debian's package). Under `HUBBUB_REQUIRE_ALL=1` (the test command)
+//! a missing one fails the tests; elsewhere they say so and pass.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Process;
+use serde_json::{json, Value};
+
+/// A `redis-server` on a free loopback port, without persistence; killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Option<Self> {
+        let child = match Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(_) => {
+                assert!(
+                    std::env::var_os("HUBBUB_REQUIRE_ALL").is_none(),
+                    "redis-server is required (apt-get install redis-server)"
+                );
+                eprintln!("skipping: redis-server is not installed");
+                return None;
+            }
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Self { child, port })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `n` nodes of one cluster, each in its own directory, heartbeats every second.
+async fn nodes(redis: &Redis, n: usize, extra: &[&str]) -> (Vec<Process>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let mut args = vec![
+        "--adapter",
+        "redis",
+        "--redis-url",
+        &url,
+        "--store",
+        "memory",
+        "--heartbeat-interval",
+        "1s",
+    ];
+    args.extend(extra);
+    let mut out = Vec::new();
+    for i in 0..n {
+        let d = dir.path().join(format!("node{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = Process::start(&d, &args).await;
+        wait_ready(&p).await;
+        out.push(p);
+    }
+    (out, dir)
+}
+
+/// Waits until `/readyz` is 200 (the node is subscribed to Redis).
+async fn wait_ready(p: &Process) {
+    eventually(&format!("node {} ready", p.port), || async {
+        p.get("/readyz").await.0 == 200
+    })
+    .await;
+}
+
+/// Polls `check` every 50 ms for up to 10 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn message(data: Value, event: &str) -> impl Fn(&Value) {
+    let event = event.to_string();
+    move |m: &Value| {
+        assert_eq!(m["op"], "message", "{m}");
+        assert_eq!(m["event"], event.as_str(), "{m}");
+        assert_eq!(m["data"], data, "{m}");
+    }
+}
+
+#[tokio::test]
+async fn every_target_reaches_every_node() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, _dir) = nodes(&redis, 3, &[]).await;
+    let mut ann = n[0].client("/ws/ann").await;
+    let mut bob_b = n[1].client("/ws/bob").await;
+    let mut bob_c = n[2].client("/ws/bob").await;
+    let mut cat = n[2].client("/ws/cat").await;
+    for c in [&mut ann, &mut bob_b, &mut cat] {
+        c.join("lobby").await;
+    }
+
+    // A room, except the sender: members on the other nodes get it once.
+    let ack = ann
+        .request(json!({"op": "publish", "room": "lobby", "event": "chat", "data": {"n": 1}, "exclude_self": true}))
+        .await;
+    assert_eq!(ack["op"], "ack", "{ack}");
+    for c in [&mut bob_b, &mut cat] {
+        let m = c.recv_message().await;
+        message(json!({"n": 1}), "chat")(&m);
+        assert_eq!(m["room"], "lobby");
+        assert_eq!(m["from"], "ann");
+    }
+    bob_c.expect_no_message(Duration::from_millis(300)).await;
+    ann.expect_no_message(Duration::from_millis(100)).await;
+
+    // Everyone (v1 broadcast) from node B.
+    let ack = bob_b
+        .request(json!({"op": "broadcast", "event": "all", "data": [1, "two"]}))
+        .await;
+    assert_eq!(ack["op"], "ack", "{ack}");
+    for c in [&mut ann, &mut bob_b, &mut bob_c, &mut cat] {
+        message(json!([1, "two"]), "all")(&c.recv_message().await);
+    }
+
+    // A user on any node: both of bob's devices, counted cluster-wide in the ack.
+    let ack = ann
+        .request(json!({"op": "send", "to": "bob", "event": "dm", "data": "hi"}))
+        .await;
+    assert_eq!(ack["op"], "ack", "{ack}");
+    assert_eq!(ack["delivered"], 2, "{ack}");
+    for c in [&mut bob_b, &mut bob_c] {
+        let m = c.recv_message().await;
+        message(json!("hi"), "dm")(&m);
+        assert_eq!(m["from"], "ann");
+    }
+    let ack = ann
+        .request(json!({"op": "send", "to": "nobody", "event": "dm", "data": 1}))
+        .await;
+    assert_eq!(ack["code"], "user_offline", "{ack}");
+
+    // HTTP push on node A to a user whose connections are on B and C.
+    let (st, body) = n[0]
+        .post(
+            "/api/push",
+            json!({"to": "bob", "event": "push", "data": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body, json!({"delivered": 2, "online": true}));
+    for c in [&mut bob_b, &mut bob_c] {
+        message(json!({"x": 1}), "push")(&c.recv_message().await);
+    }
+    let (_, body) = n[0]
+        .post("/api/push", json!({"to": "zed", "event": "push"}))
+        .await;
+    assert_eq!(body, json!({"delivered": 0, "online": false}));
+    let (_, body) = n[1]
+        .post(
+            "/rest/message",
+            json!({"from": "srv", "to": "cat", "content": "yo"}),
+        )
+        .await;
+    assert_eq!(body, json!({"succeed": true}));
+    message(json!({"from": "srv", "content": "yo"}), "message")(&cat.recv_message().await);
+
+    // A room and everyone, from the HTTP API on node C: counted on every node.
+    let (_, body) = n[2]
+        .post(
+            "/api/push",
+            json!({"room": "lobby", "event": "news", "data": 5}),
+        )
+        .await;
+    assert_eq!(body["delivered"], 3, "{body}");
+    for c in [&mut ann, &mut bob_b, &mut cat] {
+        message(json!(5), "news")(&c.recv_message().await);
+    }
+    let (_, body) = n[2]
+        .post(
+            "/api/push",
+            json!({"all": true, "event": "all", "data": null}),
+        )
+        .await;
+    assert_eq!(body["delivered"], 4, "{body}");
+    for c in [&mut ann, &mut bob_b, &mut bob_c, &mut cat] {
+        message(Value::Null, "all")(&c.recv_message().await);
+    }
+    for c in [&mut ann, &mut bob_b, &mut bob_c, &mut cat] {
+        c.expect_no_message(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn presence_users_and_stats_span_the_cluster() {
+    let Some(redis) = Redis::start() else { return };
+    let (mut n, _dir) = nodes(&redis, 3, &[]).await;
+    let mut ann = n[0].client("/ws/ann").await;
+    let mut bob_b = n[1].client("/ws/bob").await;
+    let mut bob_c = n[2].client("/ws/bob").await;
+    let mut cat = n[2].client("/ws/cat").await;
+    ann.join("lobby").await;
+    bob_b.join("lobby").await;
+    cat.join("lobby").await;
+
+    // Presence events reach the room's members on other nodes.
+    let m = ann.recv_op("presence").await;
+    assert_eq!(m["room"], "lobby");
+
+    let (_, body) = n[0].get("/api/users/online").await;
+    let users: Vec<(String, u64)> = body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["user"].as_str().unwrap().to_string(),
+                u["connections"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        users,
+        [("ann".into(), 1), ("bob".into(), 2), ("cat".into(), 1)],
+        "{body}"
+    );
+    let (_, body) = n[1].get("/api/presence/lobby").await;
+    assert_eq!(body["users"], json!(["ann", "bob", "cat"]), "{body}");
+    assert_eq!(body["count"], 3);
+    let (st, _) = n[1].get("/api/presence/nowhere").await;
+    assert_eq!(st, 404);
+    let (_, body) = n[0].get("/api/users/bob").await;
+    assert_eq!(body["connections"].as_array().unwrap().len(), 2, "{body}");
+    let ids: Vec<String> = body["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["conn"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.contains(&bob_b.conn_id()) && ids.contains(&bob_c.conn_id()));
+
+    let (_, stats) = n[0].get("/api/stats").await;
+    assert_eq!(stats["cluster"]["status"], "ok", "{stats}");
+    let mut listed: Vec<String> = stats["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["node"].as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let mut expected = Vec::new();
+    for p in &n {
+        expected.push(
+            p.get("/api/stats").await.1["node"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // Log bob out of everything but the device on C, from node A.
+    let (_, body) = n[0]
+        .post(
+            "/api/users/bob/disconnect",
+            json!({"except": bob_c.conn_id()}),
+        )
+        .await;
+    assert_eq!(body, json!({"disconnected": 1}));
+    assert_eq!(bob_b.expect_close().await.0, 4000);
+    drop(bob_b);
+
+    // Node C dies: its users leave at once (it no longer answers), its heartbeat within
+    // 2 × heartbeat_interval.
+    drop(cat);
+    drop(bob_c);
+    let c_id = {
+        let (_, s) = n[2].get("/api/stats").await;
+        s["node"].as_str().unwrap().to_string()
+    };
+    let mut c = n.pop().unwrap();
+    let mut cat2 = c.client("/ws/cat").await;
+    cat2.join("lobby").await;
+    c.kill9();
+    let killed_at = std::time::Instant::now();
+    // Answers come only from live nodes: the killed node's users are gone at once (bob's
+    // device on B is gone too, by now).
+    let online = || async {
+        let (_, body) = n[0].get("/api/users/online").await;
+        let users: Vec<String> = body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["user"].as_str().unwrap().to_string())
+            .collect();
+        users
+    };
+    assert!(!online().await.contains(&"cat".to_string()));
+    eventually("only ann is online", || async { online().await == ["ann"] }).await;
+    let (_, body) = n[0].get("/api/presence/lobby").await;
+    assert_eq!(body["users"], json!(["ann"]), "{body}");
+    eventually("the dead node leaves /api/stats nodes", || async {
+        let (_, s) = n[0].get("/api/stats").await;
+        !s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["node"] == c_id.as_str())
+    })
+    .await;
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(3),
+        "within 2 × heartbeat_interval (plus one beat): {:?}",
+        killed_at.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn single_session_closes_older_sessions_on_other_nodes() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, _dir) = nodes(&redis, 2, &["--single-session", "on"]).await;
+    let mut old = n[0].client("/ws/ann").await;
+    let _new = n[1].client("/ws/ann").await;
+    assert_eq!(old.expect_close().await.0, 4409);
+}
+
+#[tokio::test]
+async fn a_redis_outage_costs_cluster_deliveries_only() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let (n, _dir) = nodes(&redis, 2, &[]).await;
+    let mut a1 = n[0].client("/ws/a1").await;
+    let mut a2 = n[0].client("/ws/a2").await;
+    let mut b1 = n[1].client("/ws/b1").await;
+    for c in [&mut a1, &mut a2, &mut b1] {
+        c.join("r").await;
+    }
+
+    redis.stop();
+    eventually("readyz says Redis is gone", || async {
+        n[0].get("/readyz").await.0 == 503
+    })
+    .await;
+    let (_, body) = n[0].get("/readyz").await;
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+
+    // Local delivery goes on; the publisher hears the cluster did not get it.
+    let ack = a1
+        .request(json!({"op": "publish", "room": "r", "event": "e", "data": 1}))
+        .await;
+    assert_eq!(ack["code"], "unavailable", "{ack}");
+    message(json!(1), "e")(&a2.recv_message().await);
+    let (st, body) = n[0]
+        .post("/api/push", json!({"room": "r", "event": "e", "data": 2}))
+        .await;
+    assert_eq!(st, 503, "{body}");
+    message(json!(2), "e")(&a2.recv_message().await);
+    let (_, stats) = n[0].get("/api/stats").await;
+    assert!(stats["cluster_failed"].as_u64().unwrap() >= 2, "{stats}");
+    assert_eq!(stats["cluster"]["status"], "unavailable");
+    let (st, _) = n[0].get("/api/users/online").await;
+    assert_eq!(st, 503);
+
+    // Redis comes back on the same port: the nodes subscribe again by themselves.
+    let _redis = Redis::start_on(redis.port).unwrap();
+    for p in &n {
+        wait_ready(p).await;
+    }
+    let ack = a1
+        .request(json!({"op": "publish", "room": "r", "event": "e", "data": 3}))
+        .await;
+    assert_eq!(ack["op"], "ack", "{ack}");
+    for c in [&mut a2, &mut b1] {
+        message(json!(3), "e")(&c.recv_message().await);
+    }
+    // b1 got nothing while Redis was away, and nothing twice.
+    b1.expect_no_message(Duration::from_millis(300)).await;
+    let (_, body) = n[1]
+        .post("/api/push", json!({"room": "r", "event": "e", "data": 4}))
+        .await;
+    assert_eq!(body["delivered"], 3, "{body}");
+}
