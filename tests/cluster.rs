@@ -240,7 +240,7 @@ async fn presence_users_and_stats_span_the_cluster() {
     let (mut n, _dir) = nodes(&redis, 3, &[]).await;
     let mut ann = n[0].client("/ws/ann").await;
     let mut bob_b = n[1].client("/ws/bob").await;
-    let mut bob_c = n[2].client("/ws/bob").await;
+    let bob_c = n[2].client("/ws/bob").await;
     let mut cat = n[2].client("/ws/cat").await;
     ann.join("lobby").await;
     bob_b.join("lobby").await;

@@ -1,0 +1,203 @@
+// A Node socket.io 4.8 server with @socket.io/redis-adapter, a Node @socket.io/redis-emitter
+// and two hubbub nodes share one cluster through a real redis-server (started here):
+// room broadcasts go every way (binary included), fetchSockets and serverSideEmit reach the
+// hubbub nodes, socketsJoin and disconnectSockets act on their sockets, and an HTTP push
+// on hubbub counts the Node server's clients.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { Server } from "socket.io";
+import { createAdapter } from "@socket.io/redis-adapter";
+import { Emitter } from "@socket.io/redis-emitter";
+import { createClient } from "redis";
+import { io as ioc } from "socket.io-client";
+import { startServer, freePort, once, post, v1Client } from "./server.mjs";
+
+let redis, redisUrl, hubbubs, nodeIo, nodeUrl, emitter;
+const redisClients = [];
+const clients = [];
+
+async function startRedis() {
+  const port = await freePort();
+  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    stdio: "ignore",
+  });
+  await new Promise((resolve, reject) => {
+    child.on("error", () =>
+      reject(new Error("redis-server is required (apt-get install redis-server)")),
+    );
+    child.on("spawn", resolve);
+  });
+  const url = `redis://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    const c = createClient({ url });
+    c.on("error", () => {});
+    try {
+      await c.connect();
+      await c.quit();
+      break;
+    } catch {
+      if (i > 100) throw new Error("redis-server did not start");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return { child, url };
+}
+
+async function redisClient() {
+  const c = createClient({ url: redisUrl });
+  c.on("error", () => {});
+  await c.connect();
+  redisClients.push(c);
+  return c;
+}
+
+before(async () => {
+  redis = await startRedis();
+  redisUrl = redis.url;
+  const args = ["--adapter", "redis", "--redis-url", redisUrl, "--store", "memory"];
+  hubbubs = [await startServer({ args }), await startServer({ args })];
+  for (const h of hubbubs) {
+    for (let i = 0; (await fetch(h.url + "/readyz")).status !== 200; i++) {
+      assert.ok(i < 200, "hubbub subscribed to Redis");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const pub = await redisClient();
+  const sub = pub.duplicate();
+  sub.on("error", () => {});
+  await sub.connect();
+  redisClients.push(sub);
+  const http = createServer();
+  nodeIo = new Server(http, { adapter: createAdapter(pub, sub, { requestsTimeout: 3000 }) });
+  nodeIo.on("connection", (socket) => {
+    socket.data.user = socket.handshake.auth.user;
+    socket.join("room1");
+  });
+  nodeIo.on("ping-node", (cb) => cb({ node: "node-js" }));
+  const port = await freePort();
+  await new Promise((r) => http.listen(port, "127.0.0.1", r));
+  nodeUrl = `http://127.0.0.1:${port}`;
+  emitter = new Emitter(await redisClient());
+});
+
+after(async () => {
+  for (const c of clients) c.close?.() ?? c.disconnect?.();
+  nodeIo?.close();
+  for (const c of redisClients) await c.quit().catch(() => {});
+  for (const h of hubbubs ?? []) assert.equal(await h.stop(), 0);
+  redis?.child.kill();
+});
+
+function sio(url, auth) {
+  const s = ioc(url, { reconnection: false, forceNew: true, transports: ["websocket"], auth });
+  clients.push(s);
+  return s;
+}
+
+async function connected(s) {
+  if (!s.connected) await once(s, "connect");
+  return s;
+}
+
+function v1(url, path) {
+  const ws = v1Client(url.replace("http", "ws") + path);
+  clients.push(ws);
+  return ws;
+}
+
+/** A Node client (joined to room1 by the server), a Socket.IO client of hubbub node 0 and
+ * a v1 client of hubbub node 1, both in room1 too. */
+async function trio() {
+  const onNode = await connected(sio(nodeUrl, { user: "nina" }));
+  const onHub = await connected(sio(hubbubs[0].url, { user: "hugo" }));
+  await onHub.emitWithAck("join", { room: "room1" });
+  const raw = v1(hubbubs[1].url, "/ws/vera");
+  await raw.opened;
+  assert.equal((await raw.request({ op: "join", room: "room1" })).op, "ack");
+  return { onNode, onHub, raw };
+}
+
+test("room broadcasts go from Node to hubbub and back, binary included", async () => {
+  const { onNode, onHub, raw } = await trio();
+
+  // Node server → hubbub's Socket.IO and v1 clients, exactly the arguments given.
+  const got = once(onHub, "from-node");
+  nodeIo.to("room1").emit("from-node", { a: 1 }, Buffer.from([1, 2, 3]));
+  const [obj, bin] = await got;
+  assert.deepEqual(obj, { a: 1 });
+  assert.deepEqual([...new Uint8Array(bin)], [1, 2, 3]);
+  const m = await raw.next((m) => m.op === "message" && m.event === "from-node");
+  assert.deepEqual(m.data, [{ a: 1 }, { _binary: "AQID" }]);
+
+  // hubbub (v1 publish on node 1) → the Node server's client and node 0's Socket.IO client.
+  const toNode = once(onNode, "chat");
+  const toHub = once(onHub, "chat");
+  const ack = await raw.request({ op: "publish", room: "room1", event: "chat", data: { text: "hi" } });
+  assert.equal(ack.op, "ack");
+  for (const [data, meta] of [await toNode, await toHub]) {
+    assert.deepEqual(data, { text: "hi" });
+    assert.equal(meta.room, "room1");
+    assert.equal(meta.from, "vera");
+    assert.equal(typeof meta.ts, "number");
+  }
+
+  // The emitter → everyone in the room, wherever they are connected.
+  const e1 = once(onNode, "from-emitter");
+  const e2 = once(onHub, "from-emitter");
+  emitter.to("room1").emit("from-emitter", 42, "x");
+  assert.deepEqual(await e1, [42, "x"]);
+  assert.deepEqual(await e2, [42, "x"]);
+  const em = await raw.next((m) => m.op === "message" && m.event === "from-emitter");
+  assert.deepEqual(em.data, [42, "x"]);
+
+  // The emitter to everyone, except a room.
+  const all = once(onHub, "everyone");
+  emitter.except("nowhere").emit("everyone", { n: 1 });
+  assert.deepEqual(await all, [{ n: 1 }]);
+});
+
+test("an HTTP push on hubbub counts the Node server's clients", async () => {
+  await trio();
+  const r = await post(hubbubs[1].url, "/api/push", { room: "room1", event: "count", data: 1 });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  // This test's three clients, plus the previous test's (still connected): two of each kind.
+  const sockets = await nodeIo.in("room1").fetchSockets();
+  assert.equal(r.body.delivered, sockets.length, JSON.stringify(r.body));
+});
+
+test("fetchSockets, socketsJoin and disconnectSockets from Node act on hubbub's sockets", async () => {
+  const { onHub, raw } = await trio();
+  const welcome = await raw.next((m) => m.op === "welcome");
+  const sockets = await nodeIo.in("room1").fetchSockets();
+  const ids = sockets.map((s) => s.id);
+  assert.ok(ids.includes(onHub.id), "the Socket.IO socket on hubbub is listed");
+  assert.ok(ids.includes(welcome.conn), "the v1 connection on hubbub is listed");
+  const hugo = sockets.find((s) => s.id === onHub.id);
+  assert.equal(hugo.data.user, "hugo");
+  assert.ok(hugo.rooms.has("room1"));
+
+  nodeIo.in(onHub.id).socketsJoin("room2");
+  await new Promise((r) => setTimeout(r, 200));
+  const got = once(onHub, "in-room2");
+  const r = await post(hubbubs[0].url, "/api/push", { room: "room2", event: "in-room2", data: true });
+  assert.equal(r.body.delivered, 1, JSON.stringify(r.body));
+  await got;
+
+  const gone = once(onHub, "disconnect");
+  nodeIo.in(onHub.id).disconnectSockets();
+  assert.equal((await gone)[0], "io server disconnect");
+});
+
+test("serverSideEmit from Node is answered by every hubbub node", async () => {
+  // The adapter's requestsTimeout (3 s) bounds the wait.
+  const responses = await nodeIo.serverSideEmitWithAck("hubbub:node");
+  assert.equal(responses.length, 2, JSON.stringify(responses));
+  const ids = [];
+  for (const h of hubbubs) ids.push((await (await fetch(h.url + "/api/stats")).json()).node);
+  assert.deepEqual(responses.map((r) => r.node).sort(), ids.sort());
+  // Node servers list the hubbub nodes beside themselves.
+  const stats = await (await fetch(hubbubs[0].url + "/api/stats")).json();
+  assert.equal(stats.nodes.length, 2);
+});
