@@ -57,6 +57,10 @@ struct Args {
     /// which costs generator CPU as ports fill up: leave it at 1 below 28,000.
     #[arg(long, default_value_t = 1)]
     source_ips: u8,
+    /// Fan-out across a cluster: the subscribers connect to these URLs (round robin) while
+    /// the publisher stays on `--url`. Repeat for several nodes.
+    #[arg(long)]
+    sub_url: Vec<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -173,6 +177,7 @@ fn main() {
                     secs,
                     size,
                     slow_share,
+                    sub_urls: args.sub_url.clone(),
                 };
                 scenarios::fanout(&target, pid, window, plan).await
             }

@@ -69,6 +69,8 @@ pub(crate) struct FanoutPlan {
     pub(crate) secs: u64,
     pub(crate) size: usize,
     pub(crate) slow_share: f64,
+    /// Other nodes of a cluster the subscribers connect to (round robin); none: `t`.
+    pub(crate) sub_urls: Vec<String>,
 }
 
 struct Totals {
@@ -78,7 +80,23 @@ struct Totals {
 
 /// N subscribers, one publisher; optionally a share of the subscribers never reads.
 pub(crate) async fn fanout(t: &Target, pid: Option<u32>, window: usize, plan: FanoutPlan) {
-    let (mut clients, _) = t.connect_many(plan.subs + 1, window).await;
+    let (mut clients, _) = if plan.sub_urls.is_empty() {
+        t.connect_many(plan.subs + 1, window).await
+    } else {
+        // The publisher on `t`, the subscribers spread over the other nodes.
+        let mut all = Vec::new();
+        let n = plan.sub_urls.len();
+        for (i, url) in plan.sub_urls.iter().enumerate() {
+            let node = Target {
+                url: url.clone(),
+                ..t.clone()
+            };
+            let share = plan.subs / n + usize::from(i < plan.subs % n);
+            all.extend(node.connect_many(share, window).await.0);
+        }
+        all.extend(t.connect_many(1, window).await.0);
+        (all, crate::stats::Histogram::new())
+    };
     let Client {
         ws: mut publisher, ..
     } = clients.pop().expect("a publisher");

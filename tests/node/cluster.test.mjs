@@ -5,8 +5,12 @@
 // on hubbub counts the Node server's clients.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createServer } from "node:http";
+import { spawn, spawnSync } from "node:child_process";
+import { createServer, Agent } from "node:http";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Server } from "socket.io";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Emitter } from "@socket.io/redis-emitter";
@@ -200,4 +204,76 @@ test("serverSideEmit from Node is answered by every hubbub node", async () => {
   // Node servers list the hubbub nodes beside themselves.
   const stats = await (await fetch(hubbubs[0].url + "/api/stats")).json();
   assert.equal(stats.nodes.length, 2);
+});
+
+/** nginx (Debian's package) with deploy/nginx-cluster.conf in front of both hubbub nodes. */
+async function startNginx() {
+  const bin = ["nginx", "/usr/sbin/nginx"].find((b) => !spawnSync(b, ["-v"]).error);
+  assert.ok(bin, "nginx is required (apt-get install nginx)");
+  const dir = mkdtempSync(join(tmpdir(), "nginx-"));
+  const port = await freePort();
+  const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
+  const conf = readFileSync(join(root, "deploy/nginx-cluster.conf"), "utf8")
+    .replaceAll("@DIR@", dir)
+    .replaceAll("@PORT@", String(port))
+    .replaceAll("@NODE1_PORT@", String(hubbubs[0].port))
+    .replaceAll("@NODE2_PORT@", String(hubbubs[1].port));
+  writeFileSync(join(dir, "nginx.conf"), conf);
+  const child = spawn(bin, ["-c", join(dir, "nginx.conf"), "-p", dir], { stdio: "ignore" });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(url + "/healthz")).ok) break;
+    } catch {}
+    assert.ok(i < 200, "nginx started");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { child, url };
+}
+
+async function socketioCount(h) {
+  return (await (await fetch(h.url + "/api/stats")).json()).connections.socketio;
+}
+
+test("polling clients through nginx with sticky sessions, on two nodes, talk to each other", async () => {
+  const nginx = await startNginx();
+  try {
+    // Clients from different loopback addresses, until one lands on each node.
+    const on = [null, null];
+    for (let i = 1; i < 40 && !(on[0] && on[1]); i++) {
+      const before = await Promise.all(hubbubs.map(socketioCount));
+      const agent = new Agent({ localAddress: `127.0.0.${i}` });
+      const s = await connected(
+        (() => {
+          const c = ioc(nginx.url, { reconnection: false, forceNew: true, transports: ["polling"], agent, auth: { user: `p${i}` } });
+          clients.push(c);
+          return c;
+        })(),
+      );
+      const after = await Promise.all(hubbubs.map(socketioCount));
+      const node = after[0] > before[0] ? 0 : after[1] > before[1] ? 1 : -1;
+      assert.ok(node >= 0, "the client is counted on one node");
+      if (!on[node]) on[node] = s;
+      else s.disconnect();
+    }
+    assert.ok(on[0] && on[1], "clients reached both nodes");
+    const [a, b] = on;
+    assert.equal(a.io.engine.transport.name, "polling");
+    await a.emitWithAck("join", { room: "poll-room" });
+    await b.emitWithAck("join", { room: "poll-room" });
+    // Many polling round trips: each must reach the node that holds its session.
+    const got = [];
+    b.on("poll", (data) => got.push(data));
+    for (let n = 0; n < 20; n++) {
+      const ack = await a.emitWithAck("publish", { room: "poll-room", event: "poll", data: n });
+      assert.ok(!ack?.error, JSON.stringify(ack));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (let i = 0; got.length < 20 && i < 100; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(got, [...Array(20).keys()]);
+    assert.ok(a.connected && b.connected, "no session was lost to the wrong node");
+    assert.equal(b.io.engine.transport.name, "polling");
+  } finally {
+    nginx.child.kill();
+  }
 });
