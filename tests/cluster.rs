@@ -425,3 +425,29 @@ async fn a_redis_outage_costs_cluster_deliveries_only() {
         .await;
     assert_eq!(body["delivered"], 3, "{body}");
 }
+
+#[tokio::test]
+async fn a_rooms_messages_reach_other_nodes_in_seq_order() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, _dir) = nodes(&redis, 2, &[]).await;
+    let mut p1 = n[0].client("/ws/p1").await;
+    let mut p2 = n[0].client("/ws/p2").await;
+    let mut far = n[1].client("/ws/far").await;
+    far.join("ordered").await;
+    // Two publishers on node A, 40 publishes each, sent without waiting.
+    for i in 0..40 {
+        for p in [&mut p1, &mut p2] {
+            p.send(json!({"op": "publish", "room": "ordered", "event": "n", "data": i}))
+                .await;
+        }
+    }
+    let mut last = 0;
+    for _ in 0..80 {
+        let m = far.recv_message().await;
+        let seq = m["seq"]
+            .as_u64()
+            .expect("a history room numbers its messages");
+        assert!(seq > last, "seq {seq} after {last}");
+        last = seq;
+    }
+}

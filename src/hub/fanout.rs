@@ -190,7 +190,9 @@ impl Hub {
         self.inner.stats.messages_out(out.delivered as u64);
         let made = made.into_inner();
         let mut out = out;
-        if let Some(d) = &made {
+        // (A room's publish handed it to the other nodes already, under the room's lock.)
+        let crossed = out.remote.is_some() || out.cluster_error.is_some();
+        if let Some(d) = made.as_ref().filter(|_| !crossed) {
             match self.to_cluster(opts, d) {
                 Ok(remote) => out.remote = remote,
                 Err(e) => out.cluster_error = Some(e),
@@ -321,6 +323,12 @@ impl Hub {
                 st.log.expire(d.message().map_or(0, |m| m.ts));
                 st.log.append(seq, d.clone());
             }
+            // To the other nodes under the room's lock, so they get the room's messages in
+            // `seq` order (a cheap hand-over: encoded once, queued).
+            let (remote, cluster_error) = match self.to_cluster(opts, &d) {
+                Ok(remote) => (remote, None),
+                Err(e) => (None, Some(e)),
+            };
             st.published += 1;
             let mut delivered = self.fan_out(st.members.values(), &d, &opts.except, opts.volatile);
             let mut online = None;
@@ -359,6 +367,8 @@ impl Hub {
                 seq,
                 online,
                 commit,
+                remote,
+                cluster_error,
                 ..Emitted::default()
             });
         }
