@@ -326,7 +326,9 @@ pub fn delivery_of(
                 }
                 _ => {
                     let mut bin = Vec::new();
-                    let values = args.iter().map(|a| mp::to_json(a, &mut bin)).collect();
+                    let mut values: Vec<serde_json::Value> =
+                        args.iter().map(|a| mp::to_json(a, &mut bin)).collect();
+                    let bin = renumber(&mut values, &bin);
                     MessageBody::Args(SioArgs { values, bin })
                 }
             };
@@ -346,6 +348,29 @@ pub fn delivery_of(
         }
     };
     Ok(Delivery::new(body))
+}
+
+/// Numbers the attachments in the order the JSON values hold their placeholders (a map's
+/// keys may come in another order than MessagePack had them), so the same arguments always
+/// encode the same way.
+fn renumber(values: &mut [serde_json::Value], bin: &[Bytes]) -> Vec<Bytes> {
+    fn walk(v: &mut serde_json::Value, bin: &[Bytes], out: &mut Vec<Bytes>) {
+        if let Some(n) = crate::protocol::socketio::placeholder_num(v) {
+            if let Some(b) = bin.get(n) {
+                *v = crate::protocol::socketio::placeholder(out.len());
+                out.push(b.clone());
+            }
+            return;
+        }
+        match v {
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, bin, out)),
+            serde_json::Value::Object(o) => o.values_mut().for_each(|x| walk(x, bin, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::with_capacity(bin.len());
+    values.iter_mut().for_each(|v| walk(v, bin, &mut out));
+    out
 }
 
 fn has_bin(v: &Mp) -> bool {

@@ -98,8 +98,8 @@ pub struct Emitted {
     /// acknowledgement is then `unavailable` (it reached this node's recipients only).
     #[serde(skip)]
     pub cluster_error: Option<HubError>,
-    /// The user whose being offline makes the outcome an error
-    /// ([`Self::offline_is_error`]).
+    /// The user whose being offline makes the outcome an error, once the other nodes
+    /// answered ([`Self::require_online`]).
     #[serde(skip)]
     pub offline_error: Option<Arc<str>>,
 }
@@ -148,21 +148,33 @@ impl Emitted {
     }
 
     /// Makes the outcome `user_offline` when the user it was sent to had no connection on
-    /// any node and the message was not kept for them.
-    pub fn offline_is_error(mut self, user: &str) -> Self {
-        self.offline_error = Some(user.into());
-        self
+    /// any node and the message was not kept for them: at once on one node, once the other
+    /// nodes answered in a cluster.
+    pub fn require_online(mut self, user: &str) -> Result<Self, HubError> {
+        if self.remote.is_some() {
+            self.offline_error = Some(user.into());
+            return Ok(self);
+        }
+        self.offline_error = None;
+        if self.online == Some(false) && self.seq.is_none() {
+            return Err(offline(user));
+        }
+        Ok(self)
     }
 
     fn finish(mut self) -> Result<Emitted, HubError> {
         match self.offline_error.take() {
-            Some(user) if self.online == Some(false) && self.seq.is_none() => Err(HubError::new(
-                crate::error::ErrorCode::UserOffline,
-                format!("user `{user}` is not online"),
-            )),
+            Some(user) if self.online == Some(false) && self.seq.is_none() => Err(offline(&user)),
             _ => Ok(self),
         }
     }
+}
+
+fn offline(user: &str) -> HubError {
+    HubError::new(
+        crate::error::ErrorCode::UserOffline,
+        format!("user `{user}` is not online"),
+    )
 }
 
 /// Builds an emit: `hub.to_room("lobby").except(me).emit("chat", data)`.

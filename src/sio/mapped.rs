@@ -179,7 +179,7 @@ pub fn send(s: &SocketRef, args: Args, ack: Option<AckSender>) {
                 .sent_by(s.conn().id())
                 .counted()
                 .publish(event, data_of(&args))?;
-        Ok(out.offline_is_error(to))
+        out.require_online(to)
     })();
     ack_when_committed(s, ack, res, |out| {
         let mut v = serde_json::json!({ "delivered": out.delivered });

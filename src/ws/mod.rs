@@ -493,7 +493,7 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, payload: Bytes) {
                 .sent_by(conn.id())
                 .counted()
                 .publish(&event, Payload::Json(data))
-                .map(|out| out.offline_is_error(&to));
+                .and_then(|out| out.require_online(&to));
             ack_when_committed(hub, conn, id, res, |w, out| {
                 w.u64("delivered", out.delivered as u64);
                 if let Some(seq) = out.seq {
