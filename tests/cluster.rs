@@ -284,6 +284,11 @@ async fn presence_users_and_stats_span_the_cluster() {
 
     let (_, stats) = n[0].get("/api/stats").await;
     assert_eq!(stats["cluster"]["status"], "ok", "{stats}");
+    assert_eq!(stats["cluster"]["users_online"], 3, "{stats}");
+    eventually("the heartbeats count every connection", || async {
+        n[1].get("/api/stats").await.1["cluster"]["connections"] == 4
+    })
+    .await;
     let mut listed: Vec<String> = stats["nodes"]
         .as_array()
         .unwrap()

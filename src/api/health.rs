@@ -50,11 +50,20 @@ pub(super) async fn stats(State(s): State<ApiState>) -> Json<Value> {
         "cluster_failed": st.cluster_failed_total(),
     });
     if let Some(a) = s.hub.adapter() {
-        body["cluster"] = cluster_state(&s).unwrap_or_default();
-        body["nodes"] = match a.nodes().await {
-            Ok(nodes) => Value::Array(nodes),
-            Err(_) => Value::Array(Vec::new()),
-        };
+        // The cluster's totals: connections from the nodes' heartbeats, users online asked
+        // of every node (a user on two nodes counts once).
+        let nodes = a.nodes().await.unwrap_or_default();
+        let mut cluster = cluster_state(&s).unwrap_or_default();
+        cluster["connections"] = nodes
+            .iter()
+            .filter_map(|n| n["connections"].as_u64())
+            .sum::<u64>()
+            .into();
+        if let Ok(users) = s.hub.online_everywhere().await {
+            cluster["users_online"] = users.len().into();
+        }
+        body["cluster"] = cluster;
+        body["nodes"] = Value::Array(nodes);
     }
     Json(body)
 }
