@@ -456,3 +456,25 @@ async fn a_rooms_messages_reach_other_nodes_in_seq_order() {
         last = seq;
     }
 }
+
+#[tokio::test]
+async fn each_dashboard_shows_the_node_that_serves_it() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, _dir) = nodes(&redis, 2, &[]).await;
+    let mut watchers = Vec::new();
+    let mut ids = Vec::new();
+    for p in &n {
+        let mut w = p.client("/ws/dash").await;
+        w.join("hubbub:stats").await;
+        watchers.push(w);
+        ids.push(p.get("/api/stats").await.1["node"].clone());
+    }
+    // Two seconds of figures each: only from its own node (the feed is `local`).
+    for (w, id) in watchers.iter_mut().zip(&ids) {
+        for _ in 0..2 {
+            let m = w.recv_message().await;
+            assert_eq!(m["event"], "stats");
+            assert_eq!(&m["data"]["node"], id, "{m}");
+        }
+    }
+}

@@ -208,7 +208,7 @@ impl Hub {
         opts: &BroadcastOptions,
         d: &Arc<Delivery>,
     ) -> Result<Option<RemoteCount>, HubError> {
-        let Some(adapter) = self.adapter() else {
+        let Some(adapter) = self.adapter().filter(|_| !opts.local) else {
             return Ok(None);
         };
         let Some(reach) = self.reach(opts, d) else {

@@ -59,6 +59,9 @@ pub struct BroadcastOptions {
     /// [`Emitted::cluster_wide`]).
     #[serde(default)]
     pub counted: bool,
+    /// This node's recipients only, in a cluster too (socket.io's `local` flag).
+    #[serde(default)]
+    pub local: bool,
 }
 
 impl BroadcastOptions {
@@ -74,6 +77,7 @@ impl BroadcastOptions {
             sender: None,
             transient: false,
             counted: false,
+            local: false,
         }
     }
 }
@@ -209,6 +213,12 @@ impl Emitter<'_> {
     /// without a `seq`, and never replayed.
     pub fn transient(mut self) -> Self {
         self.opts.transient = true;
+        self
+    }
+
+    /// Reaches this node's recipients only, in a cluster too (socket.io's `io.local`).
+    pub fn local(mut self) -> Self {
+        self.opts.local = true;
         self
     }
 

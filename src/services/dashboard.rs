@@ -67,7 +67,13 @@ pub async fn feed(hub: Hub, every: Duration) {
             return;
         }
         if hub.room_info(ROOM).is_some_and(|r| r.members > 0) {
-            let _ = hub.to_room(ROOM).transient().emit("stats", snapshot(&hub));
+            // This node's figures to its own dashboards: in a cluster each node's page shows
+            // the node that serves it (named in the figures).
+            let _ = hub
+                .to_room(ROOM)
+                .transient()
+                .local()
+                .emit("stats", snapshot(&hub));
         }
     }
 }
