@@ -478,3 +478,49 @@ async fn each_dashboard_shows_the_node_that_serves_it() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_library_node_asks_the_other_servers_with_server_side_emit() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, _dir) = nodes(&redis, 1, &[]).await;
+    let url = redis.url();
+    let hubbub = hubbub::Hubbub::new(common::config(&[("adapter", "redis"), ("redis_url", &url)]));
+    let cluster = hubbub.cluster().expect("a cluster node").clone();
+    let lib = common::TestServer::from_hubbub(hubbub).await;
+    eventually("the library node is subscribed", || async {
+        lib.get("/readyz").await.0 == 200
+    })
+    .await;
+    // The binary node answers `hubbub:node` with its id and counts.
+    let _someone = n[0].client("/ws/someone").await;
+    let answers = cluster
+        .server_side_emit("/", "hubbub:node", vec![])
+        .await
+        .unwrap();
+    let other = n[0].get("/api/stats").await.1["node"].clone();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0]["node"], other);
+    assert_eq!(answers[0]["connections"], 1);
+    // An event nobody answers: no answers once the wait is over.
+    let none = cluster.server_side_emit("/", "nobody:listens", vec![json!(1)]);
+    let none = tokio::time::timeout(Duration::from_secs(8), none)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(none.is_empty());
+    // A local broadcast stays on its node.
+    let mut far = n[0].client("/ws/far").await;
+    far.join("r").await;
+    let mut near = lib.user("near").await;
+    near.join("r").await;
+    lib.hubbub
+        .io()
+        .of("/")
+        .unwrap()
+        .to("r")
+        .local()
+        .emit("only-here", json!(1))
+        .unwrap();
+    assert_eq!(near.recv_message().await["event"], "only-here");
+    far.expect_no_message(Duration::from_millis(300)).await;
+}

@@ -43,6 +43,7 @@ pub struct Hubbub {
     auth: Arc<Authenticator>,
     origins: Arc<Origins>,
     handshakes: Arc<AddressLimiter>,
+    cluster: Option<Arc<RedisAdapter>>,
 }
 
 impl Hubbub {
@@ -137,6 +138,7 @@ impl Hubbub {
             store.clone(),
             &snapshot,
         );
+        let mut cluster = None;
         if config.adapter == "redis" {
             let mut namespaces: Vec<String> = io
                 .namespaces()
@@ -145,20 +147,22 @@ impl Hubbub {
                 .collect();
             namespaces.sort();
             namespaces.dedup();
-            let cluster = ClusterConfig {
+            let settings = ClusterConfig {
                 redis_url: config.redis_url.clone(),
                 namespaces,
                 request_timeout: Duration::from_secs(5),
                 heartbeat_interval: config.heartbeat_interval,
             };
-            if let Err(e) = RedisAdapter::start(&hub, cluster) {
-                tracing::error!("cluster: {e}");
-            } else {
-                tracing::info!(
-                    node = hub.node(),
-                    "cluster node through {}",
-                    config.redis_url
-                );
+            match RedisAdapter::start(&hub, settings) {
+                Ok(a) => {
+                    tracing::info!(
+                        node = hub.node(),
+                        "cluster node through {}",
+                        config.redis_url
+                    );
+                    cluster = Some(a);
+                }
+                Err(e) => tracing::error!("cluster: {e}"),
             }
         }
         if let Some(store) = store {
@@ -175,6 +179,7 @@ impl Hubbub {
             auth,
             origins: Arc::new(Origins::from_config(&config)),
             handshakes: Arc::new(AddressLimiter::new(config.rate_handshakes_per_ip)),
+            cluster,
         }
     }
 
@@ -205,6 +210,12 @@ impl Hubbub {
     /// The hub handle: clone it to emit from any task.
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The Redis adapter, when this server is one node of a cluster (`adapter = "redis"`):
+    /// `serverSideEmit` to the other servers with it.
+    pub fn cluster(&self) -> Option<&Arc<RedisAdapter>> {
+        self.cluster.as_ref()
     }
 
     /// The configuration this server was built from.

@@ -626,6 +626,12 @@ impl BroadcastOp {
         self
     }
 
+    /// Reaches this node's sockets only, in a cluster too (socket.io's `local` flag).
+    pub fn local(mut self) -> Self {
+        self.opts.local = true;
+        self
+    }
+
     /// How long `emit_with_ack` waits for the answers.
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = Some(d);
