@@ -524,3 +524,58 @@ async fn a_library_node_asks_the_other_servers_with_server_side_emit() {
     assert_eq!(near.recv_message().await["event"], "only-here");
     far.expect_no_message(Duration::from_millis(300)).await;
 }
+
+#[tokio::test]
+async fn garbage_on_the_cluster_channels_changes_nothing() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, _dir) = nodes(&redis, 2, &[]).await;
+    let mut a = n[0].client("/ws/a").await;
+    let mut b = n[1].client("/ws/b").await;
+    a.join("g").await;
+    b.join("g").await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let junk: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"{".to_vec(),
+        b"{\"type\": 5, \"requestId\": 7, \"opts\": 3}".to_vec(),
+        b"{\"uid\": \"x\", \"requestId\": \"r\", \"type\": 7, \"packet\": 1}".to_vec(),
+        b"{\"uid\": \"x\", \"query\": {\"q\": \"nonsense\"}}".to_vec(),
+        vec![0x93, 0xa1, b'x', 0xc0, 0xc0],
+        vec![0x91; 5000],
+        vec![0xdd, 0xff, 0xff, 0xff, 0xff],
+        b"\x93\xa1x\x83\xa4type\x02\xa4data\x91\x01\xa3nsp\xa1/\x80".to_vec(),
+        vec![0xff; 100_000],
+    ];
+    for channel in [
+        "socket.io#/#",
+        "socket.io#/#g#",
+        "socket.io-request#/#",
+        "socket.io-response#/#",
+        "hubbub-request#",
+        "hubbub-response#",
+    ] {
+        for j in &junk {
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(&j[..])
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+    // Nobody got anything from it, and the cluster still works both ways.
+    let ack = a
+        .request(json!({"op": "publish", "room": "g", "event": "e", "data": 1}))
+        .await;
+    assert_eq!(ack["op"], "ack", "{ack}");
+    message(json!(1), "e")(&b.recv_message().await);
+    message(json!(1), "e")(&a.recv_message().await);
+    let (_, body) = n[1]
+        .post("/api/push", json!({"room": "g", "event": "e", "data": 2}))
+        .await;
+    assert_eq!(body["delivered"], 2, "{body}");
+    for p in &n {
+        assert_eq!(p.get("/readyz").await.0, 200);
+    }
+}
