@@ -85,6 +85,19 @@ hub.on("stats", (s) => {
   }
   rows("top-members", s.top_by_members, "members", "messages");
   rows("top-traffic", s.top_by_traffic, "messages", "members");
+  // In a cluster: the live nodes, this one marked.
+  const clustered = Array.isArray(s.nodes);
+  $("cluster-nodes").hidden = !clustered;
+  $("nodes-table").hidden = !clustered;
+  if (clustered) {
+    // Other nodes as their last heartbeat says; this one as it is now.
+    const named = s.nodes.map((n) =>
+      n.node === s.node
+        ? { room: `${n.node} (this node)`, connections: s.connections.total, users_online: s.users_online }
+        : { ...n, room: n.node },
+    );
+    rows("nodes", named, "connections", "users_online");
+  }
   previous = s;
 });
 hub.join("hubbub:stats").catch((e) => {

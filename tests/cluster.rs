@@ -475,6 +475,9 @@ async fn each_dashboard_shows_the_node_that_serves_it() {
             let m = w.recv_message().await;
             assert_eq!(m["event"], "stats");
             assert_eq!(&m["data"]["node"], id, "{m}");
+            // ... and lists the cluster's nodes, this one among them.
+            let nodes = m["data"]["nodes"].as_array().expect("nodes in a cluster");
+            assert!(nodes.iter().any(|x| &x["node"] == id), "{m}");
         }
     }
 }
@@ -578,4 +581,18 @@ async fn garbage_on_the_cluster_channels_changes_nothing() {
     for p in &n {
         assert_eq!(p.get("/readyz").await.0, 200);
     }
+}
+
+#[tokio::test]
+async fn a_node_that_shuts_down_leaves_the_list_at_once() {
+    let Some(redis) = Redis::start() else { return };
+    let (mut n, _dir) = nodes(&redis, 2, &[]).await;
+    let count = |s: &Value| s["nodes"].as_array().map_or(0, Vec::len);
+    let listed = || async { count(&n[0].get("/api/stats").await.1) };
+    eventually("both nodes listed", || async { listed().await == 2 }).await;
+    let mut b = n.pop().unwrap();
+    assert!(b.stop().success(), "SIGTERM ends the node cleanly");
+    // Far sooner than the 2 s its heartbeat would take to expire.
+    let (_, s) = n[0].get("/api/stats").await;
+    assert_eq!(count(&s), 1, "{s}");
 }

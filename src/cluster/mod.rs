@@ -58,6 +58,8 @@ pub struct RedisAdapter {
     link: Arc<Link>,
     pending: Arc<Pending>,
     config: ClusterConfig,
+    /// Set by [`Self::leave`]: the heartbeat stops.
+    left: std::sync::atomic::AtomicBool,
 }
 
 impl RedisAdapter {
@@ -89,6 +91,7 @@ impl RedisAdapter {
             link,
             pending: Arc::default(),
             config,
+            left: std::sync::atomic::AtomicBool::new(false),
         });
         let _ = weak.set(Arc::downgrade(&adapter));
         nodes::start_heartbeat(&adapter);
@@ -99,6 +102,13 @@ impl RedisAdapter {
     /// This node's id in the cluster (the adapter's `uid`).
     pub fn uid(&self) -> &str {
         &self.uid
+    }
+
+    /// Takes this node out of the cluster's list of nodes (at shutdown; the heartbeat stops
+    /// with the adapter).
+    pub async fn leave(&self) {
+        self.left.store(true, std::sync::atomic::Ordering::Release);
+        nodes::leave(self).await;
     }
 
     /// Messages that could not be published to Redis.

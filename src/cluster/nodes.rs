@@ -1,8 +1,8 @@
 //! Which nodes are alive: each writes `hubbub:node:<id>` (its id, connections, users online,
 //! when it started) every `heartbeat_interval / 2`, expiring after `2 × heartbeat_interval`,
 //! and adds its id to the set `hubbub:nodes`. The list of nodes is the set's members whose
-//! key still exists; a node that died drops out when its key expires (and is then taken out
-//! of the set by whoever lists).
+//! key still exists; a node that shuts down takes itself out, one that died drops out when
+//! its key expires (and is then taken out of the set by whoever lists).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,9 @@ pub(super) fn start_heartbeat(adapter: &Arc<RedisAdapter>) {
         loop {
             let Some(a) = me.upgrade() else { return };
             let Some(hub) = a.hub.upgrade() else { return };
+            if a.left.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
             if a.link.health().is_err() {
                 // Beat as soon as Redis is back.
                 drop((a, hub));
@@ -60,6 +63,21 @@ pub(super) fn start_heartbeat(adapter: &Arc<RedisAdapter>) {
             tokio::time::sleep(every).await;
         }
     });
+}
+
+/// Takes this node out of the list (a clean shutdown).
+pub(super) async fn leave(a: &RedisAdapter) {
+    let mut pipe = redis::pipe();
+    pipe.cmd("DEL")
+        .arg(key(&a.uid))
+        .ignore()
+        .cmd("SREM")
+        .arg(NODES)
+        .arg(&a.uid)
+        .ignore();
+    if let Err(e) = a.link.run(&pipe).await {
+        tracing::debug!(error = %e, "could not take this node out of the list");
+    }
 }
 
 /// The live nodes' heartbeats, sorted by id.

@@ -120,6 +120,10 @@ impl Hubbub {
         if let Some(t) = stats_log {
             t.abort();
         }
+        if let Some(cluster) = &self.cluster {
+            // The other nodes stop listing this one at once, not when its heartbeat expires.
+            cluster.leave().await;
+        }
         if let Some(store) = self.hub.store().cloned() {
             // What was delivered before the end is on disk before the process exits.
             let _ = tokio::task::spawn_blocking(move || store.close()).await;

@@ -2,7 +2,7 @@
 //! to the room [`ROOM`] as a transient `stats` event (never kept): connections per
 //! transport, users online, rooms, the message and byte totals (the page turns them into
 //! rates), slow-consumer closes and heartbeat reaps, and the top rooms by members and by
-//! traffic. Any v1 or Socket.IO client that joins the room gets it; with auth on, joining
+//! traffic; in a cluster also `nodes`, every live node's heartbeat. Any v1 or Socket.IO client that joins the room gets it; with auth on, joining
 //! needs a grant for it like any room.
 
 use std::time::Duration;
@@ -67,13 +67,14 @@ pub async fn feed(hub: Hub, every: Duration) {
             return;
         }
         if hub.room_info(ROOM).is_some_and(|r| r.members > 0) {
+            let mut figures = snapshot(&hub);
+            if let Some(a) = hub.adapter() {
+                // In a cluster: every live node's heartbeat (id, connections, users online).
+                figures["nodes"] = Value::Array(a.nodes().await.unwrap_or_default());
+            }
             // This node's figures to its own dashboards: in a cluster each node's page shows
-            // the node that serves it (named in the figures).
-            let _ = hub
-                .to_room(ROOM)
-                .transient()
-                .local()
-                .emit("stats", snapshot(&hub));
+            // the node that serves it (named in the figures) and lists the others.
+            let _ = hub.to_room(ROOM).transient().local().emit("stats", figures);
         }
     }
 }
