@@ -28,13 +28,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long connecting or one command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A message that arrived on a subscribed channel.
+/// A message that arrived on a subscribed channel (borrowed from the connection's buffer:
+/// whatever is kept is copied by whoever keeps it).
 #[derive(Debug)]
-pub(super) struct Incoming {
+pub(super) struct Incoming<'a> {
     /// The channel it was published on.
-    pub(super) channel: String,
+    pub(super) channel: &'a str,
     /// Its bytes.
-    pub(super) payload: Bytes,
+    pub(super) payload: &'a [u8],
 }
 
 /// What is called once a queued message was published (or could not be).
@@ -69,7 +70,7 @@ impl Link {
         url: &str,
         channels: Vec<String>,
         patterns: Vec<String>,
-        on_message: impl Fn(Incoming) + Send + Sync + 'static,
+        on_message: impl Fn(Incoming<'_>) + Send + Sync + 'static,
     ) -> Result<Arc<Self>, HubError> {
         let client = redis::Client::open(url)
             .map_err(|e| HubError::bad_request(format!("redis_url `{url}`: {e}")))?;
@@ -225,7 +226,7 @@ async fn listener(
     link: std::sync::Weak<Link>,
     channels: Vec<String>,
     patterns: Vec<String>,
-    on_message: Box<dyn Fn(Incoming) + Send + Sync>,
+    on_message: Box<dyn Fn(Incoming<'_>) + Send + Sync>,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut was_up = true;
@@ -244,8 +245,8 @@ async fn listener(
                 was_up = true;
                 while let Some(msg) = stream.next().await {
                     on_message(Incoming {
-                        channel: msg.get_channel_name().to_string(),
-                        payload: Bytes::copy_from_slice(msg.get_payload_bytes()),
+                        channel: msg.get_channel_name(),
+                        payload: msg.get_payload_bytes(),
                     });
                 }
                 drop(sink);

@@ -24,17 +24,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use rmpv::Value as Mp;
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 
 use crate::error::{ErrorCode, HubError};
 use crate::hub::{Adapter, Answers, CountReply, Delivery, Hub, Query, Reach, WeakHub};
 use crate::protocol::msgpack as mp;
 use link::{Incoming, Link};
 use requests::{request_id, Pending};
-
-/// Hubbub's own request channel (questions only Hubbub nodes answer).
-const HUB_REQUESTS: &str = "hubbub-request#";
-/// Hubbub's own response channel.
-const HUB_RESPONSES: &str = "hubbub-response#";
+use wire::{Channel, HUB_REQUESTS, HUB_RESPONSES};
 
 /// What a node of a cluster needs to know.
 #[derive(Clone, Debug)]
@@ -147,6 +144,18 @@ impl RedisAdapter {
     /// Publishes request `id` on `channel` and gathers the answers of the nodes subscribed
     /// to it (all but this one).
     async fn request(&self, channel: &str, id: &str, payload: Bytes) -> Result<Vec<Mp>, HubError> {
+        let rx = self.send_request(channel, id, payload)?;
+        self.answers(channel, id, rx).await
+    }
+
+    /// Publishes request `id` now (in order with this node's other messages) and returns
+    /// where its answers will arrive; a request Redis does not take is given up.
+    fn send_request(
+        &self,
+        channel: &str,
+        id: &str,
+        payload: Bytes,
+    ) -> Result<oneshot::Receiver<Vec<Mp>>, HubError> {
         let rx = self.pending.start(id, self.config.request_timeout);
         let (pending, gone) = (self.pending.clone(), id.to_string());
         let sent: link::Sent = Box::new(move |r| {
@@ -158,6 +167,17 @@ impl RedisAdapter {
             self.pending.cancel(id);
             return Err(e);
         }
+        Ok(rx)
+    }
+
+    /// Waits for the answers to request `id`: as many as other nodes are subscribed to
+    /// `channel`, or those that came in time.
+    async fn answers(
+        &self,
+        channel: &str,
+        id: &str,
+        rx: oneshot::Receiver<Vec<Mp>>,
+    ) -> Result<Vec<Mp>, HubError> {
         match self.subscribers(channel).await {
             Ok(n) => self.pending.expect(id, n.saturating_sub(1)),
             Err(e) => {
@@ -165,8 +185,12 @@ impl RedisAdapter {
                 return Err(e);
             }
         }
-        rx.await
-            .map_err(|_| HubError::new(ErrorCode::Unavailable, "the cluster request was dropped"))
+        rx.await.map_err(|_| {
+            HubError::new(
+                ErrorCode::Unavailable,
+                "the request could not be published to the cluster",
+            )
+        })
     }
 
     /// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`).
@@ -183,15 +207,18 @@ impl RedisAdapter {
         Ok(n)
     }
 
-    fn on_message(&self, m: Incoming) {
+    fn on_message(&self, m: Incoming<'_>) {
         let Some(hub) = self.hub.upgrade() else {
             return;
         };
-        if let Some((ns, room)) = wire::parse_broadcast_channel(&m.channel) {
+        let Some(channel) = wire::classify(m.channel) else {
+            return;
+        };
+        if let Channel::Broadcast { ns, room } = channel {
             if !self.serves(ns) || room.is_some_and(|r| !answers::has_room(&hub, ns, r)) {
                 return;
             }
-            match wire::decode_broadcast(&m.payload) {
+            match wire::decode_broadcast(m.payload) {
                 Ok(b) if b.uid == self.uid => {}
                 Ok(b) => {
                     hub.deliver_remote(&b.reach, &b.delivery);
@@ -200,35 +227,29 @@ impl RedisAdapter {
             }
             return;
         }
-        let decoded = match wire::decode_map(&m.payload) {
+        let decoded = match wire::decode_map(m.payload) {
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!(channel = m.channel, error = %e, "bad request or response");
                 return;
             }
         };
-        if m.channel == HUB_RESPONSES
-            || m.channel
-                .starts_with(&format!("{}-response#", wire::PREFIX))
-        {
+        match channel {
             // Acknowledgements of single clients are not answers of a node.
-            if mp::get_u64(&decoded, "type") != Some(wire::kind::BROADCAST_ACK) {
-                if let Some(id) = mp::get_str(&decoded, "requestId") {
-                    self.pending.answered(id, decoded.clone());
+            Channel::Response
+                if mp::get_u64(&decoded, "type") != Some(wire::kind::BROADCAST_ACK) =>
+            {
+                if let Some(id) = mp::get_str(&decoded, "requestId").map(str::to_string) {
+                    self.pending.answered(&id, decoded);
                 }
             }
-        } else if m.channel == HUB_REQUESTS {
-            self.on_hub_request(&hub, &decoded);
-        } else if let Some(ns) = m
-            .channel
-            .strip_prefix(&format!("{}-request#", wire::PREFIX))
-            .and_then(|r| r.strip_suffix('#'))
-        {
-            if mp::get_str(&decoded, "uid") != Some(&self.uid) {
+            Channel::HubRequest => self.on_hub_request(&hub, &decoded),
+            Channel::Request { ns } if mp::get_str(&decoded, "uid") != Some(&self.uid) => {
                 if let Some((channel, payload)) = answers::answer(&hub, ns, &decoded) {
                     let _ = self.link.publish(channel, payload, None);
                 }
             }
+            _ => {}
         }
     }
 
@@ -292,39 +313,18 @@ impl Adapter for RedisAdapter {
         let channel = wire::request_channel(&reach.ns);
         let payload = Bytes::from(mp::encode(&request));
         // Published now, in order with this node's other messages; counted when answered.
-        let rx = self.pending.start(&id, self.config.request_timeout);
-        let (pending, gone) = (self.pending.clone(), id.clone());
-        let sent: link::Sent = Box::new(move |r| {
-            if r.is_err() {
-                pending.cancel(&gone);
-            }
-        });
-        if let Err(e) = self.link.publish(channel.clone(), payload, Some(sent)) {
-            self.pending.cancel(&id);
-            return Err(e);
-        }
+        let rx = self.send_request(&channel, &id, payload)?;
         let Some(me) = self.clone_handle() else {
             return Ok(());
         };
         tokio::spawn(async move {
-            match me.subscribers(&channel).await {
-                Ok(n) => me.pending.expect(&id, n.saturating_sub(1)),
-                Err(e) => {
-                    me.pending.cancel(&id);
-                    return done.send(Err(e));
-                }
-            }
-            let Ok(answers) = rx.await else {
-                return done.send(Err(HubError::new(
-                    ErrorCode::Unavailable,
-                    "the message could not be published to the cluster",
-                )));
-            };
-            let n = answers
-                .iter()
-                .filter_map(|a| mp::get_u64(a, "clientCount"))
-                .sum::<u64>();
-            done.send(Ok(n as usize));
+            let counts = me.answers(&channel, &id, rx).await.map(|answers| {
+                answers
+                    .iter()
+                    .filter_map(|a| mp::get_u64(a, "clientCount"))
+                    .sum::<u64>() as usize
+            });
+            done.send(counts);
         });
         Ok(())
     }

@@ -72,6 +72,53 @@ pub fn response_channel(ns: &str) -> String {
     format!("{PREFIX}-response#{ns}#")
 }
 
+/// Hubbub's own request channel (questions only Hubbub nodes answer).
+pub const HUB_REQUESTS: &str = "hubbub-request#";
+/// Hubbub's own response channel.
+pub const HUB_RESPONSES: &str = "hubbub-response#";
+
+/// What a channel a node is subscribed to carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel<'a> {
+    /// Broadcasts to namespace `ns` (to one `room`, when the channel names it).
+    Broadcast {
+        /// The namespace.
+        ns: &'a str,
+        /// The one room, for `socket.io#<ns>#<room>#`.
+        room: Option<&'a str>,
+    },
+    /// socket.io's requests for namespace `ns`.
+    Request {
+        /// The namespace.
+        ns: &'a str,
+    },
+    /// Answers to requests (socket.io's, of any namespace, and Hubbub's).
+    Response,
+    /// Hubbub's own requests.
+    HubRequest,
+}
+
+/// What `channel` carries; `None` for a channel of no interest.
+pub fn classify(channel: &str) -> Option<Channel<'_>> {
+    if channel == HUB_REQUESTS {
+        return Some(Channel::HubRequest);
+    }
+    if channel == HUB_RESPONSES {
+        return Some(Channel::Response);
+    }
+    let rest = channel.strip_prefix(PREFIX)?;
+    if let Some(r) = rest.strip_prefix("-request#") {
+        return Some(Channel::Request {
+            ns: r.strip_suffix('#')?,
+        });
+    }
+    if rest.starts_with("-response#") {
+        return Some(Channel::Response);
+    }
+    let (ns, room) = parse_broadcast_channel(channel)?;
+    Some(Channel::Broadcast { ns, room })
+}
+
 /// The namespace and the room a broadcast channel names (`socket.io#/chat#room#`).
 pub fn parse_broadcast_channel(channel: &str) -> Option<(&str, Option<&str>)> {
     let rest = channel.strip_prefix(PREFIX)?.strip_prefix('#')?;
@@ -436,6 +483,21 @@ mod tests {
         assert_eq!(parse_broadcast_channel("socket.io#/#"), Some(("/", None)));
         assert_eq!(parse_broadcast_channel("socket.io-request#/#"), None);
         assert_eq!(request_channel("/"), "socket.io-request#/#");
+        assert_eq!(
+            classify("socket.io#/#r#"),
+            Some(Channel::Broadcast {
+                ns: "/",
+                room: Some("r")
+            })
+        );
+        assert_eq!(
+            classify("socket.io-request#/chat#"),
+            Some(Channel::Request { ns: "/chat" })
+        );
+        assert_eq!(classify("socket.io-response#/#"), Some(Channel::Response));
+        assert_eq!(classify(HUB_RESPONSES), Some(Channel::Response));
+        assert_eq!(classify(HUB_REQUESTS), Some(Channel::HubRequest));
+        assert_eq!(classify("other#/#"), None);
     }
 
     #[test]

@@ -95,7 +95,8 @@ pub struct Emitted {
     /// message's acknowledgement waits for it (DESIGN.md, "Durability").
     #[serde(skip)]
     pub commit: Option<Commit>,
-    /// What the other nodes of a cluster reached, for a [`Emitter::counted`] emit.
+    /// In a cluster: completes once the message left for the other nodes, with how many
+    /// connections they reached for a [`Emitter::counted`] emit (0 otherwise).
     #[serde(skip)]
     pub remote: Option<super::RemoteCount>,
     /// Why the other nodes of a cluster could not be given the message: its
@@ -111,8 +112,8 @@ pub struct Emitted {
 impl Emitted {
     /// Calls `f` once the message is durable: at once when nothing is stored, otherwise when
     /// the store has committed it (on the store's thread: `f` must only queue work), with
-    /// `unavailable` if the store lost it. A [`Emitter::counted`] emit in a cluster also
-    /// waits for the other nodes' counts (on a task).
+    /// `unavailable` if the store lost it. In a cluster it also waits (on a task) until Redis
+    /// took the message, and for a [`Emitter::counted`] emit until the other nodes counted.
     pub fn when_committed(mut self, f: impl FnOnce(Result<Emitted, HubError>) + Send + 'static) {
         if let Some(e) = self.cluster_error.take() {
             return f(Err(e));
@@ -130,8 +131,8 @@ impl Emitted {
         }
     }
 
-    /// Waits until the message is durable and, for a counted emit in a cluster, counted
-    /// (see [`Self::when_committed`]).
+    /// Waits until the message is durable and, in a cluster, has left for the other nodes
+    /// (counted, for a counted emit; see [`Self::when_committed`]).
     pub async fn committed(mut self) -> Result<Emitted, HubError> {
         if let Some(e) = self.cluster_error.take() {
             return Err(e);

@@ -8,6 +8,7 @@ use super::access::{forbidden_in, may_see_presence};
 use super::conn::Conn;
 use super::delivery::{now_ms, Body, Delivery};
 use super::durable::unavailable;
+use super::emit::{BroadcastOptions, Target};
 use super::grants::Right;
 use super::history::Replay;
 use super::outbox::OutFrame;
@@ -229,18 +230,14 @@ impl Hub {
             .filter(|c| may_see_presence(c, room, private));
         let n = self.fan_out(watchers, &d, &[conn.key], false);
         self.inner.stats.messages_out(n as u64);
-        if let Some(a) = self.adapter() {
-            // The room's members on the other nodes (the count is this node's).
-            let reach = super::Reach {
+        // The room's members on the other nodes (the count is this node's); a failure is
+        // counted there, and nobody waits for an answer.
+        if self.adapter().is_some() {
+            let opts = BroadcastOptions {
                 ns: conn.ns.clone(),
-                rooms: vec![room.clone()],
-                except: Vec::new(),
-                volatile: false,
+                ..BroadcastOptions::to(Target::Room(room.clone()))
             };
-            let (_, done) = super::RemoteCount::pending();
-            if a.broadcast(&reach, &d, false, done).is_err() {
-                self.inner.stats.cluster_failed();
-            }
+            let _ = self.to_cluster(&opts, &d);
         }
     }
 }

@@ -2,8 +2,9 @@
 //! to the room [`ROOM`] as a transient `stats` event (never kept): connections per
 //! transport, users online, rooms, the message and byte totals (the page turns them into
 //! rates), slow-consumer closes and heartbeat reaps, and the top rooms by members and by
-//! traffic; in a cluster also `nodes`, every live node's heartbeat. Any v1 or Socket.IO client that joins the room gets it; with auth on, joining
-//! needs a grant for it like any room.
+//! traffic; in a cluster also `nodes`, every live node's heartbeat. The figures stay on this
+//! node (`local`). Any v1 or Socket.IO client that joins the room gets it; with auth on,
+//! joining needs a grant for it like any room.
 
 use std::time::Duration;
 
