@@ -410,6 +410,9 @@ async fn a_redis_outage_costs_cluster_deliveries_only() {
     assert_eq!(stats["cluster"]["status"], "unavailable");
     let (st, _) = n[0].get("/api/users/online").await;
     assert_eq!(st, 503);
+    // A question that acts does not act here only: a2 stays (it gets message 3 below).
+    let (st, _) = n[0].post("/api/users/a2/disconnect", json!({})).await;
+    assert_eq!(st, 503);
 
     // Redis comes back on the same port: the nodes subscribe again by themselves.
     let _redis = Redis::start_on(redis.port).unwrap();
@@ -595,4 +598,49 @@ async fn a_node_that_shuts_down_leaves_the_list_at_once() {
     // Far sooner than the 2 s its heartbeat would take to expire.
     let (_, s) = n[0].get("/api/stats").await;
     assert_eq!(count(&s), 1, "{s}");
+}
+
+#[tokio::test]
+async fn a_redis_that_stops_answering_fills_a_bounded_queue_then_refuses() {
+    let Some(redis) = Redis::start() else { return };
+    let url = redis.url();
+    let hubbub = hubbub::Hubbub::new(common::config(&[("adapter", "redis"), ("redis_url", &url)]));
+    let lib = common::TestServer::from_hubbub(hubbub).await;
+    eventually("subscribed", || async { lib.get("/readyz").await.0 == 200 }).await;
+    let hub = lib.hub().clone();
+    // Redis hangs (the connections stay open): the publisher waits, the queue fills.
+    let pid = redis.child.id().to_string();
+    let signal = |s: &str| {
+        let ok = Command::new("kill")
+            .args([s, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {s}");
+    };
+    signal("-STOP");
+    let mut taken = Vec::new();
+    let mut refused = 0;
+    for i in 0..20_000 {
+        let out = hub.to_all().emit("e", json!(i)).unwrap();
+        match out.cluster_error {
+            Some(e) => {
+                assert_eq!(e.code, hubbub::ErrorCode::Unavailable);
+                assert!(e.message.contains("not keeping up"), "{}", e.message);
+                refused += 1;
+            }
+            None => taken.push(out),
+        }
+    }
+    // At most the queue (16,384) and one batch in flight (256) were taken.
+    assert!(taken.len() <= 16_384 + 256, "{} taken", taken.len());
+    assert!(refused >= 20_000 - 16_384 - 256, "{refused} refused");
+    signal("-CONT");
+    // What waited in the queue is published once Redis answers again (only the batch that
+    // was in flight may have timed out): its ack is kept.
+    let last = taken.pop().expect("some were taken");
+    let done = tokio::time::timeout(Duration::from_secs(20), last.committed()).await;
+    assert!(done.expect("settled").is_ok());
+    let after = hub.to_all().emit("e", json!("after")).unwrap();
+    assert!(after.committed().await.is_ok());
 }

@@ -350,14 +350,21 @@ impl Hub {
     /// The answers of every node to `q`, this node's first: only this node's without a
     /// cluster; `unavailable` when the cluster cannot be asked.
     pub async fn ask_cluster(&self, q: Query) -> Result<Vec<Value>, HubError> {
+        let Some(a) = self.adapter() else {
+            return Ok(vec![self.answer(&q)]);
+        };
+        // A question that acts (closing connections) acts nowhere when the cluster cannot
+        // be asked, rather than here only.
+        if let Err(e) = a.health() {
+            self.inner.stats.cluster_failed();
+            return Err(e);
+        }
         let mut all = vec![self.answer(&q)];
-        if let Some(a) = self.adapter() {
-            match a.ask(q).await {
-                Ok(more) => all.extend(more),
-                Err(e) => {
-                    self.inner.stats.cluster_failed();
-                    return Err(e);
-                }
+        match a.ask(q).await {
+            Ok(more) => all.extend(more),
+            Err(e) => {
+                self.inner.stats.cluster_failed();
+                return Err(e);
             }
         }
         Ok(all)
