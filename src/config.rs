@@ -319,7 +319,7 @@ settings! {
     socketio_recovery: "Socket.IO connection state recovery window, e.g. 2m; 0 is off [default: 0]",
     adapter: "Fan-out adapter: local, or redis for a cluster [default: local]",
     redis_url: "The cluster's Redis server [default: redis://127.0.0.1:6379]",
-    store: "History store: sqlite or memory [default: sqlite]",
+    store: "History store: sqlite, memory, or redis (a cluster's) [default: sqlite]",
     db: "SQLite file [default: ./hubbub.db]",
 }
 
@@ -444,7 +444,7 @@ impl Config {
                     c.redis_url = v.clone();
                 }
                 "store" => match v.as_str() {
-                    "sqlite" | "memory" => c.store = v.clone(),
+                    "sqlite" | "memory" | "redis" => c.store = v.clone(),
                     _ => return Err(invalid(format!("unknown store `{v}`"))),
                 },
                 "db" => c.db = PathBuf::from(v),
@@ -467,6 +467,12 @@ impl Config {
                 name: "auth".into(),
                 message: "auth `jwt` needs `jwt_secret` (HS256) or `jwt_public_key` (RS256/ES256)"
                     .into(),
+            });
+        }
+        if c.store == "redis" && c.adapter != "redis" {
+            return Err(ConfigError::Invalid {
+                name: "store".into(),
+                message: "store `redis` is the cluster's store: it needs adapter `redis`".into(),
             });
         }
         if c.tls_cert.is_some() != c.tls_key.is_some() {

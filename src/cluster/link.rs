@@ -41,8 +41,16 @@ pub(super) struct Incoming<'a> {
 /// What is called once a queued message was published (or could not be).
 pub(super) type Sent = Box<dyn FnOnce(Result<(), HubError>) + Send>;
 
-/// A message waiting for the publisher.
-type Outgoing = (String, Bytes, Option<Sent>);
+/// What is called with a script's answer (or why it did not run).
+pub(super) type Reply = Box<dyn FnOnce(Result<redis::Value, HubError>) + Send>;
+
+/// Work waiting for the publisher, done in the order it was queued.
+enum Outgoing {
+    /// `PUBLISH channel payload`.
+    Publish(String, Bytes, Option<Sent>),
+    /// A command that wants its answer (the cluster's numbering script).
+    Eval(redis::Cmd, Reply),
+}
 
 /// The node's connections to Redis.
 pub(super) struct Link {
@@ -65,12 +73,14 @@ impl std::fmt::Debug for Link {
 impl Link {
     /// Opens the link to `url` (connections are made lazily and kept up by the tasks).
     /// `channels` and `patterns` are subscribed on every (re)connection, and what arrives
-    /// goes to `on_message`.
+    /// goes to `on_message`; `on_listening` hears `true` each time the subscriptions are in
+    /// place and `false` each time they are lost.
     pub(super) fn open(
         url: &str,
         channels: Vec<String>,
         patterns: Vec<String>,
         on_message: impl Fn(Incoming<'_>) + Send + Sync + 'static,
+        on_listening: impl Fn(bool) + Send + Sync + 'static,
     ) -> Result<Arc<Self>, HubError> {
         let client = redis::Client::open(url)
             .map_err(|e| HubError::bad_request(format!("redis_url `{url}`: {e}")))?;
@@ -96,6 +106,7 @@ impl Link {
             channels,
             patterns,
             Box::new(on_message),
+            Box::new(on_listening),
         ));
         Ok(link)
     }
@@ -111,7 +122,20 @@ impl Link {
         if !self.listening.load(Ordering::Acquire) {
             return Err(self.down());
         }
-        self.out.try_send((channel, payload, sent)).map_err(|_| {
+        self.queue(Outgoing::Publish(channel, payload, sent))
+    }
+
+    /// Queues `cmd` behind everything queued so far (so a script that publishes keeps this
+    /// node's order); `reply` gets its answer. Refused at once like [`Self::publish`].
+    pub(super) fn eval(&self, cmd: redis::Cmd, reply: Reply) -> Result<(), HubError> {
+        if !self.listening.load(Ordering::Acquire) {
+            return Err(self.down());
+        }
+        self.queue(Outgoing::Eval(cmd, reply))
+    }
+
+    fn queue(&self, out: Outgoing) -> Result<(), HubError> {
+        self.out.try_send(out).map_err(|_| {
             HubError::new(
                 ErrorCode::Unavailable,
                 "the cluster is not keeping up (Redis queue full)",
@@ -175,9 +199,11 @@ impl Link {
     }
 }
 
-/// Drains the queue: whatever is waiting goes in one pipeline of PUBLISH commands. A
-/// pipeline that fails is tried once more after a pause (the connection manager connects
-/// again meanwhile); then its senders hear `unavailable`.
+/// Drains the queue: whatever is waiting goes in one pipeline (PUBLISH commands, and
+/// scripts whose answers are handed back). A pipeline of publishes only that fails is tried
+/// once more after a pause (the connection manager connects again meanwhile); one with a
+/// script is not (the script may have run: numbering a message twice is worse than
+/// answering `unavailable`). Then its senders hear the error.
 async fn publisher(
     link: std::sync::Weak<Link>,
     mut commands: ConnectionManager,
@@ -187,36 +213,59 @@ async fn publisher(
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let mut pipe = redis::pipe();
         let mut waiting = Vec::new();
-        for (channel, payload, sent) in batch.drain(..) {
-            pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]).ignore();
-            waiting.extend(sent);
+        let mut replies = Vec::new();
+        for out in batch.drain(..) {
+            match out {
+                Outgoing::Publish(channel, payload, sent) => {
+                    pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]).ignore();
+                    waiting.extend(sent);
+                }
+                Outgoing::Eval(cmd, reply) => {
+                    pipe.add_command(cmd);
+                    replies.push(reply);
+                }
+            }
         }
-        let mut error = None;
-        for attempt in 0..2 {
+        let attempts = if replies.is_empty() { 2 } else { 1 };
+        let mut outcome = Err(String::new());
+        for attempt in 0..attempts {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            let sent =
-                tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut commands)).await;
-            error = match sent {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some("Redis did not answer in time".into()),
+            let sent = tokio::time::timeout(
+                COMMAND_TIMEOUT,
+                pipe.query_async::<Vec<redis::Value>>(&mut commands),
+            )
+            .await;
+            outcome = match sent {
+                Ok(Ok(values)) => Ok(values),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("Redis did not answer in time".into()),
             };
-            if error.is_none() {
+            if outcome.is_ok() {
                 break;
             }
         }
         let Some(link) = link.upgrade() else { return };
-        let Some(error) = error else {
-            waiting.into_iter().for_each(|s| s(Ok(())));
-            continue;
-        };
-        let n = pipe.len() as u64;
-        link.failed.fetch_add(n, Ordering::Relaxed);
-        tracing::warn!(messages = n, error, "could not publish to Redis");
-        let e = link.failed_with(error);
-        waiting.into_iter().for_each(|s| s(Err(e.clone())));
+        match outcome {
+            Ok(values) => {
+                waiting.into_iter().for_each(|s| s(Ok(())));
+                let mut values = values.into_iter();
+                for reply in replies {
+                    reply(values.next().ok_or_else(|| {
+                        HubError::new(ErrorCode::Unavailable, "Redis gave no answer")
+                    }));
+                }
+            }
+            Err(error) => {
+                let n = pipe.len() as u64;
+                link.failed.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!(commands = n, error, "could not publish to Redis");
+                let e = link.failed_with(error);
+                waiting.into_iter().for_each(|s| s(Err(e.clone())));
+                replies.into_iter().for_each(|r| r(Err(e.clone())));
+            }
+        }
     }
 }
 
@@ -227,6 +276,7 @@ async fn listener(
     channels: Vec<String>,
     patterns: Vec<String>,
     on_message: Box<dyn Fn(Incoming<'_>) + Send + Sync>,
+    on_listening: Box<dyn Fn(bool) + Send + Sync>,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut was_up = true;
@@ -243,6 +293,7 @@ async fn listener(
                 tracing::info!("connected to Redis; subscribed");
                 backoff = Duration::from_millis(100);
                 was_up = true;
+                on_listening(true);
                 while let Some(msg) = stream.next().await {
                     on_message(Incoming {
                         channel: msg.get_channel_name(),
@@ -253,6 +304,7 @@ async fn listener(
                 let Some(l) = link.upgrade() else { return };
                 l.listening.store(false, Ordering::Release);
                 *lock(&l.last_error) = Some("the connection to Redis was lost".into());
+                on_listening(false);
                 tracing::warn!(
                     "lost the connection to Redis; cluster deliveries fail until it is back"
                 );

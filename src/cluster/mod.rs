@@ -13,9 +13,11 @@
 //! connections, their queue and their reconnection are [`link`]'s.
 
 mod answers;
+mod kept;
 mod link;
 mod nodes;
 mod requests;
+pub mod store;
 pub mod wire;
 
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use crate::hub::{Adapter, Answers, CountReply, Delivery, Hub, Query, Reach, Weak
 use crate::protocol::msgpack as mp;
 use link::{Incoming, Link};
 use requests::{request_id, Pending};
+pub use store::RedisStore;
 use wire::{Channel, HUB_REQUESTS, HUB_RESPONSES};
 
 /// What a node of a cluster needs to know.
@@ -44,6 +47,9 @@ pub struct ClusterConfig {
     pub request_timeout: Duration,
     /// How often the node's heartbeat key is written; it expires after twice this.
     pub heartbeat_interval: Duration,
+    /// Whether the cluster numbers and keeps history rooms' messages in Redis
+    /// (`store = "redis"`): see [`crate::hub::shared`].
+    pub keep_history: bool,
 }
 
 /// The Redis adapter: one node of a cluster.
@@ -57,6 +63,9 @@ pub struct RedisAdapter {
     config: ClusterConfig,
     /// Set by [`Self::leave`]: the heartbeat stops.
     left: std::sync::atomic::AtomicBool,
+    /// This node's copy of the kept history caught up since the subscriptions were last
+    /// made ([`kept::resync`]).
+    synced: std::sync::atomic::AtomicBool,
 }
 
 impl RedisAdapter {
@@ -71,6 +80,7 @@ impl RedisAdapter {
         }
         let weak = Arc::new(std::sync::OnceLock::<std::sync::Weak<RedisAdapter>>::new());
         let target = weak.clone();
+        let watched = weak.clone();
         let link = Link::open(
             &config.redis_url,
             channels,
@@ -78,6 +88,11 @@ impl RedisAdapter {
             move |m| {
                 if let Some(a) = target.get().and_then(std::sync::Weak::upgrade) {
                     a.on_message(m);
+                }
+            },
+            move |listening| {
+                if let Some(a) = watched.get().and_then(std::sync::Weak::upgrade) {
+                    a.on_listening(listening);
                 }
             },
         )?;
@@ -89,8 +104,13 @@ impl RedisAdapter {
             pending: Arc::default(),
             config,
             left: std::sync::atomic::AtomicBool::new(false),
+            synced: std::sync::atomic::AtomicBool::new(false),
         });
         let _ = weak.set(Arc::downgrade(&adapter));
+        // The subscriptions may have been made before the adapter could hear of it.
+        if adapter.link.health().is_ok() {
+            adapter.on_listening(true);
+        }
         nodes::start_heartbeat(&adapter);
         hub.attach_adapter(adapter.clone());
         Ok(adapter)
@@ -207,6 +227,19 @@ impl RedisAdapter {
         Ok(n)
     }
 
+    /// The subscriptions were made (again), or lost: kept history is caught up before it
+    /// is used again.
+    fn on_listening(&self, listening: bool) {
+        self.synced
+            .store(false, std::sync::atomic::Ordering::Release);
+        if !listening || !self.config.keep_history {
+            return;
+        }
+        if let (Some(me), Some(hub)) = (self.clone_handle(), self.hub.upgrade()) {
+            tokio::spawn(kept::resync(me, hub));
+        }
+    }
+
     fn on_message(&self, m: Incoming<'_>) {
         let Some(hub) = self.hub.upgrade() else {
             return;
@@ -215,10 +248,14 @@ impl RedisAdapter {
             return;
         };
         if let Channel::Broadcast { ns, room } = channel {
-            if !self.serves(ns) || room.is_some_and(|r| !answers::has_room(&hub, ns, r)) {
+            // Every node keeps every kept room: it must read each room's messages.
+            let skip =
+                !self.config.keep_history && room.is_some_and(|r| !answers::has_room(&hub, ns, r));
+            if !self.serves(ns) || skip {
                 return;
             }
             match wire::decode_broadcast(m.payload) {
+                Ok(b) if b.kept.is_some() && self.config.keep_history => self.land(&hub, b),
                 Ok(b) if b.uid == self.uid => {}
                 Ok(b) => {
                     hub.deliver_remote(&b.reach, &b.delivery);
@@ -365,7 +402,40 @@ impl Adapter for RedisAdapter {
     }
 
     fn health(&self) -> Result<(), HubError> {
+        if self.config.keep_history {
+            // Ready once this node's copy of the history caught up too.
+            return self.kept_health();
+        }
         self.link.health()
+    }
+
+    fn keeps_history(&self) -> bool {
+        self.config.keep_history
+    }
+
+    fn history_health(&self) -> Result<(), HubError> {
+        self.kept_health()
+    }
+
+    fn publish_kept(
+        &self,
+        reach: &Reach,
+        d: &Arc<Delivery>,
+        keep: crate::store::Keep,
+        counted: bool,
+        done: crate::hub::KeptReply,
+    ) -> Result<(), HubError> {
+        RedisAdapter::publish_kept(self, reach, d, keep, counted, done)
+    }
+
+    fn read_kept(
+        &self,
+        ns: &str,
+        room: &str,
+        after: u64,
+        before: Option<u64>,
+    ) -> crate::hub::KeptMessages {
+        RedisAdapter::read_kept(self, ns, room, after, before)
     }
 }
 

@@ -139,6 +139,88 @@ pub struct Broadcast {
     pub reach: Reach,
     /// What it delivers.
     pub delivery: Arc<Delivery>,
+    /// For a history message the cluster numbered: how its room keeps history, and where
+    /// its count goes.
+    pub kept: Option<KeptMark>,
+}
+
+/// What a history message numbered by the cluster carries beside the message (in the
+/// Hubbub element: `kept: [capacity, ttl_ms]`, `count: requestId`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeptMark {
+    /// Messages its room keeps.
+    pub capacity: u64,
+    /// How long its room keeps them, in ms (0: no limit).
+    pub ttl_ms: u64,
+    /// The request id each node answers with how many connections it reached, when the
+    /// publisher counts.
+    pub count: Option<String>,
+}
+
+/// The two values a `seq` takes while a kept message is encoded: both are MessagePack
+/// `uint32`s (`0xce` and 4 bytes) that differ in their last byte only, so comparing the two
+/// encodings finds every place the cluster's script writes the real `seq` into.
+const SEQ_PROBES: (u64, u64) = (0xFFFF_FFFF, 0xFFFF_FFFE);
+
+/// The highest `seq` a kept message can be given (the script writes 4 bytes).
+pub const MAX_KEPT_SEQ: u64 = 0xFFFF_FFFD;
+
+/// Encodes a history message for the cluster's numbering script: the broadcast with a
+/// 4-byte `seq` in every place one goes (the Socket.IO meta, the Hubbub element), and the
+/// offsets of those 4 bytes. `None` for what cannot travel.
+pub fn encode_kept(
+    uid: &str,
+    reach: &Reach,
+    m: &Message,
+    mark: &KeptMark,
+) -> Option<(Vec<u8>, Vec<usize>)> {
+    let encode = |seq: u64| {
+        let d = Delivery::new(Body::Message(Message {
+            seq: Some(seq),
+            ..m.clone()
+        }));
+        let (packet, mut extras) = packet_of(&reach.ns, &d)?;
+        if let Mp::Map(fields) = &mut extras {
+            let keep = Mp::Array(vec![Mp::from(mark.capacity), Mp::from(mark.ttl_ms)]);
+            fields.push((Mp::from("kept"), keep));
+            if let Some(id) = &mark.count {
+                fields.push((Mp::from("count"), Mp::from(id.as_str())));
+            }
+        }
+        Some(mp::encode(&Mp::Array(vec![
+            Mp::from(uid),
+            packet,
+            opts_of(reach),
+            extras,
+        ])))
+    };
+    let (a, b) = (encode(SEQ_PROBES.0)?, encode(SEQ_PROBES.1)?);
+    if a.len() != b.len() {
+        return None;
+    }
+    let offsets: Vec<usize> = a
+        .iter()
+        .zip(&b)
+        .enumerate()
+        .filter(|(_, (x, y))| x != y)
+        .map(|(i, _)| i - 3)
+        .collect();
+    let sound = !offsets.is_empty()
+        && offsets
+            .iter()
+            .all(|&o| o >= 1 && a[o - 1] == 0xce && a[o..o + 4] == [0xff; 4]);
+    sound.then_some((a, offsets))
+}
+
+fn kept_mark(extras: Option<&Mp>) -> Option<KeptMark> {
+    let keep = mp::get(extras?, "kept")?.as_array()?;
+    Some(KeptMark {
+        capacity: keep.first()?.as_u64()?,
+        ttl_ms: keep.get(1).and_then(Mp::as_u64).unwrap_or(0),
+        count: extras
+            .and_then(|e| mp::get_str(e, "count"))
+            .map(str::to_string),
+    })
 }
 
 /// Encodes a broadcast of `d` to `reach` by node `uid`. `None` for what cannot travel.
@@ -277,10 +359,16 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<Broadcast, MsgpackError> {
     let uid = mp::as_name(&parts[0]).unwrap_or_default();
     let reach = reach_of(&parts[1], &parts[2])?;
     let delivery = delivery_of(&parts[1], parts.get(3), &reach.ns)?;
+    let kept = kept_mark(parts.get(3)).filter(|_| {
+        delivery
+            .message()
+            .is_some_and(|m| m.room.is_some() && m.seq.is_some())
+    });
     Ok(Broadcast {
         uid,
         reach,
         delivery,
+        kept,
     })
 }
 

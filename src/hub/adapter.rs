@@ -114,6 +114,22 @@ pub enum Query {
         /// The close reason.
         reason: String,
     },
+    /// A room made through the API on another node, kept by the cluster: made here too.
+    RoomSaved {
+        /// The namespace.
+        ns: String,
+        /// The room.
+        name: String,
+        /// Its settings, JSON.
+        settings: String,
+    },
+    /// A room deleted on another node: deleted here too.
+    RoomDeleted {
+        /// The namespace.
+        ns: String,
+        /// The room.
+        name: String,
+    },
 }
 
 /// What an [`Adapter`]'s questions return: each other node's answer.
@@ -146,6 +162,55 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
 
     /// Whether the cluster is reachable (readiness).
     fn health(&self) -> Result<(), HubError>;
+
+    /// Whether the cluster numbers and keeps the messages of history rooms (the Redis
+    /// store; see [`super::shared`]) rather than each node its own.
+    fn keeps_history(&self) -> bool {
+        false
+    }
+
+    /// Whether the kept history can be used now: reachable, and this node's copy caught up
+    /// since it (re)connected.
+    fn history_health(&self) -> Result<(), HubError> {
+        self.health()
+    }
+
+    /// Has message `d` of a history room (without a `seq`) numbered in its room, kept as
+    /// `keep` says and handed to every node, this one included, which land it
+    /// ([`Hub::apply_kept`]). Must not block. `done` hears its `seq` once the cluster kept
+    /// it, with every node's counts when `counted`. `Err` when it cannot be sent now.
+    fn publish_kept(
+        &self,
+        reach: &Reach,
+        d: &Arc<Delivery>,
+        keep: crate::store::Keep,
+        counted: bool,
+        done: super::KeptReply,
+    ) -> Result<(), HubError> {
+        let _ = (reach, d, keep, counted, done);
+        Err(HubError::new(
+            ErrorCode::Internal,
+            "this cluster does not keep history",
+        ))
+    }
+
+    /// Reads back the kept messages of `room` in `ns` with `seq` above `after` (and below
+    /// `before`), oldest first.
+    fn read_kept(
+        &self,
+        ns: &str,
+        room: &str,
+        after: u64,
+        before: Option<u64>,
+    ) -> super::KeptMessages {
+        let _ = (ns, room, after, before);
+        Box::pin(async {
+            Err(HubError::new(
+                ErrorCode::Internal,
+                "this cluster does not keep history",
+            ))
+        })
+    }
 }
 
 impl Hub {
@@ -344,6 +409,14 @@ impl Hub {
                 *code,
                 reason,
             )),
+            Query::RoomSaved { ns, name, settings } => {
+                self.learn_room(ns, name, settings);
+                Value::Null
+            }
+            Query::RoomDeleted { ns, name } => {
+                self.forget_room(ns, name);
+                Value::Null
+            }
         }
     }
 

@@ -130,28 +130,39 @@ impl Hub {
         if is_internal(name) {
             return Err(not_found(name));
         }
+        self.remove_room("/", name, true)
+    }
+
+    /// Deletes a room another node of the cluster deleted (the store knows already).
+    pub fn forget_room(&self, ns: &str, name: &str) {
+        let _ = self.remove_room(ns, name, false);
+    }
+
+    fn remove_room(&self, ns: &str, name: &str, store: bool) -> Result<Option<Commit>, HubError> {
+        let key = super::room::room_key(ns, name);
         // The map's shard, then the room: the order `remove_if_removable` takes them in.
         // The store hears of the deletion while both are held, so every write of the old
         // room is queued before it and every write of a room of the same name made later
         // (which needs the shard) after it.
-        let mut shard = self.inner.rooms.shard(name);
-        let Some(room) = shard.get(name).cloned() else {
+        let mut shard = self.inner.rooms.shard(&*key);
+        let Some(room) = shard.get(&key).cloned() else {
             return Err(not_found(name));
         };
         let mut commit = None;
         let members: Vec<Arc<Conn>> = {
             let mut st = lock(&room.state);
-            if let Some(store) = self.inner.store.get() {
+            if let Some(store) = self.inner.store.get().filter(|_| store) {
                 let (pending, done) = Commit::pending();
-                if let Err(e) = store.delete_room("/", name, Some(done)) {
+                if let Err(e) = store.delete_room(ns, name, Some(done)) {
                     self.inner.stats.store_dropped();
                     return Err(unavailable(&e));
                 }
                 commit = Some(pending);
             }
-            shard.remove(name);
+            shard.remove(&key);
             st.dead = true;
             st.log.clear();
+            st.waiting = None;
             st.users.clear();
             st.members.drain().map(|(_, c)| c).collect()
         };

@@ -99,6 +99,10 @@ pub struct Emitted {
     /// connections they reached for a [`Emitter::counted`] emit (0 otherwise).
     #[serde(skip)]
     pub remote: Option<super::RemoteCount>,
+    /// For a message of a history room the cluster keeps: completes once the cluster
+    /// numbered and kept it, with its `seq` (and the counts of a counted emit).
+    #[serde(skip)]
+    pub kept: Option<super::KeptWait>,
     /// Why the other nodes of a cluster could not be given the message: its
     /// acknowledgement is then `unavailable` (it reached this node's recipients only).
     #[serde(skip)]
@@ -118,12 +122,18 @@ impl Emitted {
         if let Some(e) = self.cluster_error.take() {
             return f(Err(e));
         }
-        if self.remote.is_some() {
+        if self.remote.is_some() || self.kept.is_some() {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move { f(self.committed().await) });
                 return;
             }
             self.remote = None;
+            if self.kept.take().is_some() {
+                return f(Err(HubError::new(
+                    crate::error::ErrorCode::Internal,
+                    "a kept message is acknowledged on the runtime only",
+                )));
+            }
         }
         match self.commit.take() {
             None => f(self.finish()),
@@ -140,6 +150,12 @@ impl Emitted {
         if let Some(c) = self.commit.take() {
             c.await?;
         }
+        if let Some(k) = self.kept.take() {
+            let k = k.get().await?;
+            self.seq = Some(k.seq);
+            self.delivered += k.delivered;
+            self.online = self.online.map(|o| o || k.online);
+        }
         self.cluster_wide().await?.finish()
     }
 
@@ -148,6 +164,7 @@ impl Emitted {
     pub fn is_settled(&self) -> bool {
         self.commit.is_none()
             && self.remote.is_none()
+            && self.kept.is_none()
             && self.cluster_error.is_none()
             && self.offline_error.is_none()
     }
@@ -156,7 +173,7 @@ impl Emitted {
     /// any node and the message was not kept for them: at once on one node, once the other
     /// nodes answered in a cluster.
     pub fn require_online(mut self, user: &str) -> Result<Self, HubError> {
-        if self.remote.is_some() {
+        if self.remote.is_some() || self.kept.is_some() {
             self.offline_error = Some(user.into());
             return Ok(self);
         }

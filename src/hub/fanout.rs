@@ -191,7 +191,7 @@ impl Hub {
         let made = made.into_inner();
         let mut out = out;
         // (A room's publish handed it to the other nodes already, under the room's lock.)
-        let crossed = out.remote.is_some() || out.cluster_error.is_some();
+        let crossed = out.remote.is_some() || out.cluster_error.is_some() || out.kept.is_some();
         if let Some(d) = made.as_ref().filter(|_| !crossed) {
             match self.to_cluster(opts, d) {
                 Ok(remote) => out.remote = remote,
@@ -302,6 +302,14 @@ impl Hub {
             if let Some(Err(e)) = store.map(|s| s.health()) {
                 self.inner.stats.store_dropped();
                 return refuse(st, unavailable(&e));
+            }
+            // A history room the cluster keeps: numbered, kept and delivered (here too) by
+            // the cluster, in `seq` order on every node.
+            if let Some(adapter) = self.shared_history().filter(|_| st.log.enabled()) {
+                let d = message(Some(r.name.clone()), None, to.cloned());
+                let out = self.publish_kept(adapter, &st, opts, &d, to);
+                drop(st);
+                return out;
             }
             let seq = st.log.enabled().then(|| st.log.next_seq());
             let d = message(Some(r.name.clone()), seq, to.cloned());

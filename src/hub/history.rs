@@ -96,6 +96,21 @@ impl HistoryLog {
         }
     }
 
+    /// Appends a message numbered elsewhere (by the cluster): the counter moves to `seq`.
+    pub fn record(&mut self, seq: u64, d: Arc<Delivery>) {
+        self.last_seq = self.last_seq.max(seq);
+        self.append(seq, d);
+    }
+
+    /// Keeps at most `capacity` messages, each for at most `ttl_ms`, from now on.
+    pub fn resize(&mut self, capacity: usize, ttl_ms: u64) {
+        self.capacity = capacity;
+        self.ttl_ms = ttl_ms;
+        while self.entries.len() > capacity {
+            self.entries.pop_front();
+        }
+    }
+
     /// Drops the messages older than the log's time limit, as of `now` (ms since the
     /// epoch).
     pub fn expire(&mut self, now: u64) {

@@ -42,6 +42,7 @@ pub mod outbox;
 pub mod persist;
 pub mod room;
 mod shards;
+pub mod shared;
 pub mod shutdown;
 pub mod users;
 
@@ -62,6 +63,7 @@ pub use history::Replay;
 pub use hooks::{Alias, OpCall, OpFuture, Recorder, RoomAliases, Schema};
 pub use outbox::{CloseRequest, OutFrame, Outbox, Push};
 pub use room::{is_internal, Joined, ReplayFrom, RoomInfo, RoomSettings};
+pub use shared::{kept_key, split_kept_key, Kept, KeptMessages, KeptReply, KeptWait, Landed};
 pub use users::{Device, OnlineUser, REPLACED};
 
 use crate::stats::Stats;

@@ -111,6 +111,9 @@ pub(super) struct RoomState {
     pub(super) outside: HashMap<ConnId, u64>,
     /// Messages published to the room since it came into being (for the dashboard).
     pub(super) published: u64,
+    /// While missed messages of a room the cluster keeps are read back: what arrived
+    /// meanwhile, to land after them ([`super::shared`]).
+    pub(super) waiting: Option<Vec<super::shared::Arrival>>,
 }
 
 impl RoomState {
@@ -124,11 +127,12 @@ impl RoomState {
             users: HashMap::new(),
             outside: HashMap::new(),
             published: 0,
+            waiting: None,
         }
     }
 
     pub(super) fn removable(&self) -> bool {
-        !self.pinned && self.members.is_empty() && self.log.is_empty()
+        !self.pinned && self.members.is_empty() && self.log.is_empty() && self.waiting.is_none()
     }
 
     pub(super) fn info(&self) -> RoomInfo {

@@ -18,7 +18,7 @@ use axum::{middleware, Router};
 
 use crate::api::{self, ApiState};
 use crate::auth::{self, Authenticator, Gate, Origins};
-use crate::cluster::{ClusterConfig, RedisAdapter};
+use crate::cluster::{ClusterConfig, RedisAdapter, RedisStore};
 use crate::config::{AdminUi, Config};
 use crate::hub::{Hub, HubConfig};
 use crate::limits::{AddressLimiter, RatePolicy};
@@ -67,6 +67,12 @@ impl Hubbub {
         let (store, snapshot): (Option<Arc<dyn Store>>, Snapshot) = match config.store.as_str() {
             "sqlite" => {
                 let (store, snapshot) = SqliteStore::open(&config.db);
+                (Some(Arc::new(store)), snapshot)
+            }
+            // The cluster keeps rooms and history; the node's file keeps its notifications.
+            "redis" => {
+                let (store, mut snapshot) = SqliteStore::open(&config.db);
+                snapshot.rooms.clear();
                 (Some(Arc::new(store)), snapshot)
             }
             _ => (None, Snapshot::default()),
@@ -152,6 +158,7 @@ impl Hubbub {
                 namespaces,
                 request_timeout: Duration::from_secs(5),
                 heartbeat_interval: config.heartbeat_interval,
+                keep_history: config.store == "redis",
             };
             match RedisAdapter::start(&hub, settings) {
                 Ok(a) => {
@@ -165,6 +172,14 @@ impl Hubbub {
                 Err(e) => tracing::error!("cluster: {e}"),
             }
         }
+        let store = match (&cluster, config.store.as_str()) {
+            (Some(a), "redis") => {
+                // Rooms and history come from the cluster once the node is connected.
+                hub.set_store(Arc::new(RedisStore::new(a.clone())));
+                None
+            }
+            _ => store,
+        };
         if let Some(store) = store {
             let n = hub.restore(snapshot.rooms, snapshot.margin);
             tracing::info!("store {}: {n} rooms restored", config.db.display());

@@ -2,6 +2,8 @@
 //! (tokio-tungstenite, an implementation independent of the server's), and an HTTP client.
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
+pub mod cluster;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -312,6 +314,17 @@ impl Client {
                 "expected {op}, got {m}"
             );
         }
+    }
+
+    /// The first `message` waiting in the backlog (what came before a request's answer,
+    /// such as a join's replay), presence and notifications before it dropped.
+    pub fn backlog_message(&mut self) -> Option<Value> {
+        while let Some(m) = self.backlog.pop_front() {
+            if m["op"] == "message" {
+                return Some(m);
+            }
+        }
+        None
     }
 
     /// The next `message`, skipping presence.

@@ -1,0 +1,388 @@
+//! History kept in Redis (`store = "redis"`): the cluster's side of [`crate::hub::shared`].
+//!
+//! A message of a history room is numbered, kept and published by one Lua script, so the
+//! order Redis publishes a room's messages in is their `seq` order, for every node:
+//! `HINCRBY hubbub:seq <room> 1` gives the `seq`, which the script writes into the 4 bytes
+//! the broadcast keeps for it ([`wire::encode_kept`]); `XADD hubbub:history:<room>
+//! <seq>-0` keeps the broadcast (trimmed to the room's `history` count, and by age with its
+//! `history_ttl`); `PUBLISH` hands it to every node, the publisher's included. The script
+//! runs in the publisher's queue, in order with the node's other messages, and its answer
+//! (the `seq`) is the message's acknowledgement: Redis has it.
+//!
+//! Rooms made through the API are kept in the hash `hubbub:rooms` (settings as JSON). A
+//! node that (re)connects reads the rooms and the counters and catches up every room
+//! whose counter is ahead of its copy ([`resync`]); until then, what needs the history
+//! (a publish to, or a replay from, a history room) answers `unavailable`.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use rmpv::Value as Mp;
+use serde_json::json;
+
+use super::link::Reply;
+use super::requests::request_id;
+use super::wire::{self, KeptMark, HUB_REQUESTS, HUB_RESPONSES};
+use super::RedisAdapter;
+use crate::error::{ErrorCode, HubError};
+use crate::hub::{
+    kept_key, split_kept_key, Delivery, Hub, Kept, KeptMessages, KeptReply, Landed, Query, Reach,
+};
+use crate::protocol::msgpack as mp;
+use crate::store::Keep;
+
+/// The hash of every kept room's counter (field: the room's [`kept_key`]).
+pub(super) const SEQ_HASH: &str = "hubbub:seq";
+/// The hash of the rooms made through the API (field: [`kept_key`], value: settings JSON).
+pub(super) const ROOMS_HASH: &str = "hubbub:rooms";
+
+/// The stream that keeps a room's messages.
+pub(super) fn stream_key(key: &str) -> String {
+    format!("hubbub:history:{key}")
+}
+
+/// Numbers, keeps and publishes one message. KEYS: the stream, the counters. ARGV: the
+/// room's field, the channel, the broadcast, the offsets of its `seq` bytes (comma
+/// separated), the count kept, the age kept in ms (0: any), the message's `ts`.
+const PUBLISH_KEPT: &str = r"
+local seq = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if top[1] then
+  -- The stream is ahead of the counter (the counter was lost): go on after the stream.
+  local last = tonumber(string.match(top[1][1], '^(%d+)'))
+  if last >= seq then
+    seq = last + 1
+    redis.call('HSET', KEYS[2], ARGV[1], seq)
+  end
+end
+if seq > 4294967293 then
+  return redis.error_reply('the room has used up its seq numbers')
+end
+local b = string.char(math.floor(seq / 16777216) % 256, math.floor(seq / 65536) % 256,
+  math.floor(seq / 256) % 256, seq % 256)
+local p = ARGV[3]
+for o in string.gmatch(ARGV[4], '%d+') do
+  local i = tonumber(o)
+  p = string.sub(p, 1, i) .. b .. string.sub(p, i + 5)
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[5], seq .. '-0', 'ts', ARGV[7], 'b', p)
+local ttl = tonumber(ARGV[6])
+if ttl > 0 then
+  local oldest = tonumber(ARGV[7]) - ttl
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 64)
+  local cut = seq .. '-0'
+  for _, e in ipairs(first) do
+    if tonumber(e[2][2]) >= oldest then cut = e[1]; break end
+  end
+  redis.call('XTRIM', KEYS[1], 'MINID', cut)
+end
+redis.call('PUBLISH', ARGV[2], p)
+return seq
+";
+
+/// Forgets a room: its stream, its counter, its settings. KEYS: the stream, the counters,
+/// the rooms. ARGV: the room's field.
+const DELETE_ROOM: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+";
+
+fn unavailable(why: impl Into<String>) -> HubError {
+    HubError::new(ErrorCode::Unavailable, why)
+}
+
+impl RedisAdapter {
+    /// Whether this node's copy of the kept history is usable: listening, and caught up
+    /// since it last (re)connected.
+    pub(super) fn kept_health(&self) -> Result<(), HubError> {
+        self.link.health()?;
+        if !self.synced.load(Ordering::Acquire) {
+            return Err(unavailable(
+                "this node is catching up with the cluster's history",
+            ));
+        }
+        Ok(())
+    }
+
+    /// See [`crate::hub::Adapter::publish_kept`].
+    pub(super) fn publish_kept(
+        &self,
+        reach: &Reach,
+        d: &Arc<Delivery>,
+        keep: Keep,
+        counted: bool,
+        done: KeptReply,
+    ) -> Result<(), HubError> {
+        self.kept_health()?;
+        let m = d
+            .message()
+            .filter(|m| m.room.is_some())
+            .ok_or_else(|| HubError::bad_request("only a room's message can be kept"))?;
+        let room = m.room.as_deref().unwrap_or_default();
+        let key = kept_key(&reach.ns, room);
+        let count = counted.then(request_id);
+        let mark = KeptMark {
+            capacity: keep.count as u64,
+            ttl_ms: keep.max_age_ms,
+            count: count.clone(),
+        };
+        let (payload, offsets) = wire::encode_kept(&self.uid, reach, m, &mark)
+            .ok_or_else(|| HubError::bad_request("this message cannot cross the cluster"))?;
+        let one = (reach.rooms.len() == 1).then(|| &*reach.rooms[0]);
+        let offsets: Vec<String> = offsets.iter().map(usize::to_string).collect();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(PUBLISH_KEPT)
+            .arg(2)
+            .arg(stream_key(&key))
+            .arg(SEQ_HASH)
+            .arg(&key)
+            .arg(wire::broadcast_channel(&reach.ns, one))
+            .arg(payload)
+            .arg(offsets.join(","))
+            .arg(keep.count.max(1))
+            .arg(keep.max_age_ms)
+            .arg(m.ts);
+        // Every Hubbub node, this one included, answers a counted message once it landed it.
+        let counts = count.map(|id| {
+            let rx = self.pending.start(&id, self.config.request_timeout);
+            (id, rx)
+        });
+        let me = self.clone_handle();
+        let reply: Reply = Box::new(move |r| {
+            let seq = match r {
+                Ok(redis::Value::Int(n)) if n > 0 => n as u64,
+                other => {
+                    let e = match other {
+                        Err(e) => e,
+                        Ok(v) => unavailable(format!("Redis answered {v:?}")),
+                    };
+                    if let (Some((id, _)), Some(me)) = (&counts, &me) {
+                        me.pending.cancel(id);
+                    }
+                    return done.send(Err(e));
+                }
+            };
+            match (counts, me) {
+                (Some((id, rx)), Some(me)) => {
+                    tokio::spawn(async move {
+                        let kept =
+                            me.count_landings(&id, rx)
+                                .await
+                                .map(|(delivered, online)| Kept {
+                                    seq,
+                                    delivered,
+                                    online,
+                                });
+                        done.send(kept);
+                    });
+                }
+                _ => done.send(Ok(Kept {
+                    seq,
+                    ..Kept::default()
+                })),
+            }
+        });
+        self.link.eval(cmd, reply)
+    }
+}
+
+impl RedisAdapter {
+    /// Waits for every Hubbub node's answer to a counted kept message (each answers once
+    /// it landed it): connections reached, and whether the addressee was online anywhere.
+    async fn count_landings(
+        &self,
+        id: &str,
+        rx: tokio::sync::oneshot::Receiver<Vec<Mp>>,
+    ) -> Result<(usize, bool), HubError> {
+        match self.subscribers(HUB_REQUESTS).await {
+            Ok(n) => self.pending.expect(id, n),
+            Err(e) => {
+                self.pending.cancel(id);
+                return Err(e);
+            }
+        }
+        let answers = rx
+            .await
+            .map_err(|_| unavailable("the cluster did not count the message"))?;
+        let mut delivered = 0;
+        let mut online = false;
+        for a in &answers {
+            let Some(answer) = mp::get(a, "answer") else {
+                continue;
+            };
+            delivered += mp::get_u64(answer, "delivered").unwrap_or(0) as usize;
+            online |= mp::get(answer, "online").and_then(Mp::as_bool) == Some(true);
+        }
+        Ok((delivered, online))
+    }
+
+    /// Lands a kept message from the cluster on this node, answering its count when the
+    /// publisher asked for one.
+    pub(super) fn land(&self, hub: &Hub, b: wire::Broadcast) {
+        let Some(mark) = b.kept else { return };
+        let landed: Option<Landed> = mark.count.map(|id| {
+            let link = self.link.clone();
+            Box::new(move |delivered: usize, online: bool| {
+                let body = json!({
+                    "requestId": id,
+                    "answer": {"delivered": delivered, "online": online},
+                });
+                let _ = link.publish(HUB_RESPONSES.into(), Bytes::from(body.to_string()), None);
+            }) as Landed
+        });
+        let keep = Keep {
+            count: usize::try_from(mark.capacity).unwrap_or(usize::MAX),
+            max_age_ms: mark.ttl_ms,
+        };
+        hub.apply_kept(b.reach, b.delivery, keep, landed);
+    }
+
+    /// See [`crate::hub::Adapter::read_kept`].
+    pub(super) fn read_kept(
+        &self,
+        ns: &str,
+        room: &str,
+        after: u64,
+        before: Option<u64>,
+    ) -> KeptMessages {
+        let me = self.clone_handle();
+        let key = stream_key(&kept_key(ns, room));
+        Box::pin(async move {
+            let me = me.ok_or_else(|| unavailable("the node is shutting down"))?;
+            let mut cmd = redis::cmd("XRANGE");
+            cmd.arg(&key).arg(format!("({after}-0"));
+            match before {
+                Some(b) => cmd.arg(format!("({b}-0")),
+                None => cmd.arg("+"),
+            };
+            let entries: Vec<(String, HashMap<String, Vec<u8>>)> = me.link.query(&cmd).await?;
+            let mut out = Vec::with_capacity(entries.len());
+            for (id, fields) in entries {
+                let decoded = fields.get("b").map(|b| wire::decode_broadcast(b));
+                match decoded {
+                    Some(Ok(b)) if b.kept.is_some() => out.push((b.reach, b.delivery)),
+                    _ => tracing::warn!(stream = key, id, "a damaged kept message is skipped"),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Keeps a room made through the API (`settings`: JSON) and tells the other nodes.
+    pub(super) fn save_room(
+        &self,
+        ns: &str,
+        name: &str,
+        settings: String,
+        done: Box<dyn FnOnce(Result<(), HubError>) + Send>,
+    ) -> Result<(), HubError> {
+        self.link.health()?;
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(ROOMS_HASH).arg(kept_key(ns, name)).arg(&settings);
+        let q = Query::RoomSaved {
+            ns: ns.to_string(),
+            name: name.to_string(),
+            settings,
+        };
+        self.room_change(cmd, q, done)
+    }
+
+    /// Forgets a room, its counter and its messages, and tells the other nodes.
+    pub(super) fn delete_room(
+        &self,
+        ns: &str,
+        name: &str,
+        done: Box<dyn FnOnce(Result<(), HubError>) + Send>,
+    ) -> Result<(), HubError> {
+        self.link.health()?;
+        let key = kept_key(ns, name);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(DELETE_ROOM)
+            .arg(3)
+            .arg(stream_key(&key))
+            .arg(SEQ_HASH)
+            .arg(ROOMS_HASH)
+            .arg(&key);
+        let q = Query::RoomDeleted {
+            ns: ns.to_string(),
+            name: name.to_string(),
+        };
+        self.room_change(cmd, q, done)
+    }
+
+    /// Runs a change to the kept rooms, then tells the other nodes of it.
+    fn room_change(
+        &self,
+        cmd: redis::Cmd,
+        q: Query,
+        done: Box<dyn FnOnce(Result<(), HubError>) + Send>,
+    ) -> Result<(), HubError> {
+        let me = self.clone_handle();
+        self.link.eval(
+            cmd,
+            Box::new(move |r| {
+                if r.is_ok() {
+                    if let Some(me) = me {
+                        let _ = crate::hub::Adapter::tell(&*me, q);
+                    }
+                }
+                done(r.map(|_| ()));
+            }),
+        )
+    }
+}
+
+/// Brings this node's copy of the kept history up to the cluster's after it (re)connected:
+/// the rooms made through the API, then every room whose counter is ahead of this node's
+/// log. History is usable (`synced`) once this is done.
+pub(super) async fn resync(me: Arc<RedisAdapter>, hub: Hub) {
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        match resync_once(&me, &hub).await {
+            Ok(rooms) => {
+                me.synced.store(true, Ordering::Release);
+                tracing::info!(rooms, "kept history caught up with the cluster");
+                return;
+            }
+            Err(e) => {
+                if me.link.health().is_err() {
+                    // The next connection starts another resync.
+                    return;
+                }
+                tracing::warn!("could not catch up with the cluster's history: {e}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn resync_once(me: &RedisAdapter, hub: &Hub) -> Result<usize, HubError> {
+    let mut cmd = redis::cmd("HGETALL");
+    cmd.arg(ROOMS_HASH);
+    let rooms: HashMap<String, String> = me.link.query(&cmd).await?;
+    for (key, settings) in &rooms {
+        let (ns, name) = split_kept_key(key);
+        hub.learn_room(ns, name, settings);
+    }
+    let mut cmd = redis::cmd("HGETALL");
+    cmd.arg(SEQ_HASH);
+    let counters: HashMap<String, u64> = me.link.query(&cmd).await?;
+    let n = counters.len();
+    // A few rooms at a time: a node coming back to a cluster of many rooms reads their
+    // streams without flooding Redis.
+    let catching = counters.into_iter().map(|(key, counter)| async move {
+        let (ns, name) = split_kept_key(&key);
+        hub.catch_up(ns, name, counter).await;
+    });
+    futures_util::stream::iter(catching)
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    Ok(n)
+}

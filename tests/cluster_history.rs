@@ -1,0 +1,324 @@
+//! History kept by the cluster (`--store redis`, docs/cluster.md): nodes on loopback that
+//! meet through a real `redis-server` number every history room's messages with one counter,
+//! so every node holds the same history, a client that moves from one node to another
+//! resumes with `since` and misses nothing, an acknowledged message is in Redis, and a
+//! node that was away (killed, restarted, or dropped by Redis) catches up.
+//!
+//! Needs `redis-server` (Debian's package): see tests/cluster.rs.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use common::cluster::{eventually, nodes_with, wait_ready, Redis};
+use common::{Client, Process};
+use serde_json::{json, Value};
+
+/// `(seq, data)` of the next `n` messages `c` receives.
+async fn seqs(c: &mut Client, n: usize) -> Vec<(u64, Value)> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let m = c.recv_message().await;
+        out.push((
+            m["seq"].as_u64().expect("a kept message has a seq"),
+            m["data"].clone(),
+        ));
+    }
+    out
+}
+
+/// Publishes `data` to `room` and returns the acknowledged seq.
+async fn publish(c: &mut Client, room: &str, data: Value) -> u64 {
+    let ack = c
+        .request(json!({"op": "publish", "room": room, "event": "say", "data": data}))
+        .await;
+    assert_eq!(ack["op"], "ack", "{ack}");
+    ack["seq"]
+        .as_u64()
+        .expect("the ack of a kept message has its seq")
+}
+
+/// A reader that joins `room` on `node` replaying everything after `since`: the replay.
+async fn replay(
+    node: &Process,
+    who: &str,
+    room: &str,
+    since: u64,
+) -> (Client, Vec<(u64, Value)>, Value) {
+    let mut c = node.client(&format!("/ws/{who}")).await;
+    let ack = c
+        .request(json!({"op": "join", "room": room, "since": since}))
+        .await;
+    assert_eq!(ack["op"], "ack", "{ack}");
+    let mut got = Vec::new();
+    // The replay came before the ack: it waits in the client's backlog.
+    while let Some(m) = c.backlog_message() {
+        got.push((m["seq"].as_u64().unwrap(), m["data"].clone()));
+    }
+    (c, got, ack)
+}
+
+#[tokio::test]
+async fn one_numbering_for_every_node_and_a_moved_client_resumes_with_since() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, _dir) = nodes_with(&redis, 3, "redis", &[]).await;
+    let mut on_a = n[0].client("/ws/reader-a").await;
+    let mut on_c = n[2].client("/ws/reader-c").await;
+    on_a.join("talk").await;
+    on_c.join("talk").await;
+
+    // Publishers on A and B, 30 publishes each, sent without waiting for acks.
+    let mut pa = n[0].client("/ws/pa").await;
+    let mut pb = n[1].client("/ws/pb").await;
+    for i in 0..30 {
+        pa.send(json!({"op": "publish", "room": "talk", "event": "say", "data": format!("a{i}"), "id": i}))
+            .await;
+        pb.send(json!({"op": "publish", "room": "talk", "event": "say", "data": format!("b{i}"), "id": i}))
+            .await;
+    }
+    let mut acked = BTreeSet::new();
+    for p in [&mut pa, &mut pb] {
+        for _ in 0..30 {
+            let ack = p.recv_op("ack").await;
+            assert!(acked.insert(ack["seq"].as_u64().unwrap()), "{ack}");
+        }
+    }
+    assert_eq!(
+        acked,
+        (1..=60).collect(),
+        "one counter for the room across nodes"
+    );
+
+    // Every node delivers the same sequence: 1..60, in order, each once.
+    let seen_a = seqs(&mut on_a, 60).await;
+    let seen_c = seqs(&mut on_c, 60).await;
+    assert_eq!(seen_a, seen_c);
+    assert_eq!(
+        seen_a.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (1..=60).collect::<Vec<_>>()
+    );
+    // Each publisher's messages keep their order.
+    for who in ["a", "b"] {
+        let order: Vec<&Value> = seen_a
+            .iter()
+            .map(|(_, d)| d)
+            .filter(|d| d.as_str().unwrap().starts_with(who))
+            .collect();
+        let expected: Vec<Value> = (0..30).map(|i| json!(format!("{who}{i}"))).collect();
+        assert_eq!(order, expected.iter().collect::<Vec<_>>());
+    }
+
+    // A client on A saw up to 60 and drops; 15 more are published on B meanwhile.
+    drop(on_a);
+    for i in 0..15 {
+        publish(&mut pb, "talk", json!(format!("late{i}"))).await;
+    }
+    // It comes back on node C with since = 60: exactly the 15 it missed, then live.
+    let (mut moved, got, ack) = replay(&n[2], "reader-a", "talk", 60).await;
+    let expected: Vec<(u64, Value)> = (0..15)
+        .map(|i| (61 + i as u64, json!(format!("late{i}"))))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(ack["seq"], 75, "{ack}");
+    assert_ne!(ack["gap"], true, "{ack}");
+    assert_eq!(publish(&mut pa, "talk", json!("live")).await, 76);
+    assert_eq!(seqs(&mut moved, 1).await, vec![(76, json!("live"))]);
+    moved.expect_no_message(Duration::from_millis(200)).await;
+
+    // The HTTP history of any node is the same page.
+    let url = "/api/rooms/talk/history?limit=5";
+    let from_a = n[0].get(url).await.1;
+    assert_eq!(from_a, n[1].get(url).await.1);
+    assert_eq!(from_a["messages"][0]["seq"], 76, "{from_a}");
+}
+
+#[tokio::test]
+async fn a_counted_push_and_direct_messages_span_the_kept_history() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, _dir) = nodes_with(&redis, 3, "redis", &["--dm-history", "50"]).await;
+    let mut members = Vec::new();
+    for (i, node) in n.iter().enumerate() {
+        let mut c = node.client(&format!("/ws/m{i}")).await;
+        c.join("news").await;
+        members.push(c);
+    }
+    let (st, body) = n[1]
+        .post(
+            "/api/push",
+            json!({"room": "news", "event": "e", "data": "hello"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["delivered"], 3, "members on every node count: {body}");
+    assert_eq!(body["seq"], 1, "{body}");
+    for c in &mut members {
+        assert_eq!(seqs(c, 1).await, vec![(1, json!("hello"))]);
+    }
+
+    // ann on A writes to bob, who has a device on B; bob's device on C joins the
+    // conversation later and replays it.
+    let mut ann = n[0].client("/ws/ann").await;
+    let mut bob = n[1].client("/ws/bob").await;
+    for i in 1..=3 {
+        let ack = ann
+            .request(json!({"op": "send", "to": "bob", "event": "dm", "data": i}))
+            .await;
+        assert_eq!(ack["op"], "ack", "{ack}");
+        assert_eq!(ack["seq"], i, "{ack}");
+        assert_eq!(ack["delivered"], 1, "bob's one device: {ack}");
+        let m = bob.recv_message().await;
+        assert_eq!(
+            (m["data"].clone(), m["seq"].clone()),
+            (json!(i), json!(i)),
+            "{m}"
+        );
+        assert_eq!(m["from"], "ann", "{m}");
+    }
+    let (_, got, _) = replay(&n[2], "bob", "dm:ann", 1).await;
+    assert_eq!(got, vec![(2, json!(2)), (3, json!(3))]);
+}
+
+#[tokio::test]
+async fn rooms_made_and_deleted_on_one_node_are_so_on_every_node() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, _dir) = nodes_with(&redis, 2, "redis", &[]).await;
+    let (st, body) = n[0]
+        .post(
+            "/api/rooms",
+            json!({"name": "small", "history": 3, "max_users": 7}),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    eventually("node B knows the room", || async {
+        n[1].get("/api/rooms/small").await.0 == 200
+    })
+    .await;
+    let (_, info) = n[1].get("/api/rooms/small").await;
+    assert_eq!(
+        (info["history"].clone(), info["max_users"].clone()),
+        (json!(3), json!(7))
+    );
+    let mut c = n[1].client("/ws/x").await;
+    for i in 0..5 {
+        publish(&mut c, "small", json!(i)).await;
+    }
+    // Kept 3, on the node that did not publish too.
+    let (_, got, ack) = replay(&n[0], "y", "small", 0).await;
+    assert_eq!(got, vec![(3, json!(2)), (4, json!(3)), (5, json!(4))]);
+    assert_eq!(ack["gap"], true, "{ack}");
+
+    let st = reqwest::Client::new()
+        .delete(n[1].url("/api/rooms/small"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(st.is_success(), "{st}");
+    eventually("node A forgot the room", || async {
+        n[0].get("/api/rooms/small").await.0 == 404
+    })
+    .await;
+    // A room of the same name starts afresh.
+    assert_eq!(publish(&mut c, "small", json!("new")).await, 1);
+}
+
+#[tokio::test]
+async fn a_node_that_was_away_catches_up_before_it_replays() {
+    let Some(redis) = Redis::start() else { return };
+    let (mut n, dir) = nodes_with(&redis, 2, "redis", &[]).await;
+    let mut p = n[0].client("/ws/p").await;
+    for i in 1..=5 {
+        publish(&mut p, "log", json!(i)).await;
+    }
+    // Node B dies; 5 more while it is away; it comes back and replays all ten.
+    n[1].kill9();
+    for i in 6..=10 {
+        publish(&mut p, "log", json!(i)).await;
+    }
+    let back = Process::start(&dir.path().join("node1"), &node_args(&redis)).await;
+    wait_ready(&back).await;
+    let (_, got, ack) = replay(&back, "r", "log", 0).await;
+    assert_eq!(got, (1..=10).map(|i| (i, json!(i))).collect::<Vec<_>>());
+    assert_eq!(ack["seq"], 10, "{ack}");
+    n[1] = back;
+
+    // Redis drops every subscriber (as on a network cut) while messages are published:
+    // each node catches up what it missed, so every node ends with the same history.
+    let mut acked = BTreeSet::new();
+    for i in 11..=60 {
+        if i % 10 == 0 {
+            kill_subscribers(&redis);
+        }
+        let ack = p
+            .request(json!({"op": "publish", "room": "log", "event": "say", "data": i}))
+            .await;
+        if ack["op"] == "ack" {
+            acked.insert(ack["seq"].as_u64().unwrap());
+        } else {
+            // Refused while this node reconnects and catches up.
+            assert_eq!(ack["code"], "unavailable", "{ack}");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    assert!(acked.len() >= 10, "some publishes got through: {acked:?}");
+    for node in &n {
+        wait_ready(node).await;
+    }
+    let last = *acked.last().unwrap();
+    for (i, node) in n.iter().enumerate() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let history = loop {
+            let (_, got, _) = replay(node, &format!("check{i}"), "log", 10).await;
+            let history: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+            if history.last() == Some(&last) {
+                break history;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {i} never caught up to {last}: {history:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let held: BTreeSet<u64> = history.iter().copied().collect();
+        assert!(
+            acked.is_subset(&held),
+            "node {i} lacks some of {acked:?}: {history:?}"
+        );
+        assert!(
+            history.windows(2).all(|w| w[0] < w[1]),
+            "in order: {history:?}"
+        );
+    }
+}
+
+fn node_args(redis: &Redis) -> Vec<&'static str> {
+    let url: &'static str = Box::leak(redis.url().into_boxed_str());
+    vec![
+        "--adapter",
+        "redis",
+        "--redis-url",
+        url,
+        "--store",
+        "redis",
+        "--heartbeat-interval",
+        "1s",
+    ]
+}
+
+/// `CLIENT KILL TYPE pubsub`: Redis closes every node's subscriber connection.
+fn kill_subscribers(redis: &Redis) {
+    let out = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "CLIENT",
+            "KILL",
+            "TYPE",
+            "pubsub",
+        ])
+        .output()
+        .expect("redis-cli (Debian's redis-tools, with redis-server)");
+    assert!(out.status.success(), "{out:?}");
+}
