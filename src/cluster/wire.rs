@@ -558,6 +558,43 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_message_gets_its_seq_written_where_the_offsets_say() {
+        let d = hub_message(r#"{"n":4294967295,"s":"x"}"#);
+        let m = d.message().unwrap();
+        let reach = Reach {
+            ns: "/".into(),
+            rooms: vec!["lobby".into()],
+            except: vec!["sid1".into()],
+            volatile: false,
+        };
+        let mark = KeptMark {
+            capacity: 100,
+            ttl_ms: 5_000,
+            count: Some("req1".into()),
+        };
+        let (mut bytes, offsets) = encode_kept("node1", &reach, m, &mark).unwrap();
+        // The meta's seq and the Hubbub element's; the payload's own 4294967295 is not one.
+        assert_eq!(offsets.len(), 2, "{offsets:?}");
+        for o in &offsets {
+            bytes[*o..*o + 4].copy_from_slice(&77u32.to_be_bytes());
+        }
+        let b = decode_broadcast(&bytes).unwrap();
+        assert_eq!(b.kept, Some(mark));
+        assert_eq!(b.reach, reach);
+        let got = b.delivery.message().unwrap();
+        assert_eq!(got.seq, Some(77));
+        match &got.body {
+            MessageBody::Hub(Payload::Json(raw)) => {
+                assert_eq!(raw.as_bytes(), br#"{"n":4294967295,"s":"x"}"#.as_slice())
+            }
+            other => panic!("{other:?}"),
+        }
+        // A broadcast without the mark is not a kept message.
+        let plain = encode_broadcast("node1", &reach, &d).unwrap();
+        assert_eq!(decode_broadcast(&plain).unwrap().kept, None);
+    }
+
+    #[test]
     fn channels() {
         assert_eq!(broadcast_channel("/", None), "socket.io#/#");
         assert_eq!(
