@@ -7,6 +7,8 @@
 # and the generator has CPU 1; the figures are ratios between the two, not absolute.
 #
 # Usage: bench/cluster.sh [REPEATS] [SECONDS] [SUBS] [RATE]   (RATE 0: maximal, window 16)
+# SERVERS="hubbub hubbub-redis node" picks what runs (default "hubbub node"); hubbub-redis is
+# Hubbub with --store redis: the cluster numbers and keeps the room's history in Redis.
 # Build first: cargo build --release --workspace; npm install in bench/peers.
 set -euo pipefail
 repeats="${1:-3}"
@@ -19,16 +21,18 @@ rport=6399
 ports=(3201 3202 3203)
 wait_http() { for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$1/${2:-}" >/dev/null 2>&1 && return; sleep 0.1; done; }
 for rep in $(seq "$repeats"); do
-  for server in hubbub node; do
+  for server in ${SERVERS:-hubbub node}; do
     taskset -c 0 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
     redis=$!
     sleep 0.3
     pids=()
     for p in "${ports[@]}"; do
       dir=$(mktemp -d)
-      if [ "$server" = hubbub ]; then
+      if [ "$server" != node ]; then
+        store=memory
+        [ "$server" = hubbub-redis ] && store=redis
         (cd "$dir" && RUST_LOG=warn exec taskset -c 0 "$target/hubbub" --bind "127.0.0.1:$p" \
-          --store memory --adapter redis --redis-url "redis://127.0.0.1:$rport" \
+          --store "$store" --adapter redis --redis-url "redis://127.0.0.1:$rport" \
           --rate-messages 0 --rate-bytes 0 --compression off) >"$dir/log" 2>&1 &
         pids+=($!)
         wait_http "$p" readyz
