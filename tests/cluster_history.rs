@@ -322,3 +322,45 @@ fn kill_subscribers(redis: &Redis) {
         .expect("redis-cli (Debian's redis-tools, with redis-server)");
     assert!(out.status.success(), "{out:?}");
 }
+
+#[tokio::test]
+async fn a_redis_that_lost_its_data_numbers_on_past_what_clients_saw() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let (n, _dir) = nodes_with(&redis, 2, "redis", &[]).await;
+    let mut a = n[0].client("/ws/a").await;
+    let mut b = n[1].client("/ws/b").await;
+    a.join("r").await;
+    b.join("r").await;
+    for i in 1..=3 {
+        publish(&mut a, "r", json!(i)).await;
+    }
+    let first: Vec<(u64, Value)> = (1..=3).map(|i| (i, json!(i))).collect();
+    assert_eq!(seqs(&mut a, 3).await, first);
+    assert_eq!(seqs(&mut b, 3).await, first);
+
+    // Redis goes away (this one keeps nothing on disk): a history publish is refused before
+    // anyone gets it.
+    redis.stop();
+    eventually("node A sees Redis gone", || async {
+        n[0].get("/readyz").await.0 == 503
+    })
+    .await;
+    let ack = a
+        .request(json!({"op": "publish", "room": "r", "event": "say", "data": "lost"}))
+        .await;
+    assert_eq!(ack["code"], "unavailable", "{ack}");
+
+    // It comes back empty: the nodes raise the room's counter to what they numbered, so
+    // the next message is 4, not a second 1 that every node would drop.
+    let _redis = Redis::start_on(redis.port).unwrap();
+    for p in &n {
+        wait_ready(p).await;
+    }
+    assert_eq!(publish(&mut b, "r", json!(4)).await, 4);
+    for c in [&mut a, &mut b] {
+        assert_eq!(seqs(c, 1).await, vec![(4, json!(4))]);
+        c.expect_no_message(Duration::from_millis(200)).await;
+    }
+}

@@ -92,6 +92,16 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 return 1
 ";
 
+/// Raises a room's counter to at least ARGV[2]. KEYS: the counters. ARGV: the room's field,
+/// the seq.
+const RAISE_COUNTER: &str = r"
+local c = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if c < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 1
+";
+
 fn unavailable(why: impl Into<String>) -> HubError {
     HubError::new(ErrorCode::Unavailable, why)
 }
@@ -372,7 +382,28 @@ async fn resync_once(me: &RedisAdapter, hub: &Hub) -> Result<usize, HubError> {
     }
     let mut cmd = redis::cmd("HGETALL");
     cmd.arg(SEQ_HASH);
-    let counters: HashMap<String, u64> = me.link.query(&cmd).await?;
+    let mut counters: HashMap<String, u64> = me.link.query(&cmd).await?;
+    // Counters behind what this node numbered (Redis lost its data, or a room was made
+    // again while this node was away) go on from there: a seq clients saw is not reused.
+    for (ns, room, last) in hub.kept_rooms() {
+        let key = kept_key(&ns, &room);
+        if counters.get(&key).is_some_and(|c| *c >= last) {
+            continue;
+        }
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(RAISE_COUNTER)
+            .arg(1)
+            .arg(SEQ_HASH)
+            .arg(&key)
+            .arg(last);
+        me.link.query::<i64>(&cmd).await?;
+        tracing::info!(
+            room = &*room,
+            seq = last,
+            "the cluster's counter of a room went on from this node's"
+        );
+        counters.insert(key, last);
+    }
     let n = counters.len();
     // A few rooms at a time: a node coming back to a cluster of many rooms reads their
     // streams without flooding Redis.

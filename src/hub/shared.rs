@@ -23,7 +23,6 @@ use super::adapter::{Adapter, Reach};
 use super::conn::ConnId;
 use super::delivery::Delivery;
 use super::emit::{BroadcastOptions, Emitted};
-use super::history::HistoryLog;
 use super::room::{room_key, Room, RoomSettings, RoomState};
 use super::shards::lock;
 use super::Hub;
@@ -194,9 +193,9 @@ impl Hub {
     }
 
     /// Brings this node's copy of a room up to the cluster's counter `counter` (after this
-    /// node started, or came back to Redis): a room this node lacks is made, one whose
-    /// counter went backwards (deleted and made again) starts afresh, and what is missing
-    /// is read back. Returns once it landed.
+    /// node started, or came back to Redis): a room this node lacks is made, and what is
+    /// missing is read back. Returns once it landed. (A counter behind this node's copy was
+    /// raised to it first: see [`Self::kept_rooms`].)
     pub async fn catch_up(&self, ns: &str, room: &str, counter: u64) {
         let ns: Arc<str> = ns.into();
         let settings = self.alias_settings(room);
@@ -209,18 +208,35 @@ impl Hub {
             if !st.log.enabled() || st.waiting.is_some() {
                 return;
             }
-            let last = st.log.last_seq();
-            if counter == last {
+            if counter <= st.log.last_seq() {
                 return;
-            }
-            if counter < last {
-                st.log = HistoryLog::new(st.log.capacity(), st.log.ttl_ms());
-                st.outside.clear();
             }
             st.waiting = Some(Vec::new());
             break (r.clone(), st.log.last_seq());
         };
         self.read_back_now(&r, after, None).await;
+    }
+
+    /// Every room of this node that keeps history and has numbered messages, with its last
+    /// `seq`: when the cluster's counter of one is behind (Redis lost its data, or the room
+    /// was deleted and made again while this node was away), the counter is raised to it
+    /// before anything is published, so a `seq` a client has seen is never given again.
+    pub fn kept_rooms(&self) -> Vec<(Arc<str>, Arc<str>, u64)> {
+        let rooms: Vec<Arc<Room>> = self
+            .inner
+            .rooms
+            .all()
+            .flat_map(|s| s.values().cloned().collect::<Vec<_>>())
+            .collect();
+        rooms
+            .into_iter()
+            .filter_map(|r| {
+                let st = lock(&r.state);
+                let last = st.log.last_seq();
+                (st.log.enabled() && last > 0 && !st.dead)
+                    .then(|| (r.ns.clone(), r.name.clone(), last))
+            })
+            .collect()
     }
 
     /// Reads back a room's kept messages with `seq` in (`after`, `before`) on a task, then
