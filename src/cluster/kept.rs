@@ -249,7 +249,8 @@ impl RedisAdapter {
             count: usize::try_from(mark.capacity).unwrap_or(usize::MAX),
             max_age_ms: mark.ttl_ms,
         };
-        hub.apply_kept(b.reach, b.delivery, keep, landed);
+        let mine = b.uid == self.uid;
+        hub.apply_kept(b.reach, b.delivery, keep, landed, mine);
     }
 
     /// See [`crate::hub::Adapter::read_kept`].
@@ -353,7 +354,11 @@ impl RedisAdapter {
 pub(super) async fn resync(me: Arc<RedisAdapter>, hub: Hub) {
     let mut pause = std::time::Duration::from_millis(100);
     loop {
-        match resync_once(&me, &hub).await {
+        let done = match resync_once(&me, &hub).await {
+            Ok(rooms) => me.load_notices().await.map(|()| rooms),
+            Err(e) => Err(e),
+        };
+        match done {
             Ok(rooms) => {
                 me.synced.store(true, Ordering::Release);
                 tracing::info!(rooms, "kept history caught up with the cluster");

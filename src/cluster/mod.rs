@@ -16,6 +16,7 @@ mod answers;
 mod kept;
 mod link;
 mod nodes;
+mod notices;
 mod requests;
 pub mod store;
 pub mod wire;
@@ -32,6 +33,7 @@ use crate::error::{ErrorCode, HubError};
 use crate::hub::{Adapter, Answers, CountReply, Delivery, Hub, Query, Reach, WeakHub};
 use crate::protocol::msgpack as mp;
 use link::{Incoming, Link};
+pub use notices::{NoticeHandler, Replicated};
 use requests::{request_id, Pending};
 pub use store::RedisStore;
 use wire::{Channel, HUB_REQUESTS, HUB_RESPONSES};
@@ -66,6 +68,16 @@ pub struct RedisAdapter {
     /// This node's copy of the kept history caught up since the subscriptions were last
     /// made ([`kept::resync`]).
     synced: std::sync::atomic::AtomicBool,
+    /// Where other nodes' notifications go (the notification service).
+    notices: notices::Handler,
+    /// While notifications are read back: what other nodes published meanwhile.
+    notices_waiting: std::sync::Mutex<Option<Vec<Replicated>>>,
+    /// This node's slot in notification ids, once given.
+    slot: std::sync::OnceLock<u64>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl RedisAdapter {
@@ -74,6 +86,9 @@ impl RedisAdapter {
     /// starts while Redis is down, and `/readyz` says so until it is up.
     pub fn start(hub: &Hub, config: ClusterConfig) -> Result<Arc<Self>, HubError> {
         let mut channels = vec![HUB_REQUESTS.to_string(), HUB_RESPONSES.to_string()];
+        if config.keep_history {
+            channels.push(notices::HUB_NOTICES.to_string());
+        }
         for ns in &config.namespaces {
             channels.push(wire::request_channel(ns));
             channels.push(wire::response_channel(ns));
@@ -105,6 +120,9 @@ impl RedisAdapter {
             config,
             left: std::sync::atomic::AtomicBool::new(false),
             synced: std::sync::atomic::AtomicBool::new(false),
+            notices: notices::Handler::default(),
+            notices_waiting: std::sync::Mutex::new(None),
+            slot: std::sync::OnceLock::new(),
         });
         let _ = weak.set(Arc::downgrade(&adapter));
         // The subscriptions may have been made before the adapter could hear of it.
@@ -264,6 +282,9 @@ impl RedisAdapter {
             }
             return;
         }
+        if channel == Channel::HubNotice {
+            return self.on_notice(m.payload);
+        }
         let decoded = match wire::decode_map(m.payload) {
             Ok(v) => v,
             Err(e) => {
@@ -281,6 +302,7 @@ impl RedisAdapter {
                 }
             }
             Channel::HubRequest => self.on_hub_request(&hub, &decoded),
+            Channel::HubNotice => {}
             Channel::Request { ns } if mp::get_str(&decoded, "uid") != Some(&self.uid) => {
                 if let Some((channel, payload)) = answers::answer(&hub, ns, &decoded) {
                     let _ = self.link.publish(channel, payload, None);

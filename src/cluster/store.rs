@@ -1,34 +1,50 @@
-//! The Redis store (`store = "redis"`): the [`Store`] the hub writes its rooms to when the
-//! cluster keeps history ([`super::kept`]). History messages never come here: the cluster's
-//! numbering script keeps them as it publishes them. Rooms made and deleted through the API
-//! go to Redis (and to the other nodes); `health` says whether history can be used now.
-//! Notifications are not kept here (each node keeps its own in its SQLite file, `db`).
+//! The Redis store (`store = "redis"`): the [`Store`] the hub writes its rooms to and the
+//! notification service its notifications, when the cluster keeps them. History messages
+//! never come here: the cluster's numbering script keeps them as it publishes them
+//! ([`super::kept`]). Rooms made and deleted through the API go to Redis and to the other
+//! nodes; notifications and read marks too ([`super::notices`]). `health` says whether the
+//! node is connected and caught up.
+//!
+//! The store is made before the node joins the cluster (the services need it first) and
+//! attached to it once it has ([`RedisStore::attach`]); until then it is down.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::RedisAdapter;
+use crate::error::HubError;
 use crate::hub::Adapter;
 use crate::store::{Done, Keep, MessageRow, NotificationRow, ReadMarks, Store, StoreError};
 
-/// Rooms kept in Redis, for a cluster that keeps history there.
-#[derive(Debug)]
+/// Rooms and notifications kept in Redis, for a cluster that keeps them there.
+#[derive(Debug, Default)]
 pub struct RedisStore {
-    adapter: Arc<RedisAdapter>,
+    adapter: OnceLock<Arc<RedisAdapter>>,
 }
 
 impl RedisStore {
-    /// The store of the cluster `adapter` belongs to (started with `keep_history`).
-    pub fn new(adapter: Arc<RedisAdapter>) -> Self {
-        Self { adapter }
+    /// A store not attached to a cluster yet: down until [`Self::attach`].
+    pub fn detached() -> Self {
+        Self::default()
+    }
+
+    /// Attaches the store to the node's cluster (started with `keep_history`).
+    pub fn attach(&self, adapter: Arc<RedisAdapter>) {
+        let _ = self.adapter.set(adapter);
+    }
+
+    fn adapter(&self) -> Result<&Arc<RedisAdapter>, StoreError> {
+        self.adapter
+            .get()
+            .ok_or_else(|| StoreError::Down("not part of a cluster yet".into()))
     }
 }
 
-fn down(e: &crate::error::HubError) -> StoreError {
+fn down(e: &HubError) -> StoreError {
     StoreError::Down(e.message.as_str().into())
 }
 
 /// A store callback as the cluster's replies call it.
-fn reply(done: Option<Done>) -> Box<dyn FnOnce(Result<(), crate::error::HubError>) + Send> {
+fn reply(done: Option<Done>) -> Box<dyn FnOnce(Result<(), HubError>) + Send> {
     Box::new(move |r| {
         if let Some(done) = done {
             done(r.map_err(|e| down(&e)));
@@ -38,7 +54,7 @@ fn reply(done: Option<Done>) -> Box<dyn FnOnce(Result<(), crate::error::HubError
 
 impl Store for RedisStore {
     fn health(&self) -> Result<(), StoreError> {
-        self.adapter.history_health().map_err(|e| down(&e))
+        self.adapter()?.history_health().map_err(|e| down(&e))
     }
 
     fn save_room(
@@ -48,13 +64,13 @@ impl Store for RedisStore {
         settings: String,
         done: Option<Done>,
     ) -> Result<(), StoreError> {
-        self.adapter
+        self.adapter()?
             .save_room(ns, name, settings, reply(done))
             .map_err(|e| down(&e))
     }
 
     fn delete_room(&self, ns: &str, name: &str, done: Option<Done>) -> Result<(), StoreError> {
-        self.adapter
+        self.adapter()?
             .delete_room(ns, name, reply(done))
             .map_err(|e| down(&e))
     }
@@ -66,23 +82,21 @@ impl Store for RedisStore {
         ))
     }
 
-    /// Not kept here: notifications stay in each node's own store.
     fn put_notification(
         &self,
-        _row: NotificationRow,
-        _keep: usize,
-        _done: Option<Done>,
+        row: NotificationRow,
+        keep: usize,
+        done: Option<Done>,
     ) -> Result<(), StoreError> {
-        Err(StoreError::Down(
-            "notifications are kept by each node's own store".into(),
-        ))
+        self.adapter()?
+            .put_notification(&row, keep, reply(done))
+            .map_err(|e| down(&e))
     }
 
-    /// Not kept here: notifications stay in each node's own store.
-    fn mark_read(&self, _marks: ReadMarks, _done: Option<Done>) -> Result<(), StoreError> {
-        Err(StoreError::Down(
-            "notifications are kept by each node's own store".into(),
-        ))
+    fn mark_read(&self, marks: ReadMarks, done: Option<Done>) -> Result<(), StoreError> {
+        self.adapter()?
+            .mark_read(&marks, reply(done))
+            .map_err(|e| down(&e))
     }
 
     fn flush(&self) {}

@@ -96,6 +96,8 @@ pub enum Channel<'a> {
     Response,
     /// Hubbub's own requests.
     HubRequest,
+    /// Notifications and read marks of a cluster that keeps them.
+    HubNotice,
 }
 
 /// What `channel` carries; `None` for a channel of no interest.
@@ -105,6 +107,9 @@ pub fn classify(channel: &str) -> Option<Channel<'_>> {
     }
     if channel == HUB_RESPONSES {
         return Some(Channel::Response);
+    }
+    if channel == "hubbub-notice#" {
+        return Some(Channel::HubNotice);
     }
     let rest = channel.strip_prefix(PREFIX)?;
     if let Some(r) = rest.strip_prefix("-request#") {

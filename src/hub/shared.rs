@@ -86,6 +86,8 @@ pub(super) struct Arrival {
     reach: Reach,
     d: Arc<Delivery>,
     landed: Option<Landed>,
+    /// Published by this node: its `on_kept` hooks run here (once in the cluster).
+    mine: bool,
 }
 
 impl std::fmt::Debug for Arrival {
@@ -161,13 +163,26 @@ impl Hub {
     /// log and pushed to the members here that `reach` does not leave out (and to the
     /// addressee's other connections, for a direct message), in `seq` order. A message
     /// this node has already is dropped; one after a hole waits until the hole is read back.
-    /// `landed` hears how many connections it reached here.
-    pub fn apply_kept(&self, reach: Reach, d: Arc<Delivery>, keep: Keep, landed: Option<Landed>) {
+    /// `landed` hears how many connections it reached here. The hub's `on_kept` hooks run
+    /// for the messages this node published (`mine`) only: once in the cluster.
+    pub fn apply_kept(
+        &self,
+        reach: Reach,
+        d: Arc<Delivery>,
+        keep: Keep,
+        landed: Option<Landed>,
+        mine: bool,
+    ) {
         let Some((room, seq)) = d.message().and_then(|m| Some((m.room.clone()?, m.seq?))) else {
             return;
         };
         let settings = self.kept_settings(&room, keep);
-        let arrival = Arrival { reach, d, landed };
+        let arrival = Arrival {
+            reach,
+            d,
+            landed,
+            mine,
+        };
         loop {
             let r = self.room_or_create_with(&arrival.reach.ns, &room, Some(&settings));
             let mut st = lock(&r.state);
@@ -273,6 +288,7 @@ impl Hub {
                         reach,
                         d,
                         landed: None,
+                        mine: false,
                     };
                     landed.extend(self.land(&mut st, arrival));
                 }
@@ -291,7 +307,7 @@ impl Hub {
     }
 
     /// Appends one numbered message to the room's log and pushes it to the members here
-    /// (the room is locked). Returns it when it was new.
+    /// (the room is locked). Returns it when it was new and this node's (for the hooks).
     fn land(&self, st: &mut RoomState, a: Arrival) -> Option<Arc<Delivery>> {
         let m = a.d.message()?;
         let Some(seq) = m.seq.filter(|s| *s > st.log.last_seq()) else {
@@ -329,7 +345,7 @@ impl Hub {
         if let Some(f) = a.landed {
             f(delivered, online);
         }
-        Some(a.d)
+        a.mine.then_some(a.d)
     }
 
     /// The connections of this node a kept message leaves out (its sender, named by its

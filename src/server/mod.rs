@@ -18,7 +18,7 @@ use axum::{middleware, Router};
 
 use crate::api::{self, ApiState};
 use crate::auth::{self, Authenticator, Gate, Origins};
-use crate::cluster::{ClusterConfig, RedisAdapter, RedisStore};
+use crate::cluster::{ClusterConfig, RedisAdapter, RedisStore, Replicated};
 use crate::config::{AdminUi, Config};
 use crate::hub::{Hub, HubConfig};
 use crate::limits::{AddressLimiter, RatePolicy};
@@ -69,18 +69,27 @@ impl Hubbub {
                 let (store, snapshot) = SqliteStore::open(&config.db);
                 (Some(Arc::new(store)), snapshot)
             }
-            // The cluster keeps rooms and history; the node's file keeps its notifications.
+            // The cluster keeps rooms, history and notifications: read back once connected.
             "redis" => {
-                let (store, mut snapshot) = SqliteStore::open(&config.db);
-                snapshot.rooms.clear();
-                (Some(Arc::new(store)), snapshot)
+                let store = Arc::new(RedisStore::detached());
+                return Ok(Self::build(
+                    config,
+                    Some(store.clone()),
+                    Snapshot::default(),
+                    Some(store),
+                ));
             }
             _ => (None, Snapshot::default()),
         };
-        Ok(Self::build(config, store, snapshot))
+        Ok(Self::build(config, store, snapshot, None))
     }
 
-    fn build(config: Config, store: Option<Arc<dyn Store>>, snapshot: Snapshot) -> Self {
+    fn build(
+        config: Config,
+        store: Option<Arc<dyn Store>>,
+        snapshot: Snapshot,
+        redis_store: Option<Arc<RedisStore>>,
+    ) -> Self {
         let hub = Hub::new(HubConfig {
             default_history: config.default_history,
             queue_limit: config.queue_limit,
@@ -174,8 +183,23 @@ impl Hubbub {
         }
         let store = match (&cluster, config.store.as_str()) {
             (Some(a), "redis") => {
-                // Rooms and history come from the cluster once the node is connected.
-                hub.set_store(Arc::new(RedisStore::new(a.clone())));
+                // Rooms, history and notifications come from the cluster once connected.
+                if let Some(s) = &redis_store {
+                    s.attach(a.clone());
+                }
+                let notifications = Arc::downgrade(&services.notifications);
+                a.on_notices(move |r| {
+                    if let Some(n) = notifications.upgrade() {
+                        match r {
+                            Replicated::Notification(row) => n.apply_notification(&row),
+                            Replicated::Read(marks) => n.apply_read(&marks),
+                            Replicated::Loaded { snapshot, slot } => n.replace(&snapshot, slot),
+                        }
+                    }
+                });
+                if let Some(s) = store {
+                    hub.set_store(s);
+                }
                 None
             }
             _ => store,

@@ -91,11 +91,79 @@ struct State {
     own: HashMap<Arc<str>, VecDeque<Entry>>,
     shared: VecDeque<Entry>,
     shared_read: HashMap<Arc<str>, HashSet<u64>>,
-    /// The id the next notification gets.
+    /// The id the next notification gets (one node).
     next_id: u64,
+    /// In a cluster that keeps notifications: this node's slot among the nodes, which ids
+    /// carry (see [`State::take_id`]).
+    slot: Option<u64>,
+    /// The millisecond (since [`ID_EPOCH_MS`]) and the count within it of the last id
+    /// given in a cluster.
+    last_ms: u64,
+    in_ms: u64,
 }
 
+/// Ids in a cluster count milliseconds from 2026-01-01, so they stay below 2^53 (exact in
+/// JavaScript) for 69 years.
+const ID_EPOCH_MS: u64 = 1_767_225_600_000;
+/// Ids given by one node within one millisecond, at most (more wait for the next one).
+const IDS_PER_MS: u64 = 64;
+/// Nodes told apart by ids.
+pub const ID_SLOTS: u64 = 64;
+
 impl State {
+    /// The next id: increasing, and in a cluster unique among the nodes without asking
+    /// them: the millisecond, this node's slot, and a count within the millisecond
+    /// (`ms << 12 | slot << 6 | n`).
+    fn take_id(&mut self) -> u64 {
+        let Some(slot) = self.slot else {
+            let id = self.next_id;
+            self.next_id += 1;
+            return id;
+        };
+        let now = now_ms().saturating_sub(ID_EPOCH_MS);
+        if now > self.last_ms {
+            self.last_ms = now;
+            self.in_ms = 0;
+        } else if self.in_ms + 1 >= IDS_PER_MS {
+            self.last_ms += 1;
+            self.in_ms = 0;
+        } else {
+            self.in_ms += 1;
+        }
+        (self.last_ms << 12) | ((slot % ID_SLOTS) << 6) | self.in_ms
+    }
+
+    /// The state a store's snapshot describes.
+    fn from_snapshot(snapshot: &Snapshot) -> Self {
+        let mut state = State::default();
+        let mut last = 0;
+        for n in &snapshot.notifications {
+            last = last.max(n.id);
+            let Ok(data) = RawJson::parse(n.data.clone()) else {
+                tracing::warn!("store: notification {} has unreadable data; skipped", n.id);
+                continue;
+            };
+            state.push(&recipient_of(n), entry_of(n, data));
+        }
+        for (user, id) in &snapshot.reads {
+            state
+                .shared_read
+                .entry(user.clone())
+                .or_default()
+                .insert(*id);
+        }
+        state.next_id = last.saturating_add(snapshot.margin).saturating_add(1);
+        state
+    }
+
+    fn has(&self, to: &Recipient, id: u64) -> bool {
+        let q = match to {
+            Recipient::User(u) => self.own.get(u),
+            Recipient::Everyone => Some(&self.shared),
+        };
+        q.is_some_and(|q| q.iter().any(|e| e.id == id))
+    }
+
     fn unread(&self, user: &str) -> usize {
         let own = self
             .own
@@ -115,7 +183,9 @@ impl State {
             Recipient::User(u) => self.own.entry(u.clone()).or_default(),
             Recipient::Everyone => &mut self.shared,
         };
-        q.push_back(e);
+        // In id order (another node's notification may come after a later one of this node).
+        let at = q.partition_point(|x| x.id < e.id);
+        q.insert(at, e);
         while q.len() > KEEP {
             if let Some(old) = q.pop_front() {
                 if *to == Recipient::Everyone {
@@ -149,6 +219,48 @@ impl Shared {
             .to_user(user)
             .notice("unread", &json!({ "count": st.unread(user) }));
     }
+
+    /// Pushes a new notification and the new unread counts to its recipients' connections
+    /// (the state locked); returns how many connections got it.
+    fn deliver(&self, st: &State, to: &Recipient, entry: &Entry) -> usize {
+        let fields = json!({
+            "id": entry.id,
+            "event": &*entry.event,
+            "data": entry.data.to_value(),
+            "ts": entry.ts,
+        });
+        match to {
+            Recipient::User(u) => {
+                let n = self.hub.to_user(u).notice("notification", &fields);
+                self.push_unread(st, u);
+                n
+            }
+            Recipient::Everyone => {
+                let n = self.hub.to_all().notice("notification", &fields);
+                for user in self.hub.users_online() {
+                    self.push_unread(st, &user);
+                }
+                n
+            }
+        }
+    }
+}
+
+fn recipient_of(n: &NotificationRow) -> Recipient {
+    match &n.user {
+        Some(u) => Recipient::User(u.clone()),
+        None => Recipient::Everyone,
+    }
+}
+
+fn entry_of(n: &NotificationRow, data: RawJson) -> Entry {
+    Entry {
+        id: n.id,
+        event: n.event.clone(),
+        data,
+        ts: n.ts,
+        read: n.read,
+    }
 }
 
 /// The notification service.
@@ -174,37 +286,7 @@ impl Notifications {
     /// the stored ones (and past the store's margin after an unclean end: an id a client
     /// saw is never given again).
     pub fn new(hub: Hub, store: Option<Arc<dyn Store>>, snapshot: &Snapshot) -> Arc<Self> {
-        let mut state = State::default();
-        let mut last = 0;
-        for n in &snapshot.notifications {
-            last = last.max(n.id);
-            let to = match &n.user {
-                Some(u) => Recipient::User(u.clone()),
-                None => Recipient::Everyone,
-            };
-            let Ok(data) = RawJson::parse(n.data.clone()) else {
-                tracing::warn!("store: notification {} has unreadable data; skipped", n.id);
-                continue;
-            };
-            state.push(
-                &to,
-                Entry {
-                    id: n.id,
-                    event: n.event.clone(),
-                    data,
-                    ts: n.ts,
-                    read: n.read,
-                },
-            );
-        }
-        for (user, id) in &snapshot.reads {
-            state
-                .shared_read
-                .entry(user.clone())
-                .or_default()
-                .insert(*id);
-        }
-        state.next_id = last.saturating_add(snapshot.margin).saturating_add(1);
+        let state = State::from_snapshot(snapshot);
         let this = Arc::new(Self {
             shared: Arc::new(Shared {
                 hub: hub.clone(),
@@ -253,6 +335,58 @@ impl Notifications {
         (commit, done)
     }
 
+    /// Takes the notifications a cluster keeps (read back after this node connected to it),
+    /// in place of what this node had; from now on this node gives ids as node `slot` of
+    /// the cluster. Every user online here hears their count.
+    pub fn replace(&self, snapshot: &Snapshot, slot: u64) {
+        let mut st = self.shared.state();
+        let mut fresh = State::from_snapshot(snapshot);
+        fresh.slot = Some(slot);
+        fresh.last_ms = st.last_ms;
+        fresh.in_ms = st.in_ms;
+        *st = fresh;
+        for user in self.shared.hub.users_online() {
+            self.shared.push_unread(&st, &user);
+        }
+    }
+
+    /// Takes a notification another node of the cluster made (and kept): pushed to its
+    /// recipients' connections on this node. One this node has already is ignored.
+    pub fn apply_notification(&self, row: &NotificationRow) {
+        let Ok(data) = RawJson::parse(row.data.clone()) else {
+            return;
+        };
+        let to = recipient_of(row);
+        let mut st = self.shared.state();
+        if st.has(&to, row.id) {
+            return;
+        }
+        let entry = entry_of(row, data);
+        st.push(&to, entry.clone());
+        self.shared.deliver(&st, &to, &entry);
+    }
+
+    /// Takes read marks made on another node of the cluster: the user's connections here
+    /// hear their new count.
+    pub fn apply_read(&self, marks: &ReadMarks) {
+        let mut st = self.shared.state();
+        let before = st.unread(&marks.user);
+        if let Some(q) = st.own.get_mut(&marks.user) {
+            q.iter_mut()
+                .filter(|e| marks.own.contains(&e.id))
+                .for_each(|e| e.read = true);
+        }
+        if !marks.shared.is_empty() {
+            st.shared_read
+                .entry(marks.user.clone())
+                .or_default()
+                .extend(marks.shared.iter().copied());
+        }
+        if st.unread(&marks.user) != before {
+            self.shared.push_unread(&st, &marks.user);
+        }
+    }
+
     /// `user`'s unread count.
     pub fn unread(&self, user: &str) -> usize {
         self.shared.state().unread(user)
@@ -263,10 +397,9 @@ impl Notifications {
     /// back (and the counts pushed again) if the store then loses it.
     pub fn notify(&self, to: Recipient, event: &str, data: RawJson) -> Result<Notified, HubError> {
         self.check_store()?;
-        let hub = &self.shared.hub;
         let mut st = self.shared.state();
         // Ids are given, stored and delivered in one order: under the state lock.
-        let id = st.next_id;
+        let id = st.take_id();
         let entry = Entry {
             id,
             event: event.into(),
@@ -314,28 +447,8 @@ impl Notifications {
             }
             None => None,
         };
-        st.next_id += 1;
         st.push(&to, entry.clone());
-        let fields = json!({
-            "id": id,
-            "event": &*entry.event,
-            "data": entry.data.to_value(),
-            "ts": entry.ts,
-        });
-        let delivered = match &to {
-            Recipient::User(u) => {
-                let n = hub.to_user(u).notice("notification", &fields);
-                self.shared.push_unread(&st, u);
-                n
-            }
-            Recipient::Everyone => {
-                let n = hub.to_all().notice("notification", &fields);
-                for user in hub.users_online() {
-                    self.shared.push_unread(&st, &user);
-                }
-                n
-            }
-        };
+        let delivered = self.shared.deliver(&st, &to, &entry);
         Ok(Notified {
             id,
             delivered,

@@ -1,8 +1,9 @@
-//! History kept by the cluster (`--store redis`, docs/cluster.md): nodes on loopback that
-//! meet through a real `redis-server` number every history room's messages with one counter,
-//! so every node holds the same history, a client that moves from one node to another
-//! resumes with `since` and misses nothing, an acknowledged message is in Redis, and a
-//! node that was away (killed, restarted, or dropped by Redis) catches up.
+//! The store of a cluster (`--store redis`, docs/cluster.md): nodes on loopback that meet
+//! through a real `redis-server` number every history room's messages with one counter, so
+//! every node holds the same history, a client that moves from one node to another resumes
+//! with `since` and misses nothing, an acknowledged message is in Redis, and a node that was
+//! away (killed, restarted, or dropped by Redis) catches up. Rooms made through the API and
+//! notifications with their read marks are the same on every node.
 //!
 //! Needs `redis-server` (Debian's package): see tests/cluster.rs.
 
@@ -363,4 +364,76 @@ async fn a_redis_that_lost_its_data_numbers_on_past_what_clients_saw() {
         assert_eq!(seqs(c, 1).await, vec![(4, json!(4))]);
         c.expect_no_message(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn notifications_and_read_marks_are_the_same_on_every_node() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, dir) = nodes_with(&redis, 3, "redis", &["--dm-history", "50"]).await;
+    let mut bob_a = n[0].client("/ws/bob").await;
+    let mut bob_b = n[1].client("/ws/bob").await;
+    // Made on node C, where bob has no connection: both of his devices hear it.
+    let (st, made) = n[2]
+        .post(
+            "/api/notify",
+            json!({"to": "bob", "event": "mention", "data": {"by": "cy"}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{made}");
+    let id1 = made["id"].as_u64().unwrap();
+    for tab in [&mut bob_a, &mut bob_b] {
+        let got = tab.recv_op("notification").await;
+        assert_eq!(
+            (got["id"].as_u64(), got["data"].clone()),
+            (Some(id1), json!({"by": "cy"}))
+        );
+        assert_eq!(tab.next_unread().await, 1);
+    }
+    // To everyone, from node A; ids stay increasing across nodes.
+    let (_, all) = n[0]
+        .post("/api/notify", json!({"all": true, "data": "hello all"}))
+        .await;
+    let id2 = all["id"].as_u64().unwrap();
+    assert!(id2 > id1, "{id2} after {id1}");
+    for tab in [&mut bob_a, &mut bob_b] {
+        assert_eq!(tab.recv_op("notification").await["data"], "hello all");
+        assert_eq!(tab.next_unread().await, 2);
+    }
+    // Read on node B: node A's device hears the new count; every node lists the same.
+    let r = bob_b.request(json!({"op": "read", "ids": [id1]})).await;
+    assert_eq!(r["unread"], 1, "{r}");
+    assert_eq!(bob_b.next_unread().await, 1);
+    assert_eq!(bob_a.next_unread().await, 1);
+    for node in &n {
+        let (_, list) = node.get("/api/users/bob/notifications").await;
+        let seen: Vec<(u64, bool)> = list["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| (x["id"].as_u64().unwrap(), x["read"].as_bool().unwrap()))
+            .collect();
+        assert_eq!(seen, vec![(id2, false), (id1, true)], "node {}", node.port);
+        assert_eq!(list["unread"], 1);
+    }
+    // A direct message raises one notification in the cluster, not one per node.
+    let mut ann = n[2].client("/ws/ann").await;
+    let ack = ann
+        .request(json!({"op": "send", "to": "bob", "event": "dm", "data": "psst"}))
+        .await;
+    assert_eq!(ack["op"], "ack", "{ack}");
+    for tab in [&mut bob_a, &mut bob_b] {
+        assert_eq!(tab.recv_message().await["data"], "psst");
+        assert_eq!(tab.recv_op("notification").await["event"], "dm");
+        assert_eq!(tab.next_unread().await, 2);
+    }
+    bob_a.expect_no_message(Duration::from_millis(200)).await;
+
+    // A node that starts later reads them all back, read marks included.
+    std::fs::create_dir_all(dir.path().join("late")).unwrap();
+    let late = Process::start(&dir.path().join("late"), &node_args(&redis)).await;
+    wait_ready(&late).await;
+    let (_, list) = late.get("/api/users/bob/notifications").await;
+    assert_eq!(list["notifications"].as_array().unwrap().len(), 3, "{list}");
+    assert_eq!(list["unread"], 2, "{list}");
+    assert_eq!(list["notifications"][2]["read"], true, "{list}");
 }
