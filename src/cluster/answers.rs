@@ -4,12 +4,16 @@
 //! counts. Answers go on the namespace's response channel, in the shape Node's adapter reads
 //! (JSON, or MessagePack for client counts).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use bytes::Bytes;
 use rmpv::Value as Mp;
 use serde_json::{json, Value};
 
 use super::wire::{self, kind};
-use crate::hub::{Conn, Hub, Reach};
+use super::RedisAdapter;
+use crate::hub::{Conn, Delivery, Hub, Reach, SioArgs};
 use crate::protocol::msgpack as mp;
 
 /// Whether a broadcast to `room` of `ns` can reach anyone here (a room with members, a
@@ -155,4 +159,78 @@ fn server_side_answer(hub: &Hub, event: &str) -> Option<Value> {
         })),
         _ => None,
     }
+}
+
+/// Sends a broadcast that wants acknowledgements to this node's sockets that can give them
+/// (the Socket.IO ones; others get the message without being asked), calls the first
+/// argument with how many were asked before any of them can answer, then the second with
+/// each answer, as it comes. Set by the server, which knows the Socket.IO front end
+/// ([`super::RedisAdapter::on_acked_broadcast`]).
+pub type AckedBroadcast = Box<
+    dyn Fn(&Reach, &Arc<Delivery>, Duration, Box<dyn FnOnce(usize) + Send>, AckSink) + Send + Sync,
+>;
+
+/// Where the acknowledgements of an [`AckedBroadcast`] go, one call each.
+pub type AckSink = Arc<dyn Fn(SioArgs) + Send + Sync>;
+
+/// The longest a Node server's broadcast may wait for acknowledgements here.
+const MAX_ACK_WAIT: Duration = Duration::from_secs(60);
+
+/// Whether `request` is a Node server's `broadcastWithAck` (Hubbub's own counted broadcasts
+/// carry a `hubbub` element and want counts only).
+pub(super) fn wants_client_acks(request: &Mp) -> bool {
+    mp::get_u64(request, "type") == Some(kind::BROADCAST) && mp::get(request, "hubbub").is_none()
+}
+
+/// Answers a Node server's `broadcastWithAck` for this node: the number of sockets asked
+/// (`type: 8`), then each socket's acknowledgement (`type: 9`, its first argument), on the
+/// namespace's response channel.
+pub(super) fn relay_acks(adapter: &RedisAdapter, ns: &str, request: &Mp, send: &AckedBroadcast) {
+    let (Some(id), Some(packet)) = (
+        mp::get_str(request, "requestId"),
+        mp::get(request, "packet"),
+    ) else {
+        return;
+    };
+    let opts = mp::get(request, "opts").unwrap_or(&Mp::Nil);
+    let Ok(reach) = wire::reach_of(packet, opts) else {
+        return;
+    };
+    if &*reach.ns != ns {
+        return;
+    }
+    let Ok(d) = wire::delivery_of(packet, None, ns) else {
+        return;
+    };
+    let wait = mp::get(opts, "flags")
+        .and_then(|f| mp::get_u64(f, "timeout"))
+        .map_or(Duration::from_secs(5), Duration::from_millis)
+        .min(MAX_ACK_WAIT);
+    let channel = wire::response_channel(ns);
+    let link = adapter.link.clone();
+    let counted = {
+        let (link, channel, id) = (link.clone(), channel.clone(), id.to_string());
+        Box::new(move |n: usize| {
+            let response = mp::map([
+                ("type", Mp::from(kind::BROADCAST_CLIENT_COUNT)),
+                ("requestId", Mp::from(id.as_str())),
+                ("clientCount", Mp::from(n as u64)),
+            ]);
+            let _ = link.publish(channel, Bytes::from(mp::encode(&response)), None);
+        }) as Box<dyn FnOnce(usize) + Send>
+    };
+    let id = id.to_string();
+    let acked: AckSink = Arc::new(move |args: SioArgs| {
+        let first = args
+            .values
+            .first()
+            .map_or(Mp::Nil, |v| mp::from_json(v, &args.bin));
+        let response = mp::map([
+            ("type", Mp::from(kind::BROADCAST_ACK)),
+            ("requestId", Mp::from(id.as_str())),
+            ("packet", first),
+        ]);
+        let _ = link.publish(channel.clone(), Bytes::from(mp::encode(&response)), None);
+    });
+    send(&reach, &d, wait, counted, acked);
 }

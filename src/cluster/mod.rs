@@ -32,6 +32,7 @@ use tokio::sync::oneshot;
 use crate::error::{ErrorCode, HubError};
 use crate::hub::{Adapter, Answers, CountReply, Delivery, Hub, Query, Reach, WeakHub};
 use crate::protocol::msgpack as mp;
+pub use answers::{AckSink, AckedBroadcast};
 use link::{Incoming, Link};
 pub use notices::{NoticeHandler, Replicated};
 use requests::{request_id, Pending};
@@ -74,6 +75,20 @@ pub struct RedisAdapter {
     notices_waiting: std::sync::Mutex<Option<Vec<Replicated>>>,
     /// This node's slot in notification ids, once given.
     slot: std::sync::OnceLock<u64>,
+    /// How a Node server's `broadcastWithAck` reaches this node's Socket.IO sockets.
+    acked: AckedHook,
+}
+
+/// Where [`answers::AckedBroadcast`] is kept once the server gave it.
+#[derive(Default)]
+struct AckedHook(std::sync::OnceLock<answers::AckedBroadcast>);
+
+impl std::fmt::Debug for AckedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AckedHook")
+            .field(&self.0.get().is_some())
+            .finish()
+    }
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -123,6 +138,7 @@ impl RedisAdapter {
             notices: notices::Handler::default(),
             notices_waiting: std::sync::Mutex::new(None),
             slot: std::sync::OnceLock::new(),
+            acked: AckedHook::default(),
         });
         let _ = weak.set(Arc::downgrade(&adapter));
         // The subscriptions may have been made before the adapter could hear of it.
@@ -132,6 +148,20 @@ impl RedisAdapter {
         nodes::start_heartbeat(&adapter);
         hub.attach_adapter(adapter.clone());
         Ok(adapter)
+    }
+
+    /// Lets a Node server's `broadcastWithAck` (`io.timeout(ms).emit(..., callback)`) reach
+    /// this node's Socket.IO sockets with an acknowledgement each, relayed to it as they
+    /// come (see [`answers::AckedBroadcast`]). Without it, this node answers with how many
+    /// connections it reached and no acknowledgements. Only the first call counts.
+    pub fn on_acked_broadcast(
+        &self,
+        f: impl Fn(&Reach, &Arc<Delivery>, Duration, Box<dyn FnOnce(usize) + Send>, AckSink)
+            + Send
+            + Sync
+            + 'static,
+    ) {
+        let _ = self.acked.0.set(Box::new(f));
     }
 
     /// This node's id in the cluster (the adapter's `uid`).
@@ -303,6 +333,19 @@ impl RedisAdapter {
             }
             Channel::HubRequest => self.on_hub_request(&hub, &decoded),
             Channel::HubNotice => {}
+            Channel::Request { ns }
+                if answers::wants_client_acks(&decoded)
+                    && mp::get_str(&decoded, "uid") != Some(&self.uid) =>
+            {
+                match self.acked.0.get() {
+                    Some(send) => answers::relay_acks(self, ns, &decoded, send),
+                    None => {
+                        if let Some((channel, payload)) = answers::answer(&hub, ns, &decoded) {
+                            let _ = self.link.publish(channel, payload, None);
+                        }
+                    }
+                }
+            }
             Channel::Request { ns } if mp::get_str(&decoded, "uid") != Some(&self.uid) => {
                 if let Some((channel, payload)) = answers::answer(&hub, ns, &decoded) {
                     let _ = self.link.publish(channel, payload, None);

@@ -7,6 +7,7 @@
 //! `serve` holds the accept loop and what goes with it, `namespaces` the standalone
 //! server's Socket.IO namespaces and their auth, `files` the pages and static files.
 
+mod cluster;
 mod files;
 mod namespaces;
 mod serve;
@@ -18,7 +19,7 @@ use axum::{middleware, Router};
 
 use crate::api::{self, ApiState};
 use crate::auth::{self, Authenticator, Gate, Origins};
-use crate::cluster::{ClusterConfig, RedisAdapter, RedisStore, Replicated};
+use crate::cluster::{ClusterConfig, RedisAdapter, RedisStore};
 use crate::config::{AdminUi, Config};
 use crate::hub::{Hub, HubConfig};
 use crate::limits::{AddressLimiter, RatePolicy};
@@ -176,6 +177,7 @@ impl Hubbub {
                         "cluster node through {}",
                         config.redis_url
                     );
+                    cluster::relay_node_acks(&a, &hub, &io);
                     cluster = Some(a);
                 }
                 Err(e) => tracing::error!("cluster: {e}"),
@@ -187,16 +189,7 @@ impl Hubbub {
                 if let Some(s) = &redis_store {
                     s.attach(a.clone());
                 }
-                let notifications = Arc::downgrade(&services.notifications);
-                a.on_notices(move |r| {
-                    if let Some(n) = notifications.upgrade() {
-                        match r {
-                            Replicated::Notification(row) => n.apply_notification(&row),
-                            Replicated::Read(marks) => n.apply_read(&marks),
-                            Replicated::Loaded { snapshot, slot } => n.replace(&snapshot, slot),
-                        }
-                    }
-                });
+                cluster::replicate_notifications(a, &services.notifications);
                 if let Some(s) = store {
                     hub.set_store(s);
                 }

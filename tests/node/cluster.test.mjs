@@ -206,6 +206,28 @@ test("serverSideEmit from Node is answered by every hubbub node", async () => {
   assert.equal(stats.nodes.length, 2);
 });
 
+test("broadcastWithAck from Node gathers the acknowledgements of hubbub's Socket.IO clients", async () => {
+  const onNode = await connected(sio(nodeUrl, { user: "nora" }));
+  const onHub = await connected(sio(hubbubs[1].url, { user: "hana" }));
+  await onHub.emitWithAck("join", { room: "acks" });
+  nodeIo.in(onNode.id).socketsJoin("acks");
+  const raw = v1(hubbubs[0].url, "/ws/vic");
+  await raw.opened;
+  assert.equal((await raw.request({ op: "join", room: "acks" })).op, "ack");
+  onNode.on("ask", (n, _bin, cb) => cb({ from: "node", n }));
+  onHub.on("ask", (n, bin, cb) => cb({ from: "hubbub", n, len: bin.byteLength }));
+  await new Promise((r) => setTimeout(r, 100));
+  // Every socket asked answers, wherever it is connected; the wait ends with the last one.
+  const responses = await nodeIo.to("acks").timeout(3000).emitWithAck("ask", 7, Buffer.from([1, 2]));
+  assert.deepEqual(
+    responses.sort((a, b) => a.from.localeCompare(b.from)),
+    [{ from: "hubbub", n: 7, len: 2 }, { from: "node", n: 7 }],
+  );
+  // The v1 client, which cannot acknowledge, got the message without being counted.
+  const m = await raw.next((m) => m.op === "message" && m.event === "ask");
+  assert.deepEqual(m.data, [7, { _binary: "AQI=" }]);
+});
+
 /** nginx (Debian's package) with deploy/nginx-cluster.conf in front of both hubbub nodes. */
 async function startNginx() {
   const bin = ["nginx", "/usr/sbin/nginx"].find((b) => !spawnSync(b, ["-v"]).error);
