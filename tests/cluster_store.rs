@@ -221,8 +221,39 @@ async fn rooms_made_and_deleted_on_one_node_are_so_on_every_node() {
         n[0].get("/api/rooms/small").await.0 == 404
     })
     .await;
-    // A room of the same name starts afresh.
-    assert_eq!(publish(&mut c, "small", json!("new")).await, 1);
+    // A room made again under the name keeps none of the old history and goes on numbering
+    // (a seq a client saw is never given twice), on every node.
+    let (st, body) = n[0]
+        .post("/api/rooms", json!({"name": "small", "history": 3}))
+        .await;
+    assert_eq!(st, 201, "{body}");
+    assert_eq!(publish(&mut c, "small", json!("new")).await, 6);
+    let (_, got, _) = replay(&n[0], "z", "small", 0).await;
+    assert_eq!(got, vec![(6, json!("new"))]);
+}
+
+#[tokio::test]
+async fn a_room_with_history_ttl_keeps_only_young_messages_in_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, _dir) = nodes_with(&redis, 1, "redis", &[]).await;
+    let (st, body) = n[0]
+        .post("/api/rooms", json!({"name": "brief", "history_ttl": 1}))
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let mut c = n[0].client("/ws/t").await;
+    // More old ones than the script reads at a time.
+    for i in 0..70 {
+        publish(&mut c, "brief", json!(i)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for i in 70..72 {
+        publish(&mut c, "brief", json!(i)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The first 70 are over a second old, the next two are not: they stay.
+    publish(&mut c, "brief", json!(72)).await;
+    let len = redis_cli(&redis, &["XLEN", "hubbub:history:brief"]);
+    assert_eq!(len.trim(), "3", "the stream keeps the young messages only");
 }
 
 #[tokio::test]
@@ -310,18 +341,18 @@ fn node_args(redis: &Redis) -> Vec<&'static str> {
 
 /// `CLIENT KILL TYPE pubsub`: Redis closes every node's subscriber connection.
 fn kill_subscribers(redis: &Redis) {
+    redis_cli(redis, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+}
+
+/// Runs a command with `redis-cli` and returns what it printed.
+fn redis_cli(redis: &Redis, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
-        .args([
-            "-p",
-            &redis.port.to_string(),
-            "CLIENT",
-            "KILL",
-            "TYPE",
-            "pubsub",
-        ])
+        .args(["-p", &redis.port.to_string()])
+        .args(args)
         .output()
         .expect("redis-cli (Debian's redis-tools, with redis-server)");
     assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use super::link::Reply;
 use super::requests::request_id;
-use super::wire::{self, KeptMark, HUB_REQUESTS, HUB_RESPONSES};
+use super::wire::{self, KeptMark, HUB_RESPONSES};
 use super::RedisAdapter;
 use crate::error::{ErrorCode, HubError};
 use crate::hub::{
@@ -46,7 +46,8 @@ pub(super) fn stream_key(key: &str) -> String {
 
 /// Numbers, keeps and publishes one message. KEYS: the stream, the counters. ARGV: the
 /// room's field, the channel, the broadcast, the offsets of its `seq` bytes (comma
-/// separated), the count kept, the age kept in ms (0: any), the message's `ts`.
+/// separated), the count kept, the age kept in ms (0: any), the message's `ts`, the highest
+/// `seq` 4 bytes hold.
 const PUBLISH_KEPT: &str = r"
 local seq = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -58,7 +59,7 @@ if top[1] then
     redis.call('HSET', KEYS[2], ARGV[1], seq)
   end
 end
-if seq > 4294967293 then
+if seq > tonumber(ARGV[8]) then
   return redis.error_reply('the room has used up its seq numbers')
 end
 local b = string.char(math.floor(seq / 16777216) % 256, math.floor(seq / 65536) % 256,
@@ -71,24 +72,31 @@ end
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[5], seq .. '-0', 'ts', ARGV[7], 'b', p)
 local ttl = tonumber(ARGV[6])
 if ttl > 0 then
+  -- Entries are in seq order and, near enough, in time order: cut at the first young one.
   local oldest = tonumber(ARGV[7]) - ttl
-  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 64)
-  local cut = seq .. '-0'
-  for _, e in ipairs(first) do
-    if tonumber(e[2][2]) >= oldest then cut = e[1]; break end
+  local from, count, cut = '-', 1, nil
+  while cut == nil do
+    local batch = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', count)
+    if #batch == 0 then break end
+    for _, e in ipairs(batch) do
+      if tonumber(e[2][2]) >= oldest then cut = e[1]; break end
+      from = '(' .. e[1]
+    end
+    count = 64
   end
-  redis.call('XTRIM', KEYS[1], 'MINID', cut)
+  if cut ~= nil then redis.call('XTRIM', KEYS[1], 'MINID', cut) end
 end
 redis.call('PUBLISH', ARGV[2], p)
 return seq
 ";
 
-/// Forgets a room: its stream, its counter, its settings. KEYS: the stream, the counters,
-/// the rooms. ARGV: the room's field.
+/// Forgets a room: its stream and its settings. Its counter stays, so a room made again
+/// under the name goes on numbering (a node that still holds the old copy takes the new
+/// messages, and no `seq` is given twice). KEYS: the stream, the rooms. ARGV: the room's
+/// field.
 const DELETE_ROOM: &str = r"
 redis.call('DEL', KEYS[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
 return 1
 ";
 
@@ -156,7 +164,8 @@ impl RedisAdapter {
             .arg(offsets.join(","))
             .arg(keep.count.max(1))
             .arg(keep.max_age_ms)
-            .arg(m.ts);
+            .arg(m.ts)
+            .arg(wire::MAX_KEPT_SEQ);
         // Every Hubbub node, this one included, answers a counted message once it landed it.
         let counts = count.map(|id| {
             let rx = self.pending.start(&id, self.config.request_timeout);
@@ -209,7 +218,8 @@ impl RedisAdapter {
         id: &str,
         rx: tokio::sync::oneshot::Receiver<Vec<Mp>>,
     ) -> Result<(usize, bool), HubError> {
-        match self.subscribers(HUB_REQUESTS).await {
+        // Nodes that keep history are those subscribed to the notices: others never answer.
+        match self.subscribers(super::notices::HUB_NOTICES).await {
             Ok(n) => self.pending.expect(id, n),
             Err(e) => {
                 self.pending.cancel(id);
@@ -276,7 +286,10 @@ impl RedisAdapter {
             for (id, fields) in entries {
                 let decoded = fields.get("b").map(|b| wire::decode_broadcast(b));
                 match decoded {
-                    Some(Ok(b)) if b.kept.is_some() => out.push((b.reach, b.delivery)),
+                    Some(Ok(b)) if b.kept.is_some() => {
+                        let mine = b.uid == me.uid;
+                        out.push((b.reach, b.delivery, mine));
+                    }
                     _ => tracing::warn!(stream = key, id, "a damaged kept message is skipped"),
                 }
             }
@@ -314,9 +327,8 @@ impl RedisAdapter {
         let key = kept_key(ns, name);
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(DELETE_ROOM)
-            .arg(3)
+            .arg(2)
             .arg(stream_key(&key))
-            .arg(SEQ_HASH)
             .arg(ROOMS_HASH)
             .arg(&key);
         let q = Query::RoomDeleted {
@@ -351,15 +363,22 @@ impl RedisAdapter {
 /// Brings this node's copy of the kept history up to the cluster's after it (re)connected:
 /// the rooms made through the API, then every room whose counter is ahead of this node's
 /// log. History is usable (`synced`) once this is done.
-pub(super) async fn resync(me: Arc<RedisAdapter>, hub: Hub) {
+pub(super) async fn resync(me: Arc<RedisAdapter>, hub: Hub, generation: u64) {
     let mut pause = std::time::Duration::from_millis(100);
     loop {
+        if me.generation.load(Ordering::Acquire) != generation {
+            // The subscriptions were made again since: a newer catch-up is on.
+            return;
+        }
         let done = match resync_once(&me, &hub).await {
             Ok(rooms) => me.load_notices().await.map(|()| rooms),
             Err(e) => Err(e),
         };
         match done {
             Ok(rooms) => {
+                if me.generation.load(Ordering::Acquire) != generation {
+                    return;
+                }
                 me.synced.store(true, Ordering::Release);
                 tracing::info!(rooms, "kept history caught up with the cluster");
                 return;
@@ -384,6 +403,12 @@ async fn resync_once(me: &RedisAdapter, hub: &Hub) -> Result<usize, HubError> {
     for (key, settings) in &rooms {
         let (ns, name) = split_kept_key(key);
         hub.learn_room(ns, name, settings);
+    }
+    // Rooms made through the API that were deleted while this node was away.
+    for (ns, name) in hub.pinned_rooms() {
+        if !rooms.contains_key(&kept_key(&ns, &name)) {
+            hub.forget_room(&ns, &name);
+        }
     }
     let mut cmd = redis::cmd("HGETALL");
     cmd.arg(SEQ_HASH);

@@ -212,6 +212,8 @@ async fn publisher(
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let mut pipe = redis::pipe();
+        // A script that fails answers its own sender only; the batch's others went through.
+        pipe.ignore_errors();
         let mut waiting = Vec::new();
         let mut replies = Vec::new();
         for out in batch.drain(..) {
@@ -252,9 +254,17 @@ async fn publisher(
                 waiting.into_iter().for_each(|s| s(Ok(())));
                 let mut values = values.into_iter();
                 for reply in replies {
-                    reply(values.next().ok_or_else(|| {
-                        HubError::new(ErrorCode::Unavailable, "Redis gave no answer")
-                    }));
+                    reply(match values.next() {
+                        Some(redis::Value::ServerError(e)) => Err(HubError::new(
+                            ErrorCode::Unavailable,
+                            format!("Redis: {e:?}"),
+                        )),
+                        Some(v) => Ok(v),
+                        None => Err(HubError::new(
+                            ErrorCode::Unavailable,
+                            "Redis gave no answer",
+                        )),
+                    });
                 }
             }
             Err(error) => {

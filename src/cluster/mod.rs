@@ -69,6 +69,9 @@ pub struct RedisAdapter {
     /// This node's copy of the kept history caught up since the subscriptions were last
     /// made ([`kept::resync`]).
     synced: std::sync::atomic::AtomicBool,
+    /// Counts the times the subscriptions were made or lost: a catch-up that started
+    /// before the latest does not declare the node caught up.
+    generation: std::sync::atomic::AtomicU64,
     /// Where other nodes' notifications go (the notification service).
     notices: notices::Handler,
     /// While notifications are read back: what other nodes published meanwhile.
@@ -135,6 +138,7 @@ impl RedisAdapter {
             config,
             left: std::sync::atomic::AtomicBool::new(false),
             synced: std::sync::atomic::AtomicBool::new(false),
+            generation: std::sync::atomic::AtomicU64::new(0),
             notices: notices::Handler::default(),
             notices_waiting: std::sync::Mutex::new(None),
             slot: std::sync::OnceLock::new(),
@@ -278,13 +282,14 @@ impl RedisAdapter {
     /// The subscriptions were made (again), or lost: kept history is caught up before it
     /// is used again.
     fn on_listening(&self, listening: bool) {
-        self.synced
-            .store(false, std::sync::atomic::Ordering::Release);
+        use std::sync::atomic::Ordering;
+        self.synced.store(false, Ordering::Release);
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         if !listening || !self.config.keep_history {
             return;
         }
         if let (Some(me), Some(hub)) = (self.clone_handle(), self.hub.upgrade()) {
-            tokio::spawn(kept::resync(me, hub));
+            tokio::spawn(kept::resync(me, hub, generation));
         }
     }
 

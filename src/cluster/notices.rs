@@ -40,10 +40,13 @@ fn read_key(user: &str) -> String {
     format!("hubbub:notifications:read:{user}")
 }
 
-/// Keeps one notification and publishes it. KEYS: the rows, the recipient's ids. ARGV: the
+/// Keeps one notification and publishes it; 0 when its id is taken (two nodes with one
+/// slot: refused rather than overwritten). KEYS: the rows, the recipient's ids. ARGV: the
 /// id, the row, how many the recipient keeps, the channel, the message.
 const PUT: &str = r"
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return 0
+end
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
 local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
 if over > 0 then
@@ -162,7 +165,18 @@ impl RedisAdapter {
             .arg(keep.max(1))
             .arg(HUB_NOTICES)
             .arg(message.to_string());
-        self.link.eval(cmd, Box::new(move |r| done(r.map(|_| ()))))
+        self.link.eval(
+            cmd,
+            Box::new(move |r| {
+                done(r.and_then(|v| match v {
+                    redis::Value::Int(1) => Ok(()),
+                    _ => Err(HubError::new(
+                        crate::error::ErrorCode::Unavailable,
+                        "a notification with this id exists in the cluster",
+                    )),
+                }))
+            }),
+        )
     }
 
     /// Keeps read marks in the cluster and publishes them.

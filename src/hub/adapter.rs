@@ -195,7 +195,7 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// Reads back the kept messages of `room` in `ns` with `seq` above `after` (and below
-    /// `before`), oldest first.
+    /// `before`), oldest first, each with whether this node published it.
     fn read_kept(
         &self,
         ns: &str,

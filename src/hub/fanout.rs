@@ -384,4 +384,4 @@ impl Hub {
 }
 
 /// A room's list of outside recipients is pruned of closed connections past this size.
-const OUTSIDE_PRUNE: usize = 16;
+pub(super) const OUTSIDE_PRUNE: usize = 16;

@@ -82,6 +82,15 @@ impl Hub {
                 if let Some(Err(e)) = self.inner.store.get().map(|s| s.health()) {
                     return refuse(st, unavailable(&e));
                 }
+                // Missed messages of a room the cluster keeps are being read back: a replay
+                // now could not say what comes after it.
+                if st.waiting.is_some() {
+                    let e = HubError::new(
+                        ErrorCode::Unavailable,
+                        format!("room `{room}` is catching up with the cluster; retry"),
+                    );
+                    return refuse(st, e);
+                }
             }
             let already_user = st.users.contains_key(&conn.user);
             if let Some(max) = st.settings.max_users {

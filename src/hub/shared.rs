@@ -33,9 +33,10 @@ use crate::store::Keep;
 /// addressee (of a direct message) had any.
 pub type Landed = Box<dyn FnOnce(usize, bool) + Send>;
 
-/// The messages of a room the cluster keeps, read back: whom each reaches and the message.
+/// The messages of a room the cluster keeps, read back: whom each reaches, the message, and
+/// whether this node published it.
 pub type KeptMessages =
-    Pin<Box<dyn Future<Output = Result<Vec<(Reach, Arc<Delivery>)>, HubError>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<Vec<(Reach, Arc<Delivery>, bool)>, HubError>> + Send>>;
 
 /// The outcome of a message the cluster numbered and kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -200,7 +201,7 @@ impl Hub {
                 self.read_back(r, last, Some(seq));
                 return;
             }
-            let landed = self.land(&mut st, arrival);
+            let landed = self.land(&mut st, arrival, true);
             drop(st);
             landed.into_iter().for_each(|d| self.kept(&d));
             return;
@@ -254,6 +255,21 @@ impl Hub {
             .collect()
     }
 
+    /// The rooms made through the API (pinned) that this node has.
+    pub fn pinned_rooms(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        let rooms: Vec<Arc<Room>> = self
+            .inner
+            .rooms
+            .all()
+            .flat_map(|s| s.values().cloned().collect::<Vec<_>>())
+            .collect();
+        rooms
+            .into_iter()
+            .filter(|r| lock(&r.state).pinned)
+            .map(|r| (r.ns.clone(), r.name.clone()))
+            .collect()
+    }
+
     /// Reads back a room's kept messages with `seq` in (`after`, `before`) on a task, then
     /// lands them and what waited meanwhile.
     fn read_back(&self, r: Arc<Room>, after: u64, before: Option<u64>) {
@@ -266,49 +282,62 @@ impl Hub {
     }
 
     async fn read_back_now(&self, r: &Arc<Room>, after: u64, before: Option<u64>) {
-        let mut read = Err(HubError::new(ErrorCode::Unavailable, "no cluster"));
-        if let Some(a) = self.shared_history().cloned() {
-            for attempt in 0..4u32 {
-                if attempt > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+        // Until it succeeds: while Redis cannot be read, nothing new can arrive either (it
+        // comes through Redis), and landing what waits over a hole would lose the hole.
+        let mut pause = std::time::Duration::from_millis(100);
+        let messages = loop {
+            let read = match self.shared_history().cloned() {
+                Some(a) => a.read_kept(&r.ns, &r.name, after, before).await,
+                None => Ok(Vec::new()),
+            };
+            match read {
+                Ok(m) => break m,
+                Err(e) if lock(&r.state).dead => {
+                    tracing::debug!(room = &*r.name, "room gone while reading back: {e}");
+                    break Vec::new();
                 }
-                read = a.read_kept(&r.ns, &r.name, after, before).await;
-                if read.is_ok() {
-                    break;
+                Err(e) => {
+                    tracing::warn!(
+                        room = &*r.name,
+                        after,
+                        "could not read back missed history: {e}"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
                 }
             }
-        }
+        };
         let mut st = lock(&r.state);
         let waiting = st.waiting.take().unwrap_or_default();
         let mut landed = Vec::new();
-        match read {
-            Ok(messages) => {
-                for (reach, d) in messages {
-                    let arrival = Arrival {
-                        reach,
-                        d,
-                        landed: None,
-                        mine: false,
-                    };
-                    landed.extend(self.land(&mut st, arrival));
-                }
-            }
-            Err(e) => tracing::warn!(
-                room = &*r.name,
-                after,
-                "could not read back missed history: {e}"
-            ),
+        // A copy this node did not have: what came before is history, not news, for the
+        // addressee's other devices (its members get it: they joined an empty copy).
+        let news = after > 0;
+        for (reach, d, mine) in messages {
+            let arrival = Arrival {
+                reach,
+                d,
+                landed: None,
+                mine,
+            };
+            landed.extend(self.land(&mut st, arrival, news));
         }
         for arrival in waiting {
-            landed.extend(self.land(&mut st, arrival));
+            landed.extend(self.land(&mut st, arrival, true));
         }
+        let removable = st.removable();
         drop(st);
+        if removable {
+            self.remove_if_removable(r);
+        }
         landed.iter().for_each(|d| self.kept(d));
     }
 
     /// Appends one numbered message to the room's log and pushes it to the members here
     /// (the room is locked). Returns it when it was new and this node's (for the hooks).
-    fn land(&self, st: &mut RoomState, a: Arrival) -> Option<Arc<Delivery>> {
+    /// `outside`: whether the addressee's connections that are not members get it too (not
+    /// for history read back into a copy this node did not have).
+    fn land(&self, st: &mut RoomState, a: Arrival, outside: bool) -> Option<Arc<Delivery>> {
         let m = a.d.message()?;
         let Some(seq) = m.seq.filter(|s| *s > st.log.last_seq()) else {
             if let Some(f) = a.landed {
@@ -328,7 +357,7 @@ impl Hub {
             }
         }
         let mut online = false;
-        if let Some(user) = &m.to {
+        if let Some(user) = m.to.as_ref().filter(|_| outside) {
             for c in self.user_conns(user) {
                 if *c.ns != **ns {
                     continue;
@@ -339,6 +368,9 @@ impl Hub {
                 }
                 delivered += self.push_one(&c, &a.d, volatile);
                 st.outside.entry(c.key).or_insert(seq);
+            }
+            if st.outside.len() > super::fanout::OUTSIDE_PRUNE {
+                st.outside.retain(|id, _| self.conn(*id).is_some());
             }
         }
         self.inner.stats.messages_out(delivered as u64);
