@@ -1,6 +1,8 @@
 //! Requests this node sent and is waiting on: each has an id, gathers the responses that
-//! carry it, and completes when as many nodes answered as were subscribed when it was sent
-//! (`PUBSUB NUMSUB` minus this node), or when its time is up, with what came.
+//! carry it, and completes when as many nodes answered as the sender expects (for most,
+//! those subscribed when it was sent, `PUBSUB NUMSUB` minus this node; for a counted kept
+//! message, every node that keeps history, this one included), or when its time is up,
+//! with what came.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -115,7 +115,9 @@ impl Hub {
     ///
     /// A message to a room that keeps history is numbered and kept; with a store attached,
     /// the returned [`Emitted::commit`] completes once it is on disk (its live delivery
-    /// does not wait). While the store is down, or cannot keep up, such a message is refused
+    /// does not wait). When the cluster keeps history ([`super::shared`]), it is numbered
+    /// and delivered on every node by the cluster instead, and [`Emitted::kept`] completes
+    /// once Redis has it. While the store is down, or cannot keep up, such a message is refused
     /// with `unavailable` before anyone receives it. A message from one user to another
     /// that the application keeps ([`super::RoomAliases::user_log`]) is a message of that
     /// conversation's room, and also reaches every connection of its addressee.
