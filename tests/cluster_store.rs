@@ -468,3 +468,28 @@ async fn notifications_and_read_marks_are_the_same_on_every_node() {
     assert_eq!(list["unread"], 2, "{list}");
     assert_eq!(list["notifications"][2]["read"], true, "{list}");
 }
+
+#[tokio::test]
+async fn an_acknowledgement_follows_the_publishers_own_delivery() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, _dir) = nodes_with(&redis, 2, "redis", &[]).await;
+    let mut p = n[0].client("/ws/p").await;
+    p.join("mine").await;
+    for i in 1..=20u64 {
+        let ack = p
+            .request(json!({"op": "publish", "room": "mine", "event": "say", "data": i}))
+            .await;
+        assert_eq!(ack["seq"], i, "{ack}");
+        // As on one node: the member that published got its message before the ack,
+        let own = p
+            .backlog_message()
+            .expect("the message came before its ack");
+        assert_eq!(
+            (own["seq"].as_u64(), own["data"].as_u64()),
+            (Some(i), Some(i))
+        );
+        // and this node's history has it once the ack is in.
+        let (_, page) = n[0].get("/api/rooms/mine/history?limit=1").await;
+        assert_eq!(page["messages"][0]["seq"], i, "{page}");
+    }
+}

@@ -110,6 +110,32 @@ end
 return 1
 ";
 
+/// How long an acknowledgement waits for the publishing node's own landing at most (it
+/// comes a moment after Redis answered, unless the subscription was lost meanwhile).
+const LANDING_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Kept messages this node published and waits to land, by token.
+#[derive(Debug, Default)]
+pub(super) struct Landings(std::sync::Mutex<HashMap<String, tokio::sync::oneshot::Sender<()>>>);
+
+impl Landings {
+    fn start(&self, token: &str) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        super::lock(&self.0).insert(token.to_string(), tx);
+        rx
+    }
+
+    fn complete(&self, token: &str) {
+        if let Some(tx) = super::lock(&self.0).remove(token) {
+            let _ = tx.send(());
+        }
+    }
+
+    fn forget(&self, token: &str) {
+        super::lock(&self.0).remove(token);
+    }
+}
+
 fn unavailable(why: impl Into<String>) -> HubError {
     HubError::new(ErrorCode::Unavailable, why)
 }
@@ -144,10 +170,13 @@ impl RedisAdapter {
         let room = m.room.as_deref().unwrap_or_default();
         let key = kept_key(&reach.ns, room);
         let count = counted.then(request_id);
+        // Uncounted: the acknowledgement also waits (briefly) for this node's own landing.
+        let token = (!counted).then(request_id);
         let mark = KeptMark {
             capacity: keep.count as u64,
             ttl_ms: keep.max_age_ms,
             count: count.clone(),
+            token: token.clone(),
         };
         let (payload, offsets) = wire::encode_kept(&self.uid, reach, m, &mark)
             .ok_or_else(|| HubError::bad_request("this message cannot cross the cluster"))?;
@@ -171,6 +200,10 @@ impl RedisAdapter {
             let rx = self.pending.start(&id, self.config.request_timeout);
             (id, rx)
         });
+        let landing = token.map(|t| {
+            let rx = self.landings.start(&t);
+            (t, rx)
+        });
         let me = self.clone_handle();
         let reply: Reply = Box::new(move |r| {
             let seq = match r {
@@ -180,14 +213,19 @@ impl RedisAdapter {
                         Err(e) => e,
                         Ok(v) => unavailable(format!("Redis answered {v:?}")),
                     };
-                    if let (Some((id, _)), Some(me)) = (&counts, &me) {
-                        me.pending.cancel(id);
+                    if let Some(me) = &me {
+                        if let Some((id, _)) = &counts {
+                            me.pending.cancel(id);
+                        }
+                        if let Some((t, _)) = &landing {
+                            me.landings.forget(t);
+                        }
                     }
                     return done.send(Err(e));
                 }
             };
-            match (counts, me) {
-                (Some((id, rx)), Some(me)) => {
+            match (counts, me, landing) {
+                (Some((id, rx)), Some(me), _) => {
                     tokio::spawn(async move {
                         let kept =
                             me.count_landings(&id, rx)
@@ -198,6 +236,17 @@ impl RedisAdapter {
                                     online,
                                 });
                         done.send(kept);
+                    });
+                }
+                (None, Some(me), Some((t, rx))) => {
+                    tokio::spawn(async move {
+                        // Redis has it: the wait only orders the ack after the delivery here.
+                        let _ = tokio::time::timeout(LANDING_WAIT, rx).await;
+                        me.landings.forget(&t);
+                        done.send(Ok(Kept {
+                            seq,
+                            ..Kept::default()
+                        }));
                     });
                 }
                 _ => done.send(Ok(Kept {
@@ -245,21 +294,26 @@ impl RedisAdapter {
     /// publisher asked for one.
     pub(super) fn land(&self, hub: &Hub, b: wire::Broadcast) {
         let Some(mark) = b.kept else { return };
-        let landed: Option<Landed> = mark.count.map(|id| {
+        let mine = b.uid == self.uid;
+        let landed: Option<Landed> = if let Some(id) = mark.count {
             let link = self.link.clone();
-            Box::new(move |delivered: usize, online: bool| {
+            Some(Box::new(move |delivered: usize, online: bool| {
                 let body = json!({
                     "requestId": id,
                     "answer": {"delivered": delivered, "online": online},
                 });
                 let _ = link.publish(HUB_RESPONSES.into(), Bytes::from(body.to_string()), None);
-            }) as Landed
-        });
+            }))
+        } else if let (Some(t), true) = (mark.token, mine) {
+            let landings = self.landings.clone();
+            Some(Box::new(move |_: usize, _: bool| landings.complete(&t)))
+        } else {
+            None
+        };
         let keep = Keep {
             count: usize::try_from(mark.capacity).unwrap_or(usize::MAX),
             max_age_ms: mark.ttl_ms,
         };
-        let mine = b.uid == self.uid;
         hub.apply_kept(b.reach, b.delivery, keep, landed, mine);
     }
 

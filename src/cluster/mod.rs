@@ -80,6 +80,8 @@ pub struct RedisAdapter {
     slot: std::sync::OnceLock<u64>,
     /// How a Node server's `broadcastWithAck` reaches this node's Socket.IO sockets.
     acked: AckedHook,
+    /// This node's kept messages whose acknowledgement waits for their landing here.
+    landings: Arc<kept::Landings>,
 }
 
 /// Where [`answers::AckedBroadcast`] is kept once the server gave it.
@@ -143,6 +145,7 @@ impl RedisAdapter {
             notices_waiting: std::sync::Mutex::new(None),
             slot: std::sync::OnceLock::new(),
             acked: AckedHook::default(),
+            landings: Arc::default(),
         });
         let _ = weak.set(Arc::downgrade(&adapter));
         // The subscriptions may have been made before the adapter could hear of it.

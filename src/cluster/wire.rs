@@ -160,6 +160,9 @@ pub struct KeptMark {
     /// The request id each node answers with how many connections it reached, when the
     /// publisher counts.
     pub count: Option<String>,
+    /// The token the publishing node waits on to learn it landed its own message (an
+    /// uncounted one), so its acknowledgement follows its own delivery.
+    pub token: Option<String>,
 }
 
 /// The two values a `seq` takes while a kept message is encoded: both are MessagePack
@@ -190,6 +193,9 @@ pub fn encode_kept(
             fields.push((Mp::from("kept"), keep));
             if let Some(id) = &mark.count {
                 fields.push((Mp::from("count"), Mp::from(id.as_str())));
+            }
+            if let Some(t) = &mark.token {
+                fields.push((Mp::from("tok"), Mp::from(t.as_str())));
             }
         }
         Some(mp::encode(&Mp::Array(vec![
@@ -224,6 +230,9 @@ fn kept_mark(extras: Option<&Mp>) -> Option<KeptMark> {
         ttl_ms: keep.get(1).and_then(Mp::as_u64).unwrap_or(0),
         count: extras
             .and_then(|e| mp::get_str(e, "count"))
+            .map(str::to_string),
+        token: extras
+            .and_then(|e| mp::get_str(e, "tok"))
             .map(str::to_string),
     })
 }
@@ -576,6 +585,7 @@ mod tests {
             capacity: 100,
             ttl_ms: 5_000,
             count: Some("req1".into()),
+            token: Some("t1".into()),
         };
         let (mut bytes, offsets) = encode_kept("node1", &reach, m, &mark).unwrap();
         // The meta's seq and the Hubbub element's; the payload's own 4294967295 is not one.

@@ -228,6 +228,15 @@ impl Hub {
         self.inner.rooms.shard(&*key).get(&key).cloned()
     }
 
+    /// Every room of every namespace (a snapshot of the map).
+    pub(super) fn all_rooms(&self) -> Vec<Arc<Room>> {
+        self.inner
+            .rooms
+            .all()
+            .flat_map(|s| s.values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
     pub(super) fn room(&self, name: &str) -> Option<Arc<Room>> {
         self.room_in("/", name)
     }

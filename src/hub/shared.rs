@@ -238,13 +238,7 @@ impl Hub {
     /// was deleted and made again while this node was away), the counter is raised to it
     /// before anything is published, so a `seq` a client has seen is never given again.
     pub fn kept_rooms(&self) -> Vec<(Arc<str>, Arc<str>, u64)> {
-        let rooms: Vec<Arc<Room>> = self
-            .inner
-            .rooms
-            .all()
-            .flat_map(|s| s.values().cloned().collect::<Vec<_>>())
-            .collect();
-        rooms
+        self.all_rooms()
             .into_iter()
             .filter_map(|r| {
                 let st = lock(&r.state);
@@ -257,13 +251,7 @@ impl Hub {
 
     /// The rooms made through the API (pinned) that this node has.
     pub fn pinned_rooms(&self) -> Vec<(Arc<str>, Arc<str>)> {
-        let rooms: Vec<Arc<Room>> = self
-            .inner
-            .rooms
-            .all()
-            .flat_map(|s| s.values().cloned().collect::<Vec<_>>())
-            .collect();
-        rooms
+        self.all_rooms()
             .into_iter()
             .filter(|r| lock(&r.state).pinned)
             .map(|r| (r.ns.clone(), r.name.clone()))
