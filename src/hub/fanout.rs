@@ -200,7 +200,8 @@ impl Hub {
                 Err(e) => out.cluster_error = Some(e),
             }
         }
-        if let (Some(r), Some(d)) = (recorder, made) {
+        // (A message the cluster keeps is recorded where it lands, with its seq.)
+        if let (Some(r), Some(d), None) = (recorder, made, &out.kept) {
             r.record(self, opts, &d);
         }
         Ok(out)

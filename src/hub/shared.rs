@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::adapter::{Adapter, Reach};
 use super::conn::ConnId;
-use super::delivery::Delivery;
+use super::delivery::{Body, Delivery, Message};
 use super::emit::{BroadcastOptions, Emitted};
 use super::room::{room_key, Room, RoomSettings, RoomState};
 use super::shards::lock;
@@ -325,12 +325,25 @@ impl Hub {
     /// (the room is locked). Returns it when it was new and this node's (for the hooks).
     /// `outside`: whether the addressee's connections that are not members get it too (not
     /// for history read back into a copy this node did not have).
-    fn land(&self, st: &mut RoomState, a: Arrival, outside: bool) -> Option<Arc<Delivery>> {
-        let m = a.d.message()?;
-        let Some(seq) = m.seq.filter(|s| *s > st.log.last_seq()) else {
+    fn land(&self, st: &mut RoomState, mut a: Arrival, outside: bool) -> Option<Arc<Delivery>> {
+        let fresh = a.d.message()?.seq.filter(|s| *s > st.log.last_seq());
+        let Some(seq) = fresh else {
             if let Some(f) = a.landed {
                 f(0, false);
             }
+            return None;
+        };
+        // Socket.IO's connection state recovery numbers what this node delivers.
+        let recorder = self.recorder(&a.reach.ns);
+        if let Some(r) = &recorder {
+            if let Some(m) = a.d.message() {
+                a.d = Delivery::new(Body::Message(Message {
+                    offset: Some(r.next_offset()),
+                    ..m.clone()
+                }));
+            }
+        }
+        let Some(m) = a.d.message() else {
             return None;
         };
         st.log.expire(m.ts);
@@ -362,6 +375,17 @@ impl Hub {
             }
         }
         self.inner.stats.messages_out(delivered as u64);
+        if let Some(r) = recorder {
+            let opts = BroadcastOptions {
+                ns: a.reach.ns.clone(),
+                except: except.clone(),
+                ..BroadcastOptions::to(super::emit::Target::Many {
+                    rooms: m.room.iter().cloned().collect(),
+                    conns: Vec::new(),
+                })
+            };
+            r.record(self, &opts, &a.d);
+        }
         if let Some(f) = a.landed {
             f(delivered, online);
         }

@@ -228,6 +228,42 @@ test("broadcastWithAck from Node gathers the acknowledgements of hubbub's Socket
   assert.deepEqual(m.data, [7, { _binary: "AQI=" }]);
 });
 
+test("with --store redis, Socket.IO recovery on one node replays what another node published", async () => {
+  const args = ["--adapter", "redis", "--redis-url", redisUrl, "--store", "redis", "--socketio-recovery", "2m"];
+  const nodes = [await startServer({ args }), await startServer({ args })];
+  try {
+    for (const h of nodes) {
+      for (let i = 0; (await fetch(h.url + "/readyz")).status !== 200; i++) {
+        assert.ok(i < 200, "hubbub caught up with the cluster");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const [a, b] = nodes;
+    const s = ioc(a.url, { transports: ["websocket"], auth: { user: "rita" }, reconnectionDelay: 100, reconnectionDelayMax: 200 });
+    clients.push(s);
+    await connected(s);
+    await s.emitWithAck("join", { room: "kept-resume" });
+    const first = once(s, "live");
+    const r0 = await post(b.url, "/api/push", { room: "kept-resume", event: "live", data: 0 });
+    assert.equal(r0.body.seq, 1, JSON.stringify(r0.body));
+    const [d0, m0, offset] = await first;
+    assert.deepEqual([d0, m0.seq, typeof offset], [0, 1, "string"], "numbered, with this node's offset");
+    const gone = once(s, "disconnect");
+    s.io.engine.close();
+    await gone;
+    for (const n of [1, 2, 3]) await post(b.url, "/api/push", { room: "kept-resume", event: "live", data: n });
+    const got = [];
+    s.on("live", (n, meta) => got.push([n, meta.seq]));
+    await once(s, "connect", 10000);
+    assert.equal(s.recovered, true);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(got, [[1, 2], [2, 3], [3, 4]], "the missed messages, with their seqs, once");
+    s.disconnect();
+  } finally {
+    for (const h of nodes) assert.equal(await h.stop(), 0);
+  }
+});
+
 /** nginx (Debian's package) with deploy/nginx-cluster.conf in front of both hubbub nodes. */
 async function startNginx() {
   const bin = ["nginx", "/usr/sbin/nginx"].find((b) => !spawnSync(b, ["-v"]).error);
