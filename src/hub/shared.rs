@@ -343,9 +343,7 @@ impl Hub {
                 }));
             }
         }
-        let Some(m) = a.d.message() else {
-            return None;
-        };
+        let m = a.d.message()?;
         st.log.expire(m.ts);
         st.log.record(seq, a.d.clone());
         st.published += 1;
