@@ -41,8 +41,9 @@ fn read_key(user: &str) -> String {
 }
 
 /// Keeps one notification and publishes it; 0 when its id is taken (two nodes with one
-/// slot: refused rather than overwritten). KEYS: the rows, the recipient's ids. ARGV: the
-/// id, the row, how many the recipient keeps, the channel, the message.
+/// slot: refused rather than overwritten). KEYS: the rows, the recipient's ids, the
+/// recipient's read set (a user's own; for everyone's, a key never written). ARGV: the id,
+/// the row, how many the recipient keeps, the channel, the message.
 const PUT: &str = r"
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
@@ -52,7 +53,11 @@ local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
 if over > 0 then
   local old = redis.call('ZRANGE', KEYS[2], 0, over - 1)
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
-  redis.call('HDEL', KEYS[1], unpack(old))
+  for i = 1, #old, 1000 do
+    local part = {unpack(old, i, math.min(i + 999, #old))}
+    redis.call('HDEL', KEYS[1], unpack(part))
+    redis.call('SREM', KEYS[3], unpack(part))
+  end
 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
@@ -156,10 +161,15 @@ impl RedisAdapter {
         self.kept_health()?;
         let message = json!({ "uid": self.uid, "notification": row_json(row) });
         let mut cmd = redis::cmd("EVAL");
+        let read = match row.user.as_deref() {
+            Some(u) => read_key(u),
+            None => "hubbub:notifications:read-none".to_string(),
+        };
         cmd.arg(PUT)
-            .arg(2)
+            .arg(3)
             .arg(ROWS)
             .arg(ids_key(row.user.as_deref()))
+            .arg(read)
             .arg(row.id)
             .arg(row_json(row).to_string())
             .arg(keep.max(1))

@@ -296,21 +296,35 @@ impl Hub {
             }
         };
         let mut st = lock(&r.state);
-        let waiting = st.waiting.take().unwrap_or_default();
+        let mut waiting: std::collections::BTreeMap<u64, Arrival> = st
+            .waiting
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|a| Some((a.d.message()?.seq?, a)))
+            .collect();
         let mut landed = Vec::new();
         // A copy this node did not have: what came before is history, not news, for the
         // addressee's other devices (its members get it: they joined an empty copy).
         let news = after > 0;
         for (reach, d, mine) in messages {
-            let arrival = Arrival {
-                reach,
-                d,
-                landed: None,
-                mine,
+            let seq = d.message().and_then(|m| m.seq).unwrap_or_default();
+            // A message also waiting lands as it arrived (its count is awaited).
+            let (arrival, outside) = match waiting.remove(&seq) {
+                Some(a) => (a, true),
+                None => (
+                    Arrival {
+                        reach,
+                        d,
+                        landed: None,
+                        mine,
+                    },
+                    news,
+                ),
             };
-            landed.extend(self.land(&mut st, arrival, news));
+            landed.extend(self.land(&mut st, arrival, outside));
         }
-        for arrival in waiting {
+        for arrival in waiting.into_values() {
             landed.extend(self.land(&mut st, arrival, true));
         }
         let removable = st.removable();
