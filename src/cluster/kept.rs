@@ -182,9 +182,21 @@ impl RedisAdapter {
             .ok_or_else(|| HubError::bad_request("this message cannot cross the cluster"))?;
         let one = (reach.rooms.len() == 1).then(|| &*reach.rooms[0]);
         let offsets: Vec<String> = offsets.iter().map(usize::to_string).collect();
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(PUBLISH_KEPT)
-            .arg(2)
+        // The script by its SHA once this node loaded it (a catch-up does), by its text
+        // otherwise: the text is most of what a small message would send.
+        let mut cmd = match super::lock(&self.kept_sha).clone() {
+            Some(sha) => {
+                let mut c = redis::cmd("EVALSHA");
+                c.arg(sha);
+                c
+            }
+            None => {
+                let mut c = redis::cmd("EVAL");
+                c.arg(PUBLISH_KEPT);
+                c
+            }
+        };
+        cmd.arg(2)
             .arg(stream_key(&key))
             .arg(SEQ_HASH)
             .arg(&key)
@@ -214,6 +226,10 @@ impl RedisAdapter {
                         Ok(v) => unavailable(format!("Redis answered {v:?}")),
                     };
                     if let Some(me) = &me {
+                        if e.message.contains("NOSCRIPT") {
+                            // Redis lost its scripts (restarted): by text until loaded again.
+                            *super::lock(&me.kept_sha) = None;
+                        }
                         if let Some((id, _)) = &counts {
                             me.pending.cancel(id);
                         }
@@ -451,6 +467,11 @@ pub(super) async fn resync(me: Arc<RedisAdapter>, hub: Hub, generation: u64) {
 }
 
 async fn resync_once(me: &RedisAdapter, hub: &Hub) -> Result<usize, HubError> {
+    let sha: String = me
+        .link
+        .query(redis::cmd("SCRIPT").arg("LOAD").arg(PUBLISH_KEPT))
+        .await?;
+    *super::lock(&me.kept_sha) = Some(sha);
     let mut cmd = redis::cmd("HGETALL");
     cmd.arg(ROOMS_HASH);
     let rooms: HashMap<String, String> = me.link.query(&cmd).await?;

@@ -82,6 +82,8 @@ pub struct RedisAdapter {
     acked: AckedHook,
     /// This node's kept messages whose acknowledgement waits for their landing here.
     landings: Arc<kept::Landings>,
+    /// The SHA of the numbering script, once loaded into Redis.
+    kept_sha: std::sync::Mutex<Option<String>>,
 }
 
 /// Where [`answers::AckedBroadcast`] is kept once the server gave it.
@@ -146,6 +148,7 @@ impl RedisAdapter {
             slot: std::sync::OnceLock::new(),
             acked: AckedHook::default(),
             landings: Arc::default(),
+            kept_sha: std::sync::Mutex::new(None),
         });
         let _ = weak.set(Arc::downgrade(&adapter));
         // The subscriptions may have been made before the adapter could hear of it.
