@@ -195,6 +195,14 @@ impl Hubbub {
                 }
                 None
             }
+            (None, "redis") => {
+                // Not part of a cluster (it could not start): history stays unavailable.
+                tracing::error!("store redis: no cluster to keep rooms and history in");
+                if let Some(s) = store {
+                    hub.set_store(s);
+                }
+                None
+            }
             _ => store,
         };
         if let Some(store) = store {
