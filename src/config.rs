@@ -159,6 +159,10 @@ pub struct Config {
     /// The Redis server of a cluster (`adapter = "redis"`). Default
     /// `redis://127.0.0.1:6379`.
     pub redis_url: String,
+    /// The prefix of the cluster's channels, as `@socket.io/redis-adapter`'s `key` option
+    /// (Hubbub's own channels and keys get it too unless it is the default). Default
+    /// `socket.io`.
+    pub redis_key: String,
     /// Where rooms and history are kept between runs: `sqlite` (the file `db`) or
     /// `memory` (nothing survives a restart). Default `sqlite`.
     pub store: String,
@@ -213,6 +217,7 @@ impl Default for Config {
             socketio_recovery: Duration::ZERO,
             adapter: "local".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_key: "socket.io".into(),
             store: "sqlite".into(),
             db: PathBuf::from("./hubbub.db"),
         }
@@ -319,6 +324,7 @@ settings! {
     socketio_recovery: "Socket.IO connection state recovery window, e.g. 2m; 0 is off [default: 0]",
     adapter: "Fan-out adapter: local, or redis for a cluster [default: local]",
     redis_url: "The cluster's Redis server [default: redis://127.0.0.1:6379]",
+    redis_key: "Prefix of the cluster's Redis channels, as the Node adapter's key [default: socket.io]",
     store: "History store: sqlite, memory, or redis (a cluster's) [default: sqlite]",
     db: "SQLite file [default: ./hubbub.db]",
 }
@@ -442,6 +448,17 @@ impl Config {
                     redis::Client::open(v.as_str())
                         .map_err(|e| invalid(format!("`{v}` is not a Redis URL: {e}")))?;
                     c.redis_url = v.clone();
+                }
+                "redis_key" => {
+                    if v.is_empty()
+                        || v.contains(['#', '*', '?', '['])
+                        || v.chars().any(char::is_whitespace)
+                    {
+                        return Err(invalid(format!(
+                            "`{v}`: a key is not empty and has no #, *, ?, [ or spaces"
+                        )));
+                    }
+                    c.redis_key = v.clone();
                 }
                 "store" => match v.as_str() {
                     "sqlite" | "memory" | "redis" => c.store = v.clone(),

@@ -536,3 +536,43 @@ async fn a_redis_that_stops_answering_fills_a_bounded_queue_then_refuses() {
     let after = hub.to_all().emit("e", json!("after")).unwrap();
     assert!(after.committed().await.is_ok());
 }
+
+#[tokio::test]
+async fn clusters_with_different_keys_share_one_redis_without_meeting() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, _da) = nodes(&redis, 2, &[]).await;
+    let (b, _db) = nodes(&redis, 2, &["--redis-key", "other"]).await;
+    let mut a_far = a[1].client("/ws/a-far").await;
+    let mut b_far = b[1].client("/ws/b-far").await;
+    a_far.join("shared-name").await;
+    b_far.join("shared-name").await;
+    // Each cluster's push reaches its own nodes only, and counts its own.
+    let (_, body) = a[0]
+        .post(
+            "/api/push",
+            json!({"room": "shared-name", "event": "e", "data": "a"}),
+        )
+        .await;
+    assert_eq!(body["delivered"], 1, "{body}");
+    message(json!("a"), "e")(&a_far.recv_message().await);
+    let (_, body) = b[0]
+        .post(
+            "/api/push",
+            json!({"room": "shared-name", "event": "e", "data": "b"}),
+        )
+        .await;
+    assert_eq!(body["delivered"], 1, "{body}");
+    message(json!("b"), "e")(&b_far.recv_message().await);
+    a_far.expect_no_message(Duration::from_millis(200)).await;
+    b_far.expect_no_message(Duration::from_millis(200)).await;
+    // Each lists its own two nodes.
+    for side in [&a, &b] {
+        eventually("two nodes listed", || async {
+            side[0].get("/api/stats").await.1["nodes"]
+                .as_array()
+                .map(Vec::len)
+                == Some(2)
+        })
+        .await;
+    }
+}

@@ -24,14 +24,19 @@ pub(super) fn has_room(hub: &Hub, ns: &str, room: &str) -> bool {
 
 /// Carries out `request` (sent on `ns`'s request channel) and returns the response to
 /// publish, when it wants one.
-pub(super) fn answer(hub: &Hub, ns: &str, request: &Mp) -> Option<(String, Bytes)> {
+pub(super) fn answer(
+    hub: &Hub,
+    names: &wire::Names,
+    ns: &str,
+    request: &Mp,
+) -> Option<(String, Bytes)> {
     let id = mp::get_str(request, "requestId");
     let kind = mp::get_u64(request, "type")?;
     let reach = |opts: Option<&Mp>| -> Reach {
         let ns_packet = mp::map([("nsp", Mp::from(ns))]);
         wire::reach_of(&ns_packet, opts.unwrap_or(&Mp::Nil)).unwrap_or_default()
     };
-    let respond_json = |v: Value| Some((wire::response_channel(ns), Bytes::from(v.to_string())));
+    let respond_json = |v: Value| Some((names.response_channel(ns), Bytes::from(v.to_string())));
     match kind {
         kind::SOCKETS => {
             // `allSockets` names its rooms at the top level of the request.
@@ -113,7 +118,7 @@ pub(super) fn answer(hub: &Hub, ns: &str, request: &Mp) -> Option<(String, Bytes
                 ("clientCount", Mp::from(n as u64)),
             ]);
             Some((
-                wire::response_channel(ns),
+                names.response_channel(ns),
                 Bytes::from(mp::encode(&response)),
             ))
         }
@@ -206,7 +211,7 @@ pub(super) fn relay_acks(adapter: &RedisAdapter, ns: &str, request: &Mp, send: &
         .and_then(|f| mp::get_u64(f, "timeout"))
         .map_or(Duration::from_secs(5), Duration::from_millis)
         .min(MAX_ACK_WAIT);
-    let channel = wire::response_channel(ns);
+    let channel = adapter.names.response_channel(ns);
     let link = adapter.link.clone();
     let counted = {
         let (link, channel, id) = (link.clone(), channel.clone(), id.to_string());

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use super::link::Reply;
 use super::requests::request_id;
-use super::wire::{self, KeptMark, HUB_RESPONSES};
+use super::wire::{self, KeptMark};
 use super::RedisAdapter;
 use crate::error::{ErrorCode, HubError};
 use crate::hub::{
@@ -34,14 +34,22 @@ use crate::hub::{
 use crate::protocol::msgpack as mp;
 use crate::store::Keep;
 
-/// The hash of every kept room's counter (field: the room's [`kept_key`]).
-pub(super) const SEQ_HASH: &str = "hubbub:seq";
-/// The hash of the rooms made through the API (field: [`kept_key`], value: settings JSON).
-pub(super) const ROOMS_HASH: &str = "hubbub:rooms";
+impl RedisAdapter {
+    /// The hash of every kept room's counter (field: the room's [`kept_key`]).
+    fn seq_hash(&self) -> String {
+        self.names.key("seq")
+    }
 
-/// The stream that keeps a room's messages.
-pub(super) fn stream_key(key: &str) -> String {
-    format!("hubbub:history:{key}")
+    /// The hash of the rooms made through the API (field: [`kept_key`], value: settings
+    /// JSON).
+    fn rooms_hash(&self) -> String {
+        self.names.key("rooms")
+    }
+
+    /// The stream that keeps a room's messages.
+    fn stream_key(&self, key: &str) -> String {
+        self.names.key(&format!("history:{key}"))
+    }
 }
 
 /// Numbers, keeps and publishes one message. KEYS: the stream, the counters. ARGV: the
@@ -197,10 +205,10 @@ impl RedisAdapter {
             }
         };
         cmd.arg(2)
-            .arg(stream_key(&key))
-            .arg(SEQ_HASH)
+            .arg(self.stream_key(&key))
+            .arg(self.seq_hash())
             .arg(&key)
-            .arg(wire::broadcast_channel(&reach.ns, one))
+            .arg(self.names.broadcast_channel(&reach.ns, one))
             .arg(payload)
             .arg(offsets.join(","))
             .arg(keep.count.max(1))
@@ -284,7 +292,7 @@ impl RedisAdapter {
         rx: tokio::sync::oneshot::Receiver<Vec<Mp>>,
     ) -> Result<(usize, bool), HubError> {
         // Nodes that keep history are those subscribed to the notices: others never answer.
-        match self.subscribers(super::notices::HUB_NOTICES).await {
+        match self.subscribers(&self.names.hub_notices()).await {
             Ok(n) => self.pending.expect(id, n),
             Err(e) => {
                 self.pending.cancel(id);
@@ -312,13 +320,13 @@ impl RedisAdapter {
         let Some(mark) = b.kept else { return };
         let mine = b.uid == self.uid;
         let landed: Option<Landed> = if let Some(id) = mark.count {
-            let link = self.link.clone();
+            let (link, channel) = (self.link.clone(), self.names.hub_responses());
             Some(Box::new(move |delivered: usize, online: bool| {
                 let body = json!({
                     "requestId": id,
                     "answer": {"delivered": delivered, "online": online},
                 });
-                let _ = link.publish(HUB_RESPONSES.into(), Bytes::from(body.to_string()), None);
+                let _ = link.publish(channel, Bytes::from(body.to_string()), None);
             }))
         } else if let (Some(t), true) = (mark.token, mine) {
             let landings = self.landings.clone();
@@ -342,7 +350,7 @@ impl RedisAdapter {
         before: Option<u64>,
     ) -> KeptMessages {
         let me = self.clone_handle();
-        let key = stream_key(&kept_key(ns, room));
+        let key = self.stream_key(&kept_key(ns, room));
         Box::pin(async move {
             let me = me.ok_or_else(|| unavailable("the node is shutting down"))?;
             let mut cmd = redis::cmd("XRANGE");
@@ -377,7 +385,9 @@ impl RedisAdapter {
     ) -> Result<(), HubError> {
         self.link.health()?;
         let mut cmd = redis::cmd("HSET");
-        cmd.arg(ROOMS_HASH).arg(kept_key(ns, name)).arg(&settings);
+        cmd.arg(self.rooms_hash())
+            .arg(kept_key(ns, name))
+            .arg(&settings);
         let q = Query::RoomSaved {
             ns: ns.to_string(),
             name: name.to_string(),
@@ -398,8 +408,8 @@ impl RedisAdapter {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(DELETE_ROOM)
             .arg(2)
-            .arg(stream_key(&key))
-            .arg(ROOMS_HASH)
+            .arg(self.stream_key(&key))
+            .arg(self.rooms_hash())
             .arg(&key);
         let q = Query::RoomDeleted {
             ns: ns.to_string(),
@@ -473,7 +483,7 @@ async fn resync_once(me: &RedisAdapter, hub: &Hub) -> Result<usize, HubError> {
         .await?;
     *super::lock(&me.kept_sha) = Some(sha);
     let mut cmd = redis::cmd("HGETALL");
-    cmd.arg(ROOMS_HASH);
+    cmd.arg(me.rooms_hash());
     let rooms: HashMap<String, String> = me.link.query(&cmd).await?;
     for (key, settings) in &rooms {
         let (ns, name) = split_kept_key(key);
@@ -486,7 +496,7 @@ async fn resync_once(me: &RedisAdapter, hub: &Hub) -> Result<usize, HubError> {
         }
     }
     let mut cmd = redis::cmd("HGETALL");
-    cmd.arg(SEQ_HASH);
+    cmd.arg(me.seq_hash());
     let mut counters: HashMap<String, u64> = me.link.query(&cmd).await?;
     // Counters behind what this node numbered (Redis lost its data, or a room was made
     // again while this node was away) go on from there: a seq clients saw is not reused.
@@ -498,7 +508,7 @@ async fn resync_once(me: &RedisAdapter, hub: &Hub) -> Result<usize, HubError> {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(RAISE_COUNTER)
             .arg(1)
-            .arg(SEQ_HASH)
+            .arg(me.seq_hash())
             .arg(&key)
             .arg(last);
         me.link.query::<i64>(&cmd).await?;

@@ -37,7 +37,7 @@ use link::{Incoming, Link};
 pub use notices::{NoticeHandler, Replicated};
 use requests::{request_id, Pending};
 pub use store::RedisStore;
-use wire::{Channel, HUB_REQUESTS, HUB_RESPONSES};
+use wire::Channel;
 
 /// What a node of a cluster needs to know.
 #[derive(Clone, Debug)]
@@ -53,6 +53,9 @@ pub struct ClusterConfig {
     /// Whether the cluster numbers and keeps history rooms' messages in Redis
     /// (`store = "redis"`): see [`crate::hub::shared`].
     pub keep_history: bool,
+    /// The prefix of socket.io's channels (`@socket.io/redis-adapter`'s `key`; `socket.io`
+    /// by default), which also sets Hubbub's own names apart ([`wire::Names`]).
+    pub key: String,
 }
 
 /// The Redis adapter: one node of a cluster.
@@ -84,6 +87,8 @@ pub struct RedisAdapter {
     landings: Arc<kept::Landings>,
     /// The SHA of the numbering script, once loaded into Redis.
     kept_sha: std::sync::Mutex<Option<String>>,
+    /// The channel and key names of this cluster.
+    names: wire::Names,
 }
 
 /// Where [`answers::AckedBroadcast`] is kept once the server gave it.
@@ -107,13 +112,14 @@ impl RedisAdapter {
     /// connections are made in the background (and made again whenever lost): a node
     /// starts while Redis is down, and `/readyz` says so until it is up.
     pub fn start(hub: &Hub, config: ClusterConfig) -> Result<Arc<Self>, HubError> {
-        let mut channels = vec![HUB_REQUESTS.to_string(), HUB_RESPONSES.to_string()];
+        let names = wire::Names::new(&config.key);
+        let mut channels = vec![names.hub_requests(), names.hub_responses()];
         if config.keep_history {
-            channels.push(notices::HUB_NOTICES.to_string());
+            channels.push(names.hub_notices());
         }
         for ns in &config.namespaces {
-            channels.push(wire::request_channel(ns));
-            channels.push(wire::response_channel(ns));
+            channels.push(names.request_channel(ns));
+            channels.push(names.response_channel(ns));
         }
         let weak = Arc::new(std::sync::OnceLock::<std::sync::Weak<RedisAdapter>>::new());
         let target = weak.clone();
@@ -121,7 +127,7 @@ impl RedisAdapter {
         let link = Link::open(
             &config.redis_url,
             channels,
-            vec![wire::broadcast_pattern()],
+            vec![names.broadcast_pattern()],
             move |m| {
                 if let Some(a) = target.get().and_then(std::sync::Weak::upgrade) {
                     a.on_message(m);
@@ -149,6 +155,7 @@ impl RedisAdapter {
             acked: AckedHook::default(),
             landings: Arc::default(),
             kept_sha: std::sync::Mutex::new(None),
+            names,
         });
         let _ = weak.set(Arc::downgrade(&adapter));
         // The subscriptions may have been made before the adapter could hear of it.
@@ -208,7 +215,7 @@ impl RedisAdapter {
         });
         let answers = self
             .request(
-                &wire::request_channel(ns),
+                &self.names.request_channel(ns),
                 &id,
                 Bytes::from(request.to_string()),
             )
@@ -303,7 +310,7 @@ impl RedisAdapter {
         let Some(hub) = self.hub.upgrade() else {
             return;
         };
-        let Some(channel) = wire::classify(m.channel) else {
+        let Some(channel) = self.names.classify(m.channel) else {
             return;
         };
         if let Channel::Broadcast { ns, room } = channel {
@@ -351,14 +358,16 @@ impl RedisAdapter {
                 match self.acked.0.get() {
                     Some(send) => answers::relay_acks(self, ns, &decoded, send),
                     None => {
-                        if let Some((channel, payload)) = answers::answer(&hub, ns, &decoded) {
+                        if let Some((channel, payload)) =
+                            answers::answer(&hub, &self.names, ns, &decoded)
+                        {
                             let _ = self.link.publish(channel, payload, None);
                         }
                     }
                 }
             }
             Channel::Request { ns } if mp::get_str(&decoded, "uid") != Some(&self.uid) => {
-                if let Some((channel, payload)) = answers::answer(&hub, ns, &decoded) {
+                if let Some((channel, payload)) = answers::answer(&hub, &self.names, ns, &decoded) {
                     let _ = self.link.publish(channel, payload, None);
                 }
             }
@@ -380,9 +389,11 @@ impl RedisAdapter {
         let answer = hub.answer(&q);
         if let Some(id) = mp::get_str(request, "requestId") {
             let body = json!({ "requestId": id, "answer": answer });
-            let _ = self
-                .link
-                .publish(HUB_RESPONSES.into(), Bytes::from(body.to_string()), None);
+            let _ = self.link.publish(
+                self.names.hub_responses(),
+                Bytes::from(body.to_string()),
+                None,
+            );
         }
     }
 
@@ -406,7 +417,7 @@ impl Adapter for RedisAdapter {
             let payload = wire::encode_broadcast(&self.uid, reach, d).ok_or_else(cannot)?;
             let sent: link::Sent = Box::new(move |r| done.send(r.map(|()| 0)));
             return self.link.publish(
-                wire::broadcast_channel(&reach.ns, one),
+                self.names.broadcast_channel(&reach.ns, one),
                 Bytes::from(payload),
                 Some(sent),
             );
@@ -423,7 +434,7 @@ impl Adapter for RedisAdapter {
             ("opts", wire::opts_of(reach)),
             ("hubbub", extras),
         ]);
-        let channel = wire::request_channel(&reach.ns);
+        let channel = self.names.request_channel(&reach.ns);
         let payload = Bytes::from(mp::encode(&request));
         // Published now, in order with this node's other messages; counted when answered.
         let rx = self.send_request(&channel, &id, payload)?;
@@ -452,7 +463,7 @@ impl Adapter for RedisAdapter {
             let id = request_id();
             let body = json!({ "uid": me.uid, "requestId": id, "query": q });
             let answers = me
-                .request(HUB_REQUESTS, &id, Bytes::from(body.to_string()))
+                .request(&me.names.hub_requests(), &id, Bytes::from(body.to_string()))
                 .await?;
             Ok(answers
                 .iter()
@@ -463,8 +474,11 @@ impl Adapter for RedisAdapter {
 
     fn tell(&self, q: Query) -> Result<(), HubError> {
         let body = json!({ "uid": self.uid, "query": q });
-        self.link
-            .publish(HUB_REQUESTS.into(), Bytes::from(body.to_string()), None)
+        self.link.publish(
+            self.names.hub_requests(),
+            Bytes::from(body.to_string()),
+            None,
+        )
     }
 
     fn nodes(&self) -> Answers {

@@ -13,10 +13,14 @@ use super::RedisAdapter;
 use crate::error::HubError;
 use crate::hub::now_ms;
 
-const NODES: &str = "hubbub:nodes";
+/// The set of the cluster's node ids.
+fn nodes_key(a: &RedisAdapter) -> String {
+    a.names.key("nodes")
+}
 
-fn key(node: &str) -> String {
-    format!("hubbub:node:{node}")
+/// A node's heartbeat key.
+fn key(a: &RedisAdapter, node: &str) -> String {
+    a.names.key(&format!("node:{node}"))
 }
 
 /// Starts writing this node's heartbeat key; stops when the adapter is dropped.
@@ -47,13 +51,13 @@ pub(super) fn start_heartbeat(adapter: &Arc<RedisAdapter>) {
             });
             let mut pipe = redis::pipe();
             pipe.cmd("SET")
-                .arg(key(&a.uid))
+                .arg(key(&a, &a.uid))
                 .arg(body.to_string())
                 .arg("PX")
                 .arg(ttl.as_millis() as u64)
                 .ignore()
                 .cmd("SADD")
-                .arg(NODES)
+                .arg(nodes_key(&a))
                 .arg(&a.uid)
                 .ignore();
             if let Err(e) = a.link.run(&pipe).await {
@@ -69,10 +73,10 @@ pub(super) fn start_heartbeat(adapter: &Arc<RedisAdapter>) {
 pub(super) async fn leave(a: &RedisAdapter) {
     let mut pipe = redis::pipe();
     pipe.cmd("DEL")
-        .arg(key(&a.uid))
+        .arg(key(a, &a.uid))
         .ignore()
         .cmd("SREM")
-        .arg(NODES)
+        .arg(nodes_key(a))
         .arg(&a.uid)
         .ignore();
     if let Err(e) = a.link.run(&pipe).await {
@@ -83,7 +87,7 @@ pub(super) async fn leave(a: &RedisAdapter) {
 /// The live nodes' heartbeats, sorted by id.
 pub(super) async fn list(a: &RedisAdapter) -> Result<Vec<Value>, HubError> {
     let mut cmd = redis::cmd("SMEMBERS");
-    cmd.arg(NODES);
+    cmd.arg(nodes_key(a));
     let mut ids: Vec<String> = a.link.query(&cmd).await?;
     ids.sort();
     if ids.is_empty() {
@@ -91,7 +95,7 @@ pub(super) async fn list(a: &RedisAdapter) -> Result<Vec<Value>, HubError> {
     }
     let mut cmd = redis::cmd("MGET");
     for id in &ids {
-        cmd.arg(key(id));
+        cmd.arg(key(a, id));
     }
     let beats: Vec<Option<String>> = a.link.query(&cmd).await?;
     let mut gone = Vec::new();
@@ -104,7 +108,7 @@ pub(super) async fn list(a: &RedisAdapter) -> Result<Vec<Value>, HubError> {
     }
     if !gone.is_empty() {
         let mut cmd = redis::cmd("SREM");
-        cmd.arg(NODES).arg(&gone);
+        cmd.arg(nodes_key(a)).arg(&gone);
         let _: Result<u64, _> = a.link.query(&cmd).await;
     }
     Ok(live)

@@ -20,24 +20,29 @@ use super::RedisAdapter;
 use crate::error::HubError;
 use crate::store::{NotificationRow, ReadMarks, Snapshot};
 
-/// The channel notifications and read marks are published on.
-pub(super) const HUB_NOTICES: &str = "hubbub-notice#";
-/// Every kept notification by id (JSON).
-const ROWS: &str = "hubbub:notifications";
-/// Gives each node its slot in notification ids.
-const SLOTS: &str = "hubbub:notification-slot";
-
-/// The sorted set of the ids of `user`'s notifications (`None`: those to everyone).
-fn ids_key(user: Option<&str>) -> String {
-    match user {
-        Some(u) => format!("hubbub:notifications:user:{u}"),
-        None => "hubbub:notifications:all".to_string(),
+impl RedisAdapter {
+    /// Every kept notification by id (JSON).
+    fn rows_key(&self) -> String {
+        self.names.key("notifications")
     }
-}
 
-/// The set of the ids `user` has read.
-fn read_key(user: &str) -> String {
-    format!("hubbub:notifications:read:{user}")
+    /// Gives each node its slot in notification ids.
+    fn slots_key(&self) -> String {
+        self.names.key("notification-slot")
+    }
+
+    /// The sorted set of the ids of `user`'s notifications (`None`: those to everyone).
+    fn ids_key(&self, user: Option<&str>) -> String {
+        match user {
+            Some(u) => self.names.key(&format!("notifications:user:{u}")),
+            None => self.names.key("notifications:all"),
+        }
+    }
+
+    /// The set of the ids `user` has read.
+    fn read_key(&self, user: &str) -> String {
+        self.names.key(&format!("notifications:read:{user}"))
+    }
 }
 
 /// Keeps one notification and publishes it; 0 when its id is taken (two nodes with one
@@ -162,18 +167,18 @@ impl RedisAdapter {
         let message = json!({ "uid": self.uid, "notification": row_json(row) });
         let mut cmd = redis::cmd("EVAL");
         let read = match row.user.as_deref() {
-            Some(u) => read_key(u),
-            None => "hubbub:notifications:read-none".to_string(),
+            Some(u) => self.read_key(u),
+            None => self.names.key("notifications:read-none"),
         };
         cmd.arg(PUT)
             .arg(3)
-            .arg(ROWS)
-            .arg(ids_key(row.user.as_deref()))
+            .arg(self.rows_key())
+            .arg(self.ids_key(row.user.as_deref()))
             .arg(read)
             .arg(row.id)
             .arg(row_json(row).to_string())
             .arg(keep.max(1))
-            .arg(HUB_NOTICES)
+            .arg(self.names.hub_notices())
             .arg(message.to_string());
         self.link.eval(
             cmd,
@@ -203,8 +208,8 @@ impl RedisAdapter {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(READ)
             .arg(1)
-            .arg(read_key(&marks.user))
-            .arg(HUB_NOTICES)
+            .arg(self.read_key(&marks.user))
+            .arg(self.names.hub_notices())
             .arg(message.to_string());
         for id in marks.own.iter().chain(&marks.shared) {
             cmd.arg(*id);
@@ -212,7 +217,7 @@ impl RedisAdapter {
         self.link.eval(cmd, Box::new(move |r| done(r.map(|_| ()))))
     }
 
-    /// A message on [`HUB_NOTICES`]: another node's notification or read marks.
+    /// A message on the notices channel: another node's notification or read marks.
     pub(super) fn on_notice(&self, payload: &[u8]) {
         let Ok(v) = serde_json::from_slice::<Value>(payload) else {
             tracing::debug!("a notice that is not JSON");
@@ -276,14 +281,19 @@ impl RedisAdapter {
         let slot = match self.slot.get() {
             Some(s) => *s,
             None => {
-                let n: u64 = self.link.query(redis::cmd("INCR").arg(SLOTS)).await?;
+                let n: u64 = self
+                    .link
+                    .query(redis::cmd("INCR").arg(self.slots_key()))
+                    .await?;
                 *self
                     .slot
                     .get_or_init(|| n.saturating_sub(1) % crate::services::notifications::ID_SLOTS)
             }
         };
-        let rows: HashMap<String, String> =
-            self.link.query(redis::cmd("HGETALL").arg(ROWS)).await?;
+        let rows: HashMap<String, String> = self
+            .link
+            .query(redis::cmd("HGETALL").arg(self.rows_key()))
+            .await?;
         let mut rows: Vec<NotificationRow> = rows
             .values()
             .filter_map(|j| serde_json::from_str::<Value>(j).ok())
@@ -298,7 +308,7 @@ impl RedisAdapter {
             let mut scan = redis::cmd("SCAN");
             scan.arg(cursor)
                 .arg("MATCH")
-                .arg(read_key("*"))
+                .arg(self.read_key("*"))
                 .arg("COUNT")
                 .arg(500);
             let (next, found): (u64, Vec<String>) = self.link.query(&scan).await?;
@@ -308,7 +318,7 @@ impl RedisAdapter {
             }
             cursor = next;
         }
-        let prefix = read_key("");
+        let prefix = self.read_key("");
         for key in keys {
             let Some(user) = key.strip_prefix(&prefix) else {
                 continue;

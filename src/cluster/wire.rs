@@ -47,35 +47,118 @@ pub mod kind {
     pub const BROADCAST_ACK: u64 = 9;
 }
 
-/// The channel a broadcast to namespace `ns` is published on: `socket.io#/#`, or with
-/// exactly one room `socket.io#/#room#` (so a node without that room can skip it).
-pub fn broadcast_channel(ns: &str, one_room: Option<&str>) -> String {
-    match one_room {
-        Some(r) => format!("{PREFIX}#{ns}#{r}#"),
-        None => format!("{PREFIX}#{ns}#"),
+/// The names a cluster uses in Redis: socket.io's channels, whose prefix is the adapter's
+/// `key` (`socket.io` unless set, as `@socket.io/redis-adapter`'s `key` option), and Hubbub's
+/// own channels and keys (`hubbub-request#`, `hubbub:seq`, ...; prefixed `<key>:` for any
+/// other key), so clusters with different keys share one Redis without meeting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    key: String,
+    hub: String,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Self::new(PREFIX)
     }
 }
 
-/// The pattern matching every namespace's broadcast channels.
-pub fn broadcast_pattern() -> String {
-    format!("{PREFIX}#*")
-}
+impl Names {
+    /// The names of a cluster whose adapter `key` is `key`.
+    pub fn new(key: &str) -> Self {
+        let hub = if key == PREFIX {
+            "hubbub".to_string()
+        } else {
+            format!("{key}:hubbub")
+        };
+        Self {
+            key: key.to_string(),
+            hub,
+        }
+    }
 
-/// The request channel of namespace `ns`: being subscribed to it is what makes a node
-/// counted (`PUBSUB NUMSUB`) by the others' requests.
-pub fn request_channel(ns: &str) -> String {
-    format!("{PREFIX}-request#{ns}#")
-}
+    /// The channel a broadcast to namespace `ns` is published on: `socket.io#/#`, or with
+    /// exactly one room `socket.io#/#room#` (so a node without that room can skip it).
+    pub fn broadcast_channel(&self, ns: &str, one_room: Option<&str>) -> String {
+        match one_room {
+            Some(r) => format!("{}#{ns}#{r}#", self.key),
+            None => format!("{}#{ns}#", self.key),
+        }
+    }
 
-/// The response channel of namespace `ns`.
-pub fn response_channel(ns: &str) -> String {
-    format!("{PREFIX}-response#{ns}#")
-}
+    /// The pattern matching every namespace's broadcast channels.
+    pub fn broadcast_pattern(&self) -> String {
+        format!("{}#*", self.key)
+    }
 
-/// Hubbub's own request channel (questions only Hubbub nodes answer).
-pub const HUB_REQUESTS: &str = "hubbub-request#";
-/// Hubbub's own response channel.
-pub const HUB_RESPONSES: &str = "hubbub-response#";
+    /// The request channel of namespace `ns`: being subscribed to it is what makes a node
+    /// counted (`PUBSUB NUMSUB`) by the others' requests.
+    pub fn request_channel(&self, ns: &str) -> String {
+        format!("{}-request#{ns}#", self.key)
+    }
+
+    /// The response channel of namespace `ns`.
+    pub fn response_channel(&self, ns: &str) -> String {
+        format!("{}-response#{ns}#", self.key)
+    }
+
+    /// Hubbub's own request channel (questions only Hubbub nodes answer).
+    pub fn hub_requests(&self) -> String {
+        format!("{}-request#", self.hub)
+    }
+
+    /// Hubbub's own response channel.
+    pub fn hub_responses(&self) -> String {
+        format!("{}-response#", self.hub)
+    }
+
+    /// The channel notifications and read marks are published on (a cluster's store).
+    pub fn hub_notices(&self) -> String {
+        format!("{}-notice#", self.hub)
+    }
+
+    /// Hubbub's Redis key `name` (`hubbub:<name>`).
+    pub fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.hub)
+    }
+
+    /// What `channel` carries; `None` for a channel of no interest.
+    pub fn classify<'a>(&self, channel: &'a str) -> Option<Channel<'a>> {
+        if let Some(rest) = channel.strip_prefix(self.hub.as_str()) {
+            match rest {
+                "-request#" => return Some(Channel::HubRequest),
+                "-response#" => return Some(Channel::Response),
+                "-notice#" => return Some(Channel::HubNotice),
+                _ => {}
+            }
+        }
+        let rest = channel.strip_prefix(self.key.as_str())?;
+        if let Some(r) = rest.strip_prefix("-request#") {
+            return Some(Channel::Request {
+                ns: r.strip_suffix('#')?,
+            });
+        }
+        if rest.starts_with("-response#") {
+            return Some(Channel::Response);
+        }
+        let (ns, room) = self.parse_broadcast_channel(channel)?;
+        Some(Channel::Broadcast { ns, room })
+    }
+
+    /// The namespace and the room a broadcast channel names (`socket.io#/chat#room#`).
+    pub fn parse_broadcast_channel<'a>(
+        &self,
+        channel: &'a str,
+    ) -> Option<(&'a str, Option<&'a str>)> {
+        let rest = channel.strip_prefix(self.key.as_str())?.strip_prefix('#')?;
+        let rest = rest.strip_suffix('#')?;
+        // The namespace starts with `/` and holds no `#`; a room may.
+        match rest.split_once('#') {
+            Some((ns, room)) => Some((ns, Some(room))),
+            None => Some((rest, None)),
+        }
+    }
+}
 
 /// What a channel a node is subscribed to carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,41 +181,6 @@ pub enum Channel<'a> {
     HubRequest,
     /// Notifications and read marks of a cluster that keeps them.
     HubNotice,
-}
-
-/// What `channel` carries; `None` for a channel of no interest.
-pub fn classify(channel: &str) -> Option<Channel<'_>> {
-    if channel == HUB_REQUESTS {
-        return Some(Channel::HubRequest);
-    }
-    if channel == HUB_RESPONSES {
-        return Some(Channel::Response);
-    }
-    if channel == "hubbub-notice#" {
-        return Some(Channel::HubNotice);
-    }
-    let rest = channel.strip_prefix(PREFIX)?;
-    if let Some(r) = rest.strip_prefix("-request#") {
-        return Some(Channel::Request {
-            ns: r.strip_suffix('#')?,
-        });
-    }
-    if rest.starts_with("-response#") {
-        return Some(Channel::Response);
-    }
-    let (ns, room) = parse_broadcast_channel(channel)?;
-    Some(Channel::Broadcast { ns, room })
-}
-
-/// The namespace and the room a broadcast channel names (`socket.io#/chat#room#`).
-pub fn parse_broadcast_channel(channel: &str) -> Option<(&str, Option<&str>)> {
-    let rest = channel.strip_prefix(PREFIX)?.strip_prefix('#')?;
-    let rest = rest.strip_suffix('#')?;
-    // The namespace starts with `/` and holds no `#`; a room may.
-    match rest.split_once('#') {
-        Some((ns, room)) => Some((ns, Some(room))),
-        None => Some((rest, None)),
-    }
 }
 
 /// A broadcast another node published.
@@ -611,33 +659,55 @@ mod tests {
 
     #[test]
     fn channels() {
-        assert_eq!(broadcast_channel("/", None), "socket.io#/#");
+        let n = Names::default();
+        assert_eq!(n.broadcast_channel("/", None), "socket.io#/#");
         assert_eq!(
-            broadcast_channel("/chat", Some("a#b")),
+            n.broadcast_channel("/chat", Some("a#b")),
             "socket.io#/chat#a#b#"
         );
         assert_eq!(
-            parse_broadcast_channel("socket.io#/chat#a#b#"),
+            n.parse_broadcast_channel("socket.io#/chat#a#b#"),
             Some(("/chat", Some("a#b")))
         );
-        assert_eq!(parse_broadcast_channel("socket.io#/#"), Some(("/", None)));
-        assert_eq!(parse_broadcast_channel("socket.io-request#/#"), None);
-        assert_eq!(request_channel("/"), "socket.io-request#/#");
+        assert_eq!(n.parse_broadcast_channel("socket.io#/#"), Some(("/", None)));
+        assert_eq!(n.parse_broadcast_channel("socket.io-request#/#"), None);
+        assert_eq!(n.request_channel("/"), "socket.io-request#/#");
         assert_eq!(
-            classify("socket.io#/#r#"),
+            n.classify("socket.io#/#r#"),
             Some(Channel::Broadcast {
                 ns: "/",
                 room: Some("r")
             })
         );
         assert_eq!(
-            classify("socket.io-request#/chat#"),
+            n.classify("socket.io-request#/chat#"),
             Some(Channel::Request { ns: "/chat" })
         );
-        assert_eq!(classify("socket.io-response#/#"), Some(Channel::Response));
-        assert_eq!(classify(HUB_RESPONSES), Some(Channel::Response));
-        assert_eq!(classify(HUB_REQUESTS), Some(Channel::HubRequest));
-        assert_eq!(classify("other#/#"), None);
+        assert_eq!(n.classify("socket.io-response#/#"), Some(Channel::Response));
+        assert_eq!(n.classify("hubbub-response#"), Some(Channel::Response));
+        assert_eq!(n.classify("hubbub-request#"), Some(Channel::HubRequest));
+        assert_eq!(n.classify("hubbub-notice#"), Some(Channel::HubNotice));
+        assert_eq!(n.classify("other#/#"), None);
+        assert_eq!(n.key("seq"), "hubbub:seq");
+    }
+
+    #[test]
+    fn another_key_sets_every_name_apart() {
+        let n = Names::new("app1");
+        assert_eq!(n.broadcast_channel("/", Some("r")), "app1#/#r#");
+        assert_eq!(n.broadcast_pattern(), "app1#*");
+        assert_eq!(n.response_channel("/"), "app1-response#/#");
+        assert_eq!(n.hub_requests(), "app1:hubbub-request#");
+        assert_eq!(n.key("seq"), "app1:hubbub:seq");
+        assert_eq!(n.classify("app1:hubbub-notice#"), Some(Channel::HubNotice));
+        assert_eq!(
+            n.classify("app1-request#/#"),
+            Some(Channel::Request { ns: "/" })
+        );
+        // The default cluster's channels are not this one's.
+        assert_eq!(n.classify("socket.io#/#"), None);
+        assert_eq!(n.classify("hubbub-request#"), None);
+        assert_eq!(Names::default().classify("app1#/#"), None);
     }
 
     #[test]

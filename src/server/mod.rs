@@ -169,6 +169,7 @@ impl Hubbub {
                 request_timeout: Duration::from_secs(5),
                 heartbeat_interval: config.heartbeat_interval,
                 keep_history: config.store == "redis",
+                key: config.redis_key.clone(),
             };
             match RedisAdapter::start(&hub, settings) {
                 Ok(a) => {
