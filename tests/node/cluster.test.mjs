@@ -264,6 +264,48 @@ test("with --store redis, Socket.IO recovery on one node replays what another no
   }
 });
 
+test("a Node server and a hubbub node with another adapter key meet, apart from the default cluster", async () => {
+  const h = await startServer({ args: ["--adapter", "redis", "--redis-url", redisUrl, "--store", "memory", "--redis-key", "other"] });
+  const pub = await redisClient();
+  const sub = pub.duplicate();
+  sub.on("error", () => {});
+  await sub.connect();
+  redisClients.push(sub);
+  const http = createServer();
+  const otherIo = new Server(http, { adapter: createAdapter(pub, sub, { key: "other", requestsTimeout: 3000 }) });
+  otherIo.on("connection", (socket) => socket.join("keyed"));
+  const port = await freePort();
+  await new Promise((r) => http.listen(port, "127.0.0.1", r));
+  try {
+    for (let i = 0; (await fetch(h.url + "/readyz")).status !== 200; i++) {
+      assert.ok(i < 200, "hubbub subscribed to Redis");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const onNode = await connected(sio(`http://127.0.0.1:${port}`, { user: "kai" }));
+    const onHub = await connected(sio(h.url, { user: "kim" }));
+    await onHub.emitWithAck("join", { room: "keyed" });
+    // The default cluster's member of a room of that name hears nothing of this one.
+    const onDefault = await connected(sio(hubbubs[0].url, { user: "dee" }));
+    await onDefault.emitWithAck("join", { room: "keyed" });
+    let leaked = 0;
+    onDefault.on("k", () => leaked++);
+    const toHub = once(onHub, "k");
+    otherIo.to("keyed").emit("k", "from node");
+    assert.deepEqual(await toHub, ["from node"]);
+    const toNode = once(onNode, "k");
+    const r = await post(h.url, "/api/push", { room: "keyed", event: "k", data: "from hubbub" });
+    assert.equal(r.body.delivered, 2, JSON.stringify(r.body));
+    assert.equal((await toNode)[0], "from hubbub");
+    const sockets = await otherIo.in("keyed").fetchSockets();
+    assert.deepEqual(sockets.map((s) => s.data.user ?? "node").sort(), ["kim", "node"]);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(leaked, 0);
+  } finally {
+    otherIo.close();
+    assert.equal(await h.stop(), 0);
+  }
+});
+
 /** nginx (Debian's package) with deploy/nginx-cluster.conf in front of both hubbub nodes. */
 async function startNginx() {
   const bin = ["nginx", "/usr/sbin/nginx"].find((b) => !spawnSync(b, ["-v"]).error);
