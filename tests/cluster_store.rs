@@ -493,3 +493,32 @@ async fn an_acknowledgement_follows_the_publishers_own_delivery() {
         assert_eq!(page["messages"][0]["seq"], i, "{page}");
     }
 }
+
+#[tokio::test]
+async fn a_node_that_catches_up_does_not_bring_deleted_rooms_back() {
+    let Some(redis) = Redis::start() else { return };
+    let (n, dir) = nodes_with(&redis, 1, "redis", &[]).await;
+    let mut c = n[0].client("/ws/c").await;
+    publish(&mut c, "temp", json!(1)).await;
+    let st = reqwest::Client::new()
+        .delete(n[0].url("/api/rooms/temp"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(st.is_success(), "{st}");
+    // The room's counter stays in Redis; nodes that start later, with history kept or not,
+    // do not list the room it counted.
+    for (name, extra) in [
+        ("late", vec![]),
+        ("late-nohistory", vec!["--default-history", "0"]),
+    ] {
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        let mut args = node_args(&redis);
+        args.extend(extra);
+        let late = Process::start(&dir.path().join(name), &args).await;
+        wait_ready(&late).await;
+        let (_, rooms) = late.get("/api/rooms").await;
+        assert!(!rooms.to_string().contains("temp"), "{name}: {rooms}");
+    }
+}

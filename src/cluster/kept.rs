@@ -396,7 +396,7 @@ impl RedisAdapter {
         self.room_change(cmd, q, done)
     }
 
-    /// Forgets a room, its counter and its messages, and tells the other nodes.
+    /// Forgets a room and its messages (its counter stays) and tells the other nodes.
     pub(super) fn delete_room(
         &self,
         ns: &str,

@@ -221,10 +221,13 @@ impl Hub {
             if st.dead {
                 continue;
             }
-            if !st.log.enabled() || st.waiting.is_some() {
-                return;
-            }
-            if counter <= st.log.last_seq() {
+            if !st.log.enabled() || st.waiting.is_some() || counter <= st.log.last_seq() {
+                // Nothing to read back: a room made just now to look is not kept.
+                let removable = st.removable();
+                drop(st);
+                if removable {
+                    self.remove_if_removable(&r);
+                }
                 return;
             }
             st.waiting = Some(Vec::new());

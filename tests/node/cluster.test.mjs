@@ -49,6 +49,14 @@ async function startRedis() {
   return { child, url };
 }
 
+/** Waits until a hubbub node is ready: subscribed to Redis (and caught up, with its store). */
+async function ready(h) {
+  for (let i = 0; (await fetch(h.url + "/readyz")).status !== 200; i++) {
+    assert.ok(i < 200, `hubbub at ${h.url} ready`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 async function redisClient() {
   const c = createClient({ url: redisUrl });
   c.on("error", () => {});
@@ -62,12 +70,7 @@ before(async () => {
   redisUrl = redis.url;
   const args = ["--adapter", "redis", "--redis-url", redisUrl, "--store", "memory"];
   hubbubs = [await startServer({ args }), await startServer({ args })];
-  for (const h of hubbubs) {
-    for (let i = 0; (await fetch(h.url + "/readyz")).status !== 200; i++) {
-      assert.ok(i < 200, "hubbub subscribed to Redis");
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  for (const h of hubbubs) await ready(h);
   const pub = await redisClient();
   const sub = pub.duplicate();
   sub.on("error", () => {});
@@ -232,12 +235,7 @@ test("with --store redis, Socket.IO recovery on one node replays what another no
   const args = ["--adapter", "redis", "--redis-url", redisUrl, "--store", "redis", "--socketio-recovery", "2m"];
   const nodes = [await startServer({ args }), await startServer({ args })];
   try {
-    for (const h of nodes) {
-      for (let i = 0; (await fetch(h.url + "/readyz")).status !== 200; i++) {
-        assert.ok(i < 200, "hubbub caught up with the cluster");
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    for (const h of nodes) await ready(h);
     const [a, b] = nodes;
     const s = ioc(a.url, { transports: ["websocket"], auth: { user: "rita" }, reconnectionDelay: 100, reconnectionDelayMax: 200 });
     clients.push(s);
@@ -277,10 +275,7 @@ test("a Node server and a hubbub node with another adapter key meet, apart from 
   const port = await freePort();
   await new Promise((r) => http.listen(port, "127.0.0.1", r));
   try {
-    for (let i = 0; (await fetch(h.url + "/readyz")).status !== 200; i++) {
-      assert.ok(i < 200, "hubbub subscribed to Redis");
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await ready(h);
     const onNode = await connected(sio(`http://127.0.0.1:${port}`, { user: "kai" }));
     const onHub = await connected(sio(h.url, { user: "kim" }));
     await onHub.emitWithAck("join", { room: "keyed" });
