@@ -265,13 +265,20 @@ impl RedisAdapter {
             return Ok(());
         }
         *super::lock(&self.notices_waiting) = Some(Vec::new());
-        let loaded = self.read_notices().await;
-        let waiting = super::lock(&self.notices_waiting)
-            .take()
-            .unwrap_or_default();
-        let loaded = loaded?;
+        let loaded = match self.read_notices().await {
+            Ok(l) => l,
+            Err(e) => {
+                *super::lock(&self.notices_waiting) = None;
+                return Err(e);
+            }
+        };
         if let Some(f) = self.notices.get() {
+            // The snapshot first, while what others publish still waits: applied after it,
+            // nothing published meanwhile is overwritten by the snapshot.
             f(loaded);
+            let waiting = super::lock(&self.notices_waiting)
+                .take()
+                .unwrap_or_default();
             waiting.into_iter().for_each(f);
         }
         Ok(())
