@@ -163,6 +163,10 @@ pub struct Config {
     /// (Hubbub's own channels and keys get it too unless it is the default). Default
     /// `socket.io`.
     pub redis_key: String,
+    /// Which flavour of `@socket.io/redis-adapter` the cluster speaks: `classic`
+    /// (`createAdapter`, `PUBLISH`) or `sharded` (`createShardedAdapter`, Redis 7 sharded
+    /// pub/sub, a channel per room). Default `classic`.
+    pub redis_pubsub: String,
     /// Where rooms and history are kept between runs: `sqlite` (the file `db`) or
     /// `memory` (nothing survives a restart). Default `sqlite`.
     pub store: String,
@@ -218,6 +222,7 @@ impl Default for Config {
             adapter: "local".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key: "socket.io".into(),
+            redis_pubsub: "classic".into(),
             store: "sqlite".into(),
             db: PathBuf::from("./hubbub.db"),
         }
@@ -325,6 +330,7 @@ settings! {
     adapter: "Fan-out adapter: local, or redis for a cluster [default: local]",
     redis_url: "The cluster's Redis server [default: redis://127.0.0.1:6379]",
     redis_key: "Prefix of the cluster's Redis channels, as the Node adapter's key [default: socket.io]",
+    redis_pubsub: "The Node adapter's flavour the cluster speaks: classic, or sharded (Redis 7 SPUBLISH) [default: classic]",
     store: "History store: sqlite, memory, or redis (a cluster's) [default: sqlite]",
     db: "SQLite file [default: ./hubbub.db]",
 }
@@ -460,6 +466,14 @@ impl Config {
                     }
                     c.redis_key = v.clone();
                 }
+                "redis_pubsub" => match v.as_str() {
+                    "classic" | "sharded" => c.redis_pubsub = v.clone(),
+                    _ => {
+                        return Err(invalid(format!(
+                            "unknown redis_pubsub `{v}` (classic or sharded)"
+                        )))
+                    }
+                },
                 "store" => match v.as_str() {
                     "sqlite" | "memory" | "redis" => c.store = v.clone(),
                     _ => return Err(invalid(format!("unknown store `{v}`"))),

@@ -26,8 +26,18 @@ fn message(data: Value, event: &str) -> impl Fn(&Value) {
 
 #[tokio::test]
 async fn every_target_reaches_every_node() {
+    every_target_on(&[]).await;
+}
+
+/// The same with the sharded flavour: `SPUBLISH`, a channel per room.
+#[tokio::test]
+async fn every_target_reaches_every_node_over_sharded_pubsub() {
+    every_target_on(&["--redis-pubsub", "sharded"]).await;
+}
+
+async fn every_target_on(extra: &[&str]) {
     let Some(redis) = Redis::start() else { return };
-    let (n, _dir) = nodes(&redis, 3, &[]).await;
+    let (n, _dir) = nodes(&redis, 3, extra).await;
     let mut ann = n[0].client("/ws/ann").await;
     let mut bob_b = n[1].client("/ws/bob").await;
     let mut bob_c = n[2].client("/ws/bob").await;
@@ -267,10 +277,20 @@ async fn single_session_closes_older_sessions_on_other_nodes() {
 
 #[tokio::test]
 async fn a_redis_outage_costs_cluster_deliveries_only() {
+    outage_on(&[]).await;
+}
+
+/// The same with the sharded flavour: the rooms' channels are subscribed again too.
+#[tokio::test]
+async fn a_redis_outage_over_sharded_pubsub() {
+    outage_on(&["--redis-pubsub", "sharded"]).await;
+}
+
+async fn outage_on(extra: &[&str]) {
     let Some(mut redis) = Redis::start() else {
         return;
     };
-    let (n, _dir) = nodes(&redis, 2, &[]).await;
+    let (n, _dir) = nodes(&redis, 2, extra).await;
     let mut a1 = n[0].client("/ws/a1").await;
     let mut a2 = n[0].client("/ws/a2").await;
     let mut b1 = n[1].client("/ws/b1").await;
@@ -575,4 +595,70 @@ async fn clusters_with_different_keys_share_one_redis_without_meeting() {
         })
         .await;
     }
+}
+
+/// `PUBSUB SHARDNUMSUB channel`: how many connections listen on a shard channel.
+fn shard_listeners(redis: &Redis, channel: &str) -> u64 {
+    let out = redis.cli(&["PUBSUB", "SHARDNUMSUB", channel]);
+    out.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn sharded_nodes_listen_on_a_rooms_channel_while_they_have_the_room() {
+    let Some(redis) = Redis::start() else { return };
+    let args = ["--redis-pubsub", "sharded", "--default-history", "0"];
+    let (n, _dir) = nodes(&redis, 3, &args).await;
+    // Every node listens on the namespace's channel and on its own answers' channel.
+    assert_eq!(shard_listeners(&redis, "socket.io#/#"), 3);
+    let channels = redis.cli(&["PUBSUB", "SHARDCHANNELS", "socket.io#/#*"]);
+    assert_eq!(channels.lines().count(), 4, "{channels}");
+    let room = "socket.io#/#quiet#";
+    let listeners = |want: u64| {
+        let redis = &redis;
+        async move {
+            eventually(&format!("{want} nodes on {room}"), || async {
+                shard_listeners(redis, room) == want
+            })
+            .await;
+        }
+    };
+    assert_eq!(shard_listeners(&redis, room), 0);
+    let mut ann = n[0].client("/ws/ann").await;
+    let mut bob = n[1].client("/ws/bob").await;
+    ann.join("quiet").await;
+    listeners(1).await;
+    bob.join("quiet").await;
+    listeners(2).await;
+
+    // A message to the room from the node without it goes on the room's channel: both
+    // members get it once; the node without the room never heard it.
+    let (_, body) = n[2]
+        .post(
+            "/api/push",
+            json!({"room": "quiet", "event": "e", "data": 1}),
+        )
+        .await;
+    assert_eq!(body["delivered"], 2, "{body}");
+    for c in [&mut ann, &mut bob] {
+        message(json!(1), "e")(&c.recv_message().await);
+    }
+    let ack = ann
+        .request(json!({"op": "publish", "room": "quiet", "event": "e", "data": 2, "exclude_self": true}))
+        .await;
+    assert_eq!(ack["op"], "ack", "{ack}");
+    message(json!(2), "e")(&bob.recv_message().await);
+    ann.expect_no_message(Duration::from_millis(200)).await;
+
+    // The room goes from a node when its last member leaves (no history kept here).
+    let left = ann.request(json!({"op": "leave", "room": "quiet"})).await;
+    assert_eq!(left["op"], "ack", "{left}");
+    listeners(1).await;
+    drop(bob);
+    listeners(0).await;
+    // Made again, followed again.
+    ann.join("quiet").await;
+    listeners(1).await;
 }

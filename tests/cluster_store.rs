@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use common::cluster::{eventually, nodes_with, wait_ready, Redis};
@@ -63,8 +62,18 @@ async fn replay(
 
 #[tokio::test]
 async fn one_numbering_for_every_node_and_a_moved_client_resumes_with_since() {
+    one_numbering_on(&[]).await;
+}
+
+/// The same with the sharded flavour (the script `SPUBLISH`es on the namespace's channel).
+#[tokio::test]
+async fn one_numbering_over_sharded_pubsub() {
+    one_numbering_on(&["--redis-pubsub", "sharded"]).await;
+}
+
+async fn one_numbering_on(extra: &[&str]) {
     let Some(redis) = Redis::start() else { return };
-    let (n, _dir) = nodes_with(&redis, 3, "redis", &[]).await;
+    let (n, _dir) = nodes_with(&redis, 3, "redis", extra).await;
     let mut on_a = n[0].client("/ws/reader-a").await;
     let mut on_c = n[2].client("/ws/reader-c").await;
     on_a.join("talk").await;
@@ -137,8 +146,20 @@ async fn one_numbering_for_every_node_and_a_moved_client_resumes_with_since() {
 
 #[tokio::test]
 async fn a_counted_push_and_direct_messages_span_the_kept_history() {
+    counted_and_direct_on(&[]).await;
+}
+
+/// The same with the sharded flavour.
+#[tokio::test]
+async fn a_counted_push_and_direct_messages_over_sharded_pubsub() {
+    counted_and_direct_on(&["--redis-pubsub", "sharded"]).await;
+}
+
+async fn counted_and_direct_on(extra: &[&str]) {
     let Some(redis) = Redis::start() else { return };
-    let (n, _dir) = nodes_with(&redis, 3, "redis", &["--dm-history", "50"]).await;
+    let mut args = vec!["--dm-history", "50"];
+    args.extend(extra);
+    let (n, _dir) = nodes_with(&redis, 3, "redis", &args).await;
     let mut members = Vec::new();
     for (i, node) in n.iter().enumerate() {
         let mut c = node.client(&format!("/ws/m{i}")).await;
@@ -252,7 +273,7 @@ async fn a_room_with_history_ttl_keeps_only_young_messages_in_redis() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The first 70 are over a second old, the next two are not: they stay.
     publish(&mut c, "brief", json!(72)).await;
-    let len = redis_cli(&redis, &["XLEN", "hubbub:history:brief"]);
+    let len = redis.cli(&["XLEN", "hubbub:history:brief"]);
     assert_eq!(len.trim(), "3", "the stream keeps the young messages only");
 }
 
@@ -341,18 +362,7 @@ fn node_args(redis: &Redis) -> Vec<&'static str> {
 
 /// `CLIENT KILL TYPE pubsub`: Redis closes every node's subscriber connection.
 fn kill_subscribers(redis: &Redis) {
-    redis_cli(redis, &["CLIENT", "KILL", "TYPE", "pubsub"]);
-}
-
-/// Runs a command with `redis-cli` and returns what it printed.
-fn redis_cli(redis: &Redis, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli (Debian's redis-tools, with redis-server)");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! Any bytes on a cluster channel decode into a broadcast, a request map or a typed error,
-//! never a panic. A decoded broadcast re-encodes (as a Hubbub node would publish it) into
+//! Any bytes on a cluster channel decode into a broadcast (either flavour's), a request map
+//! or a typed error, never a panic. A decoded broadcast re-encodes (as a Hubbub node of
+//! either flavour would publish it) into
 //! bytes that decode to the same recipients and the same frames for every client kind
 //! (unless the input holds objects that look like binary markers, `_placeholder` or
 //! `_binary`, which socket.io itself cannot tell from real binary either).
@@ -17,10 +18,12 @@ fuzz_target!(|data: &[u8]| {
     }
     let v1 = b.delivery.v1_frame();
     let sio = b.delivery.sio_frames().to_vec();
-    if let Some(bytes) = wire::encode_broadcast("fuzz", &b.reach, &b.delivery) {
-        let again = wire::decode_broadcast(&bytes).expect("what a node publishes decodes");
-        assert_eq!(again.reach, b.reach);
-        assert_eq!(again.delivery.v1_frame(), v1);
-        assert_eq!(again.delivery.sio_frames(), &sio[..]);
+    for flavour in [wire::Flavour::Classic, wire::Flavour::Sharded] {
+        if let Some(bytes) = wire::encode_broadcast(flavour, "fuzz", &b.reach, &b.delivery) {
+            let again = wire::decode_broadcast(&bytes).expect("what a node publishes decodes");
+            assert_eq!(again.reach, b.reach);
+            assert_eq!(again.delivery.v1_frame(), v1);
+            assert_eq!(again.delivery.sio_frames(), &sio[..]);
+        }
     }
 });

@@ -22,29 +22,71 @@ pub(super) fn has_room(hub: &Hub, ns: &str, room: &str) -> bool {
     hub.names_anyone(ns, room)
 }
 
-/// Carries out `request` (sent on `ns`'s request channel) and returns the response to
-/// publish, when it wants one.
-pub(super) fn answer(
-    hub: &Hub,
-    names: &wire::Names,
-    ns: &str,
-    request: &Mp,
-) -> Option<(String, Bytes)> {
-    let id = mp::get_str(request, "requestId");
-    let kind = mp::get_u64(request, "type")?;
+/// A request of another server, in either flavour's terms.
+pub(super) enum Ask<'a> {
+    /// Socket ids in the rooms `opts` names (`allSockets`).
+    Sockets(&'a Mp),
+    /// Every room (`allRooms`).
+    AllRooms,
+    /// The sockets `opts` names join (`true`) or leave `rooms`.
+    Rooms {
+        /// Whom.
+        opts: Option<&'a Mp>,
+        /// Which rooms.
+        rooms: Vec<String>,
+        /// Join, or leave.
+        join: bool,
+    },
+    /// The sockets `opts` names are disconnected (`close`: the whole connection).
+    Disconnect {
+        /// Whom.
+        opts: Option<&'a Mp>,
+        /// The whole connection, not only the namespace.
+        close: bool,
+    },
+    /// The details of the sockets `opts` names (`fetchSockets`).
+    Fetch(Option<&'a Mp>),
+    /// `serverSideEmit` with an acknowledgement: `[event, ...args]`.
+    ServerSide(&'a [Mp]),
+    /// A broadcast that wants this node's client count (from a Hubbub node: its element).
+    Count {
+        /// The socket.io packet.
+        packet: &'a Mp,
+        /// Whom.
+        opts: Option<&'a Mp>,
+        /// The Hubbub element.
+        hubbub: Option<&'a Mp>,
+    },
+}
+
+/// What this node answers to an [`Ask`].
+pub(super) enum Outcome {
+    /// Socket ids.
+    Sockets(Vec<String>),
+    /// Room names.
+    Rooms(Vec<String>),
+    /// Sockets' details.
+    Fetched(Vec<Value>),
+    /// The acknowledgement of a `serverSideEmit`.
+    ServerSide(Value),
+    /// How many connections a broadcast reached here.
+    Count(usize),
+}
+
+/// Carries out `ask` for namespace `ns`; what to answer, when it wants an answer.
+pub(super) fn carry_out(hub: &Hub, ns: &str, ask: Ask<'_>) -> Option<Outcome> {
     let reach = |opts: Option<&Mp>| -> Reach {
         let ns_packet = mp::map([("nsp", Mp::from(ns))]);
         wire::reach_of(&ns_packet, opts.unwrap_or(&Mp::Nil)).unwrap_or_default()
     };
-    let respond_json = |v: Value| Some((names.response_channel(ns), Bytes::from(v.to_string())));
-    match kind {
-        kind::SOCKETS => {
-            // `allSockets` names its rooms at the top level of the request.
-            let conns = hub.reached(&reach(Some(request)));
-            let ids: Vec<&str> = conns.iter().map(|c| c.wire_id()).collect();
-            respond_json(json!({ "requestId": id?, "sockets": ids }))
+    match ask {
+        Ask::Sockets(opts) => {
+            let conns = hub.reached(&reach(Some(opts)));
+            Some(Outcome::Sockets(
+                conns.iter().map(|c| c.wire_id().to_string()).collect(),
+            ))
         }
-        kind::ALL_ROOMS => {
+        Ask::AllRooms => {
             let everyone = reach(None);
             let mut rooms: Vec<String> = hub
                 .reached(&everyone)
@@ -61,13 +103,12 @@ pub(super) fn answer(
                 .collect();
             rooms.sort();
             rooms.dedup();
-            respond_json(json!({ "requestId": id?, "rooms": rooms }))
+            Some(Outcome::Rooms(rooms))
         }
-        kind::REMOTE_JOIN | kind::REMOTE_LEAVE => {
-            let rooms = mp::names(mp::get(request, "rooms"));
-            for c in hub.reached(&reach(mp::get(request, "opts"))) {
+        Ask::Rooms { opts, rooms, join } => {
+            for c in hub.reached(&reach(opts)) {
                 for r in &rooms {
-                    if kind == kind::REMOTE_JOIN {
+                    if join {
                         let _ = hub.rejoin(&c, r);
                     } else {
                         hub.leave(&c, r);
@@ -76,42 +117,84 @@ pub(super) fn answer(
             }
             None
         }
-        kind::REMOTE_DISCONNECT => {
-            let close = mp::get(request, "close")
-                .and_then(Mp::as_bool)
-                .unwrap_or(false);
-            for c in hub.reached(&reach(mp::get(request, "opts"))) {
+        Ask::Disconnect { opts, close } => {
+            for c in hub.reached(&reach(opts)) {
                 // Without `close`, socket.io leaves the namespace only (4000 is that here).
                 let code = if close { 1000 } else { 4000 };
                 c.close(code, "disconnected by the server");
             }
             None
         }
-        kind::REMOTE_FETCH => {
-            let sockets: Vec<Value> = hub
-                .reached(&reach(mp::get(request, "opts")))
+        Ask::Fetch(opts) => Some(Outcome::Fetched(
+            hub.reached(&reach(opts))
                 .iter()
                 .map(|c| socket_details(c))
-                .collect();
-            respond_json(json!({ "requestId": id?, "sockets": sockets }))
-        }
-        kind::SERVER_SIDE_EMIT => {
-            let data = mp::get(request, "data").and_then(Mp::as_array)?;
+                .collect(),
+        )),
+        Ask::ServerSide(data) => {
             let event = data.first().and_then(Mp::as_str)?;
-            let answer = server_side_answer(hub, event)?;
-            respond_json(json!({
-                "type": kind::SERVER_SIDE_EMIT, "requestId": id?, "data": answer,
-            }))
+            server_side_answer(hub, event).map(Outcome::ServerSide)
         }
-        kind::BROADCAST => {
-            let packet = mp::get(request, "packet")?;
-            let reach =
-                wire::reach_of(packet, mp::get(request, "opts").unwrap_or(&Mp::Nil)).ok()?;
+        Ask::Count {
+            packet,
+            opts,
+            hubbub,
+        } => {
+            let reach = wire::reach_of(packet, opts.unwrap_or(&Mp::Nil)).ok()?;
             if &*reach.ns != ns {
                 return None;
             }
-            let d = wire::delivery_of(packet, mp::get(request, "hubbub"), ns).ok()?;
-            let n = hub.deliver_remote(&reach, &d);
+            let d = wire::delivery_of(packet, hubbub, ns).ok()?;
+            Some(Outcome::Count(hub.deliver_remote(&reach, &d)))
+        }
+    }
+}
+
+/// Carries out `request` (sent on `ns`'s request channel, the classic flavour) and returns
+/// the response to publish, when it wants one.
+pub(super) fn answer(
+    hub: &Hub,
+    names: &wire::Names,
+    ns: &str,
+    request: &Mp,
+) -> Option<(String, Bytes)> {
+    let id = mp::get_str(request, "requestId");
+    let kind = mp::get_u64(request, "type")?;
+    let opts = mp::get(request, "opts");
+    let ask = match kind {
+        // `allSockets` names its rooms at the top level of the request.
+        kind::SOCKETS => Ask::Sockets(request),
+        kind::ALL_ROOMS => Ask::AllRooms,
+        kind::REMOTE_JOIN | kind::REMOTE_LEAVE => Ask::Rooms {
+            opts,
+            rooms: mp::names(mp::get(request, "rooms")),
+            join: kind == kind::REMOTE_JOIN,
+        },
+        kind::REMOTE_DISCONNECT => Ask::Disconnect {
+            opts,
+            close: mp::get(request, "close")
+                .and_then(Mp::as_bool)
+                .unwrap_or(false),
+        },
+        kind::REMOTE_FETCH => Ask::Fetch(opts),
+        kind::SERVER_SIDE_EMIT => Ask::ServerSide(mp::get(request, "data").and_then(Mp::as_array)?),
+        kind::BROADCAST => Ask::Count {
+            packet: mp::get(request, "packet")?,
+            opts,
+            hubbub: mp::get(request, "hubbub"),
+        },
+        _ => return None,
+    };
+    let outcome = carry_out(hub, ns, ask)?;
+    let json = |v: Value| Some((names.response_channel(ns), Bytes::from(v.to_string())));
+    match outcome {
+        Outcome::Sockets(ids) => json(json!({ "requestId": id?, "sockets": ids })),
+        Outcome::Rooms(rooms) => json(json!({ "requestId": id?, "rooms": rooms })),
+        Outcome::Fetched(sockets) => json(json!({ "requestId": id?, "sockets": sockets })),
+        Outcome::ServerSide(answer) => json(json!({
+            "type": kind::SERVER_SIDE_EMIT, "requestId": id?, "data": answer,
+        })),
+        Outcome::Count(n) => {
             let response = mp::map([
                 ("type", Mp::from(kind::BROADCAST_CLIENT_COUNT)),
                 ("requestId", Mp::from(id?)),
@@ -122,7 +205,6 @@ pub(super) fn answer(
                 Bytes::from(mp::encode(&response)),
             ))
         }
-        _ => None,
     }
 }
 
@@ -187,17 +269,27 @@ pub(super) fn wants_client_acks(request: &Mp) -> bool {
     mp::get_u64(request, "type") == Some(kind::BROADCAST) && mp::get(request, "hubbub").is_none()
 }
 
-/// Answers a Node server's `broadcastWithAck` for this node: the number of sockets asked
-/// (`type: 8`), then each socket's acknowledgement (`type: 9`, its first argument), on the
-/// namespace's response channel.
-pub(super) fn relay_acks(adapter: &RedisAdapter, ns: &str, request: &Mp, send: &AckedBroadcast) {
-    let (Some(id), Some(packet)) = (
-        mp::get_str(request, "requestId"),
-        mp::get(request, "packet"),
-    ) else {
-        return;
-    };
-    let opts = mp::get(request, "opts").unwrap_or(&Mp::Nil);
+/// What this node tells a server whose `broadcastWithAck` reached it.
+pub(super) enum AckNews {
+    /// How many sockets were asked, before any of them answers.
+    Count(usize),
+    /// One socket's acknowledgement (its first argument).
+    Ack(Mp),
+}
+
+/// Where [`AckNews`] goes, framed by the flavour.
+pub(super) type AckNewsSink = Arc<dyn Fn(AckNews) + Send + Sync>;
+
+/// Answers a Node server's `broadcastWithAck` (request `id`, `packet` to `opts`) for this
+/// node: the number of sockets asked, then each socket's acknowledgement, through `tell`.
+pub(super) fn relay_acks(
+    ns: &str,
+    packet: &Mp,
+    opts: Option<&Mp>,
+    send: &AckedBroadcast,
+    tell: AckNewsSink,
+) {
+    let opts = opts.unwrap_or(&Mp::Nil);
     let Ok(reach) = wire::reach_of(packet, opts) else {
         return;
     };
@@ -211,31 +303,51 @@ pub(super) fn relay_acks(adapter: &RedisAdapter, ns: &str, request: &Mp, send: &
         .and_then(|f| mp::get_u64(f, "timeout"))
         .map_or(Duration::from_secs(5), Duration::from_millis)
         .min(MAX_ACK_WAIT);
-    let channel = adapter.names.response_channel(ns);
-    let link = adapter.link.clone();
     let counted = {
-        let (link, channel, id) = (link.clone(), channel.clone(), id.to_string());
-        Box::new(move |n: usize| {
-            let response = mp::map([
-                ("type", Mp::from(kind::BROADCAST_CLIENT_COUNT)),
-                ("requestId", Mp::from(id.as_str())),
-                ("clientCount", Mp::from(n as u64)),
-            ]);
-            let _ = link.publish(channel, Bytes::from(mp::encode(&response)), None);
-        }) as Box<dyn FnOnce(usize) + Send>
+        let tell = tell.clone();
+        Box::new(move |n: usize| tell(AckNews::Count(n))) as Box<dyn FnOnce(usize) + Send>
     };
-    let id = id.to_string();
     let acked: AckSink = Arc::new(move |args: SioArgs| {
         let first = args
             .values
             .first()
             .map_or(Mp::Nil, |v| mp::from_json(v, &args.bin));
-        let response = mp::map([
-            ("type", Mp::from(kind::BROADCAST_ACK)),
-            ("requestId", Mp::from(id.as_str())),
-            ("packet", first),
-        ]);
-        let _ = link.publish(channel.clone(), Bytes::from(mp::encode(&response)), None);
+        tell(AckNews::Ack(first));
     });
     send(&reach, &d, wait, counted, acked);
+}
+
+/// [`relay_acks`] for a classic request: the count (`type: 8`) and the acknowledgements
+/// (`type: 9`) go on the namespace's response channel.
+pub(super) fn relay_acks_classic(
+    adapter: &RedisAdapter,
+    ns: &str,
+    request: &Mp,
+    send: &AckedBroadcast,
+) {
+    let (Some(id), Some(packet)) = (
+        mp::get_str(request, "requestId"),
+        mp::get(request, "packet"),
+    ) else {
+        return;
+    };
+    let channel = adapter.names.response_channel(ns);
+    let link = adapter.link.clone();
+    let id = id.to_string();
+    let tell: AckNewsSink = Arc::new(move |news| {
+        let response = match news {
+            AckNews::Count(n) => mp::map([
+                ("type", Mp::from(kind::BROADCAST_CLIENT_COUNT)),
+                ("requestId", Mp::from(id.as_str())),
+                ("clientCount", Mp::from(n as u64)),
+            ]),
+            AckNews::Ack(first) => mp::map([
+                ("type", Mp::from(kind::BROADCAST_ACK)),
+                ("requestId", Mp::from(id.as_str())),
+                ("packet", first),
+            ]),
+        };
+        let _ = link.publish(channel.clone(), Bytes::from(mp::encode(&response)), None);
+    });
+    relay_acks(ns, packet, mp::get(request, "opts"), send, tell);
 }

@@ -55,7 +55,8 @@ impl RedisAdapter {
 /// Numbers, keeps and publishes one message. KEYS: the stream, the counters. ARGV: the
 /// room's field, the channel, the broadcast, the offsets of its `seq` bytes (comma
 /// separated), the count kept, the age kept in ms (0: any), the message's `ts`, the highest
-/// `seq` 4 bytes hold.
+/// `seq` 4 bytes hold, the publishing command (`PUBLISH`, or `SPUBLISH` for the sharded
+/// flavour).
 const PUBLISH_KEPT: &str = r"
 local seq = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -94,7 +95,7 @@ if ttl > 0 then
   end
   if cut ~= nil then redis.call('XTRIM', KEYS[1], 'MINID', cut) end
 end
-redis.call('PUBLISH', ARGV[2], p)
+redis.call(ARGV[9], ARGV[2], p)
 return seq
 ";
 
@@ -186,9 +187,16 @@ impl RedisAdapter {
             count: count.clone(),
             token: token.clone(),
         };
-        let (payload, offsets) = wire::encode_kept(&self.uid, reach, m, &mark)
+        let (payload, offsets) = wire::encode_kept(self.config.flavour, &self.uid, reach, m, &mark)
             .ok_or_else(|| HubError::bad_request("this message cannot cross the cluster"))?;
-        let one = (reach.rooms.len() == 1).then(|| &*reach.rooms[0]);
+        // The sharded flavour's namespace channel, which every node hears: every node lands
+        // every kept message.
+        let (channel, publish) = if self.sharded() {
+            (self.names.broadcast_channel(&reach.ns, None), "SPUBLISH")
+        } else {
+            let one = (reach.rooms.len() == 1).then(|| &*reach.rooms[0]);
+            (self.names.broadcast_channel(&reach.ns, one), "PUBLISH")
+        };
         let offsets: Vec<String> = offsets.iter().map(usize::to_string).collect();
         // The script by its SHA once this node loaded it (a catch-up does), by its text
         // otherwise: the text is most of what a small message would send.
@@ -208,13 +216,14 @@ impl RedisAdapter {
             .arg(self.stream_key(&key))
             .arg(self.seq_hash())
             .arg(&key)
-            .arg(self.names.broadcast_channel(&reach.ns, one))
+            .arg(channel)
             .arg(payload)
             .arg(offsets.join(","))
             .arg(keep.count.max(1))
             .arg(keep.max_age_ms)
             .arg(m.ts)
-            .arg(wire::MAX_KEPT_SEQ);
+            .arg(wire::MAX_KEPT_SEQ)
+            .arg(publish);
         // Every Hubbub node, this one included, answers a counted message once it landed it.
         let counts = count.map(|id| {
             let rx = self.pending.start(&id, self.config.request_timeout);
@@ -292,7 +301,10 @@ impl RedisAdapter {
         rx: tokio::sync::oneshot::Receiver<Vec<Mp>>,
     ) -> Result<(usize, bool), HubError> {
         // Nodes that keep history are those subscribed to the notices: others never answer.
-        match self.subscribers(&self.names.hub_notices()).await {
+        match self
+            .subscribers(&super::Audience::Plain(self.names.hub_notices()))
+            .await
+        {
             Ok(n) => self.pending.expect(id, n),
             Err(e) => {
                 self.pending.cancel(id);

@@ -4,6 +4,11 @@
 //! Commands that want an answer (`PUBSUB NUMSUB`, the heartbeat keys) go through a
 //! [`ConnectionManager`].
 //!
+//! The listener of the classic flavour is a RESP2 pub/sub connection. The sharded flavour's
+//! (Redis 7 `SSUBSCRIBE`) is a RESP3 connection whose messages arrive as pushes: it also
+//! subscribes and unsubscribes the rooms' channels as rooms come and go
+//! ([`Link::shard_subscribe`]).
+//!
 //! Nothing waits on Redis in the hub's path: [`Link::publish`] queues or fails at once
 //! (`unavailable`) when the listener is down or the queue is full, so an outage costs the
 //! cluster's deliveries, never the local ones, and nothing piles up.
@@ -46,16 +51,42 @@ pub(super) type Reply = Box<dyn FnOnce(Result<redis::Value, HubError>) + Send>;
 
 /// Work waiting for the publisher, done in the order it was queued.
 enum Outgoing {
-    /// `PUBLISH channel payload`.
-    Publish(String, Bytes, Option<Sent>),
+    /// `PUBLISH channel payload` (`SPUBLISH` when the first member is `true`).
+    Publish(bool, String, Bytes, Option<Sent>),
     /// A command that wants its answer (the cluster's numbering script).
     Eval(redis::Cmd, Reply),
+}
+
+/// What the listener subscribes to on every (re)connection.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Subscriptions {
+    /// Channels (`SUBSCRIBE`).
+    pub(super) channels: Vec<String>,
+    /// Patterns (`PSUBSCRIBE`).
+    pub(super) patterns: Vec<String>,
+    /// Shard channels (`SSUBSCRIBE`); with any, the listener is the sharded one.
+    pub(super) shard_channels: Vec<String>,
+}
+
+/// A change of the shard channels the listener is subscribed to.
+enum ShardChange {
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+/// The shard channels that come and go (rooms' channels), and where changes go while the
+/// sharded listener is connected.
+#[derive(Default)]
+struct ShardRooms {
+    wanted: std::collections::HashSet<String>,
+    changes: Option<mpsc::UnboundedSender<ShardChange>>,
 }
 
 /// The node's connections to Redis.
 pub(super) struct Link {
     client: redis::Client,
     out: mpsc::Sender<Outgoing>,
+    shard_rooms: Mutex<ShardRooms>,
     commands: ConnectionManager,
     listening: AtomicBool,
     failed: AtomicU64,
@@ -72,13 +103,13 @@ impl std::fmt::Debug for Link {
 
 impl Link {
     /// Opens the link to `url` (connections are made lazily and kept up by the tasks).
-    /// `channels` and `patterns` are subscribed on every (re)connection, and what arrives
-    /// goes to `on_message`; `on_listening` hears `true` each time the subscriptions are in
-    /// place and `false` each time they are lost.
+    /// `subscriptions` are made on every (re)connection (with the shard channels of
+    /// [`Self::shard_subscribe`]), and what arrives goes to `on_message`; `on_listening`
+    /// hears `true` each time the subscriptions are in place and `false` each time they are
+    /// lost.
     pub(super) fn open(
         url: &str,
-        channels: Vec<String>,
-        patterns: Vec<String>,
+        subscriptions: Subscriptions,
         on_message: impl Fn(Incoming<'_>) + Send + Sync + 'static,
         on_listening: impl Fn(bool) + Send + Sync + 'static,
     ) -> Result<Arc<Self>, HubError> {
@@ -95,6 +126,7 @@ impl Link {
         let link = Arc::new(Self {
             client,
             out: tx,
+            shard_rooms: Mutex::default(),
             commands,
             listening: AtomicBool::new(false),
             failed: AtomicU64::new(0),
@@ -103,12 +135,44 @@ impl Link {
         tokio::spawn(publisher(Arc::downgrade(&link), link.commands.clone(), rx));
         tokio::spawn(listener(
             Arc::downgrade(&link),
-            channels,
-            patterns,
-            Box::new(on_message),
+            subscriptions,
+            Arc::new(on_message),
             Box::new(on_listening),
         ));
         Ok(link)
+    }
+
+    /// Keeps shard channel `channel` subscribed from now on (and after every reconnection).
+    pub(super) fn shard_subscribe(&self, channel: String) {
+        let mut rooms = lock(&self.shard_rooms);
+        if rooms.wanted.insert(channel.clone()) {
+            if let Some(tx) = &rooms.changes {
+                let _ = tx.send(ShardChange::Subscribe(channel));
+            }
+        }
+    }
+
+    /// Stops listening to shard channel `channel`.
+    pub(super) fn shard_unsubscribe(&self, channel: &str) {
+        let mut rooms = lock(&self.shard_rooms);
+        if rooms.wanted.remove(channel) {
+            if let Some(tx) = &rooms.changes {
+                let _ = tx.send(ShardChange::Unsubscribe(channel.to_string()));
+            }
+        }
+    }
+
+    /// Queues `payload` for shard channel `channel` (`SPUBLISH`), as [`Self::publish`].
+    pub(super) fn spublish(
+        &self,
+        channel: String,
+        payload: Bytes,
+        sent: Option<Sent>,
+    ) -> Result<(), HubError> {
+        if !self.listening.load(Ordering::Acquire) {
+            return Err(self.down());
+        }
+        self.queue(Outgoing::Publish(true, channel, payload, sent))
     }
 
     /// Queues `payload` for `channel`; `sent` hears whether Redis took it. `unavailable`
@@ -122,7 +186,7 @@ impl Link {
         if !self.listening.load(Ordering::Acquire) {
             return Err(self.down());
         }
-        self.queue(Outgoing::Publish(channel, payload, sent))
+        self.queue(Outgoing::Publish(false, channel, payload, sent))
     }
 
     /// Queues `cmd` behind everything queued so far (so a script that publishes keeps this
@@ -218,8 +282,9 @@ async fn publisher(
         let mut replies = Vec::new();
         for out in batch.drain(..) {
             match out {
-                Outgoing::Publish(channel, payload, sent) => {
-                    pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]).ignore();
+                Outgoing::Publish(sharded, channel, payload, sent) => {
+                    let cmd = if sharded { "SPUBLISH" } else { "PUBLISH" };
+                    pipe.cmd(cmd).arg(channel).arg(&payload[..]).ignore();
                     waiting.extend(sent);
                 }
                 Outgoing::Eval(cmd, reply) => {
@@ -279,13 +344,18 @@ async fn publisher(
     }
 }
 
+/// What the listener hands messages to.
+type OnMessage = Arc<dyn Fn(Incoming<'_>) + Send + Sync>;
+
+/// Completes when a listening connection is lost.
+type Lost = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Keeps one subscriber connection up: connect, subscribe, hand every message on; when the
 /// connection ends, wait (100 ms, doubling up to 2 s) and start again.
 async fn listener(
     link: std::sync::Weak<Link>,
-    channels: Vec<String>,
-    patterns: Vec<String>,
-    on_message: Box<dyn Fn(Incoming<'_>) + Send + Sync>,
+    subscriptions: Subscriptions,
+    on_message: OnMessage,
     on_listening: Box<dyn Fn(bool) + Send + Sync>,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -294,8 +364,13 @@ async fn listener(
         let Some(l) = link.upgrade() else { return };
         let client = l.client.clone();
         drop(l);
-        match subscribe(&client, &channels, &patterns).await {
-            Ok((sink, mut stream)) => {
+        let subscribed = if subscriptions.shard_channels.is_empty() {
+            subscribe(&client, &subscriptions, on_message.clone()).await
+        } else {
+            subscribe_sharded(&link, &client, &subscriptions, on_message.clone()).await
+        };
+        match subscribed {
+            Ok(lost) => {
                 let Some(l) = link.upgrade() else { return };
                 l.listening.store(true, Ordering::Release);
                 *lock(&l.last_error) = None;
@@ -304,15 +379,10 @@ async fn listener(
                 backoff = Duration::from_millis(100);
                 was_up = true;
                 on_listening(true);
-                while let Some(msg) = stream.next().await {
-                    on_message(Incoming {
-                        channel: msg.get_channel_name(),
-                        payload: msg.get_payload_bytes(),
-                    });
-                }
-                drop(sink);
+                lost.await;
                 let Some(l) = link.upgrade() else { return };
                 l.listening.store(false, Ordering::Release);
+                lock(&l.shard_rooms).changes = None;
                 *lock(&l.last_error) = Some("the connection to Redis was lost".into());
                 on_listening(false);
                 tracing::warn!(
@@ -336,28 +406,172 @@ async fn listener(
     }
 }
 
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "Redis did not answer in time"))
+}
+
+/// The classic listener: a RESP2 pub/sub connection.
 async fn subscribe(
     client: &redis::Client,
-    channels: &[String],
-    patterns: &[String],
-) -> Result<(redis::aio::PubSubSink, redis::aio::PubSubStream), redis::RedisError> {
+    subscriptions: &Subscriptions,
+    on_message: OnMessage,
+) -> Result<Lost, redis::RedisError> {
     let connect = async {
         let mut pubsub = client.get_async_pubsub().await?;
-        for c in channels {
+        for c in &subscriptions.channels {
             pubsub.subscribe(c).await?;
         }
-        for p in patterns {
+        for p in &subscriptions.patterns {
             pubsub.psubscribe(p).await?;
         }
         Ok::<_, redis::RedisError>(pubsub.split())
     };
-    match tokio::time::timeout(COMMAND_TIMEOUT, connect).await {
-        Ok(r) => r,
-        Err(_) => Err(redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "connecting to Redis timed out",
-        ))),
+    let (sink, mut stream) = tokio::time::timeout(COMMAND_TIMEOUT, connect)
+        .await
+        .map_err(|_| timed_out())??;
+    Ok(Box::pin(async move {
+        while let Some(msg) = stream.next().await {
+            on_message(Incoming {
+                channel: msg.get_channel_name(),
+                payload: msg.get_payload_bytes(),
+            });
+        }
+        drop(sink);
+    }))
+}
+
+/// Hands the pushes of a RESP3 connection on: messages to the listener's callback, the
+/// connection's end to whoever waits for it.
+struct Pushes {
+    on_message: OnMessage,
+    lost: Arc<tokio::sync::Notify>,
+}
+
+impl redis::aio::AsyncPushSender for Pushes {
+    fn send(&self, info: redis::PushInfo) -> Result<(), redis::aio::SendError> {
+        use redis::{PushKind, Value};
+        let (channel, payload) = match (&info.kind, info.data.as_slice()) {
+            (PushKind::Message | PushKind::SMessage, [c, p]) | (PushKind::PMessage, [_, c, p]) => {
+                (c, p)
+            }
+            (PushKind::Disconnection, _) => {
+                self.lost.notify_one();
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        if let (Value::BulkString(c), Value::BulkString(p)) = (channel, payload) {
+            if let Ok(channel) = std::str::from_utf8(c) {
+                (self.on_message)(Incoming {
+                    channel,
+                    payload: p,
+                });
+            }
+        }
+        Ok(())
     }
+}
+
+/// Shard channels subscribed per round of concurrent `SSUBSCRIBE`s.
+const SUBSCRIBE_BATCH: usize = 256;
+
+/// How often the sharded listener checks its connection is alive.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// Sends one subscription command per channel (RESP3 answers each with one push),
+/// `SUBSCRIBE_BATCH` at a time.
+async fn subscribe_each(
+    conn: &redis::aio::MultiplexedConnection,
+    command: &str,
+    channels: &[String],
+) -> Result<(), redis::RedisError> {
+    for batch in channels.chunks(SUBSCRIBE_BATCH) {
+        let sent = futures_util::future::try_join_all(batch.iter().map(|c| {
+            let mut conn = conn.clone();
+            let mut cmd = redis::cmd(command);
+            cmd.arg(c);
+            async move { cmd.query_async::<redis::Value>(&mut conn).await }
+        }));
+        tokio::time::timeout(COMMAND_TIMEOUT, sent)
+            .await
+            .map_err(|_| timed_out())??;
+    }
+    Ok(())
+}
+
+/// The sharded listener: one RESP3 connection with the channels (`SUBSCRIBE`) and the shard
+/// channels (`SSUBSCRIBE`, the fixed ones and those of [`Link::shard_subscribe`]), which
+/// follows the rooms' channels as they change.
+async fn subscribe_sharded(
+    link: &std::sync::Weak<Link>,
+    client: &redis::Client,
+    subscriptions: &Subscriptions,
+    on_message: OnMessage,
+) -> Result<Lost, redis::RedisError> {
+    let info = client.get_connection_info().clone();
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(settings))?;
+    let lost = Arc::new(tokio::sync::Notify::new());
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(COMMAND_TIMEOUT))
+        .set_response_timeout(Some(COMMAND_TIMEOUT))
+        .set_push_sender(Pushes {
+            on_message,
+            lost: lost.clone(),
+        });
+    let conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    subscribe_each(&conn, "SUBSCRIBE", &subscriptions.channels).await?;
+    subscribe_each(&conn, "PSUBSCRIBE", &subscriptions.patterns).await?;
+    subscribe_each(&conn, "SSUBSCRIBE", &subscriptions.shard_channels).await?;
+    // From here on, rooms' channels that come or go are queued as changes; those wanted
+    // now are subscribed first.
+    let (tx, mut changes) = mpsc::unbounded_channel();
+    let rooms: Vec<String> = {
+        let l = link
+            .upgrade()
+            .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "shutting down")))?;
+        let mut rooms = lock(&l.shard_rooms);
+        rooms.changes = Some(tx);
+        rooms.wanted.iter().cloned().collect()
+    };
+    subscribe_each(&conn, "SSUBSCRIBE", &rooms).await?;
+    Ok(Box::pin(async move {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let sent = tokio::select! {
+                () = lost.notified() => return,
+                change = changes.recv() => match change {
+                    Some(ShardChange::Subscribe(c)) => {
+                        subscribe_each(&conn, "SSUBSCRIBE", &[c]).await
+                    }
+                    Some(ShardChange::Unsubscribe(c)) => {
+                        subscribe_each(&conn, "SUNSUBSCRIBE", &[c]).await
+                    }
+                    None => return,
+                },
+                _ = ping.tick() => {
+                    let mut c = conn.clone();
+                    tokio::time::timeout(
+                        COMMAND_TIMEOUT,
+                        redis::cmd("PING").query_async::<redis::Value>(&mut c),
+                    )
+                    .await
+                    .map_err(|_| timed_out())
+                    .and_then(|r| r.map(drop))
+                }
+            };
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "the Redis subscriber connection failed");
+                return;
+            }
+        }
+    }))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -18,6 +18,7 @@ mod link;
 mod nodes;
 mod notices;
 mod requests;
+mod sharded;
 pub mod store;
 pub mod wire;
 
@@ -33,11 +34,11 @@ use crate::error::{ErrorCode, HubError};
 use crate::hub::{Adapter, Answers, CountReply, Delivery, Hub, Query, Reach, WeakHub};
 use crate::protocol::msgpack as mp;
 pub use answers::{AckSink, AckedBroadcast};
-use link::{Incoming, Link};
+use link::{Incoming, Link, Subscriptions};
 pub use notices::{NoticeHandler, Replicated};
 use requests::{request_id, Pending};
 pub use store::RedisStore;
-use wire::Channel;
+use wire::{Channel, Flavour};
 
 /// What a node of a cluster needs to know.
 #[derive(Clone, Debug)]
@@ -56,6 +57,9 @@ pub struct ClusterConfig {
     /// The prefix of socket.io's channels (`@socket.io/redis-adapter`'s `key`; `socket.io`
     /// by default), which also sets Hubbub's own names apart ([`wire::Names`]).
     pub key: String,
+    /// Which of the Node adapter's flavours the cluster speaks: classic pub/sub, or sharded
+    /// pub/sub (Redis 7 `SPUBLISH`, [`sharded`]).
+    pub flavour: Flavour,
 }
 
 /// The Redis adapter: one node of a cluster.
@@ -91,6 +95,15 @@ pub struct RedisAdapter {
     names: wire::Names,
 }
 
+/// The channel a request goes on, and so how its audience is counted.
+#[derive(Clone, Debug)]
+enum Audience {
+    /// A channel (`PUBLISH`, `PUBSUB NUMSUB`).
+    Plain(String),
+    /// A shard channel (`SPUBLISH`, `PUBSUB SHARDNUMSUB`).
+    Shard(String),
+}
+
 /// Where [`answers::AckedBroadcast`] is kept once the server gave it.
 #[derive(Default)]
 struct AckedHook(std::sync::OnceLock<answers::AckedBroadcast>);
@@ -113,21 +126,35 @@ impl RedisAdapter {
     /// starts while Redis is down, and `/readyz` says so until it is up.
     pub fn start(hub: &Hub, config: ClusterConfig) -> Result<Arc<Self>, HubError> {
         let names = wire::Names::new(&config.key);
-        let mut channels = vec![names.hub_requests(), names.hub_responses()];
+        let mut subscriptions = Subscriptions {
+            channels: vec![names.hub_requests(), names.hub_responses()],
+            ..Subscriptions::default()
+        };
         if config.keep_history {
-            channels.push(names.hub_notices());
+            subscriptions.channels.push(names.hub_notices());
         }
         for ns in &config.namespaces {
-            channels.push(names.request_channel(ns));
-            channels.push(names.response_channel(ns));
+            match config.flavour {
+                Flavour::Classic => {
+                    subscriptions.channels.push(names.request_channel(ns));
+                    subscriptions.channels.push(names.response_channel(ns));
+                }
+                Flavour::Sharded => {
+                    let shard = &mut subscriptions.shard_channels;
+                    shard.push(names.broadcast_channel(ns, None));
+                    shard.push(names.server_channel(ns, hub.node()));
+                }
+            }
+        }
+        if config.flavour == Flavour::Classic {
+            subscriptions.patterns.push(names.broadcast_pattern());
         }
         let weak = Arc::new(std::sync::OnceLock::<std::sync::Weak<RedisAdapter>>::new());
         let target = weak.clone();
         let watched = weak.clone();
         let link = Link::open(
             &config.redis_url,
-            channels,
-            vec![names.broadcast_pattern()],
+            subscriptions,
             move |m| {
                 if let Some(a) = target.get().and_then(std::sync::Weak::upgrade) {
                     a.on_message(m);
@@ -164,6 +191,10 @@ impl RedisAdapter {
         }
         nodes::start_heartbeat(&adapter);
         hub.attach_adapter(adapter.clone());
+        // Rooms made from now on are followed as they come; those already here now.
+        for (ns, room) in hub.room_names() {
+            adapter.follow_room(&ns, &room, true);
+        }
         Ok(adapter)
     }
 
@@ -210,16 +241,23 @@ impl RedisAdapter {
         let id = request_id();
         let mut data = vec![Value::from(event)];
         data.extend(args);
-        let request = json!({
-            "uid": self.uid, "requestId": id, "type": wire::kind::SERVER_SIDE_EMIT, "data": data,
-        });
-        let answers = self
-            .request(
-                &self.names.request_channel(ns),
-                &id,
-                Bytes::from(request.to_string()),
-            )
-            .await?;
+        let answers = if self.sharded() {
+            let request = json!({
+                "uid": self.uid, "nsp": ns, "type": wire::shard_kind::SERVER_SIDE_EMIT,
+                "data": {"requestId": id, "packet": data},
+            });
+            let channel = Audience::Shard(self.names.broadcast_channel(ns, None));
+            self.request(&channel, &id, Bytes::from(request.to_string()))
+                .await?
+        } else {
+            let request = json!({
+                "uid": self.uid, "requestId": id, "type": wire::kind::SERVER_SIDE_EMIT,
+                "data": data,
+            });
+            let channel = Audience::Plain(self.names.request_channel(ns));
+            self.request(&channel, &id, Bytes::from(request.to_string()))
+                .await?
+        };
         Ok(answers
             .iter()
             .map(|a| mp::to_json(mp::get(a, "data").unwrap_or(&Mp::Nil), &mut Vec::new()))
@@ -228,7 +266,12 @@ impl RedisAdapter {
 
     /// Publishes request `id` on `channel` and gathers the answers of the nodes subscribed
     /// to it (all but this one).
-    async fn request(&self, channel: &str, id: &str, payload: Bytes) -> Result<Vec<Mp>, HubError> {
+    async fn request(
+        &self,
+        channel: &Audience,
+        id: &str,
+        payload: Bytes,
+    ) -> Result<Vec<Mp>, HubError> {
         let rx = self.send_request(channel, id, payload)?;
         self.answers(channel, id, rx).await
     }
@@ -237,7 +280,7 @@ impl RedisAdapter {
     /// where its answers will arrive; a request Redis does not take is given up.
     fn send_request(
         &self,
-        channel: &str,
+        channel: &Audience,
         id: &str,
         payload: Bytes,
     ) -> Result<oneshot::Receiver<Vec<Mp>>, HubError> {
@@ -248,7 +291,11 @@ impl RedisAdapter {
                 pending.cancel(&gone);
             }
         });
-        if let Err(e) = self.link.publish(channel.to_string(), payload, Some(sent)) {
+        let published = match channel {
+            Audience::Plain(c) => self.link.publish(c.clone(), payload, Some(sent)),
+            Audience::Shard(c) => self.link.spublish(c.clone(), payload, Some(sent)),
+        };
+        if let Err(e) = published {
             self.pending.cancel(id);
             return Err(e);
         }
@@ -259,7 +306,7 @@ impl RedisAdapter {
     /// `channel`, or those that came in time.
     async fn answers(
         &self,
-        channel: &str,
+        channel: &Audience,
         id: &str,
         rx: oneshot::Receiver<Vec<Mp>>,
     ) -> Result<Vec<Mp>, HubError> {
@@ -278,10 +325,14 @@ impl RedisAdapter {
         })
     }
 
-    /// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`).
-    async fn subscribers(&self, channel: &str) -> Result<usize, HubError> {
+    /// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`, or `SHARDNUMSUB`
+    /// for a shard channel).
+    async fn subscribers(&self, channel: &Audience) -> Result<usize, HubError> {
         let mut cmd = redis::cmd("PUBSUB");
-        cmd.arg("NUMSUB").arg(channel);
+        match channel {
+            Audience::Plain(c) => cmd.arg("NUMSUB").arg(c),
+            Audience::Shard(c) => cmd.arg("SHARDNUMSUB").arg(c),
+        };
         let (_, n): (String, usize) = self
             .link
             .query::<Vec<(String, usize)>>(&cmd)
@@ -314,6 +365,12 @@ impl RedisAdapter {
             return;
         };
         if let Channel::Broadcast { ns, room } = channel {
+            if self.sharded() {
+                if self.serves(ns) {
+                    self.on_shard_message(&hub, ns, room, m.payload);
+                }
+                return;
+            }
             // Every node keeps every kept room: it must read each room's messages.
             let skip =
                 !self.config.keep_history && room.is_some_and(|r| !answers::has_room(&hub, ns, r));
@@ -356,7 +413,7 @@ impl RedisAdapter {
                     && mp::get_str(&decoded, "uid") != Some(&self.uid) =>
             {
                 match self.acked.0.get() {
-                    Some(send) => answers::relay_acks(self, ns, &decoded, send),
+                    Some(send) => answers::relay_acks_classic(self, ns, &decoded, send),
                     None => {
                         if let Some((channel, payload)) =
                             answers::answer(&hub, &self.names, ns, &decoded)
@@ -413,28 +470,47 @@ impl Adapter for RedisAdapter {
         self.link.health()?;
         let cannot = || HubError::bad_request("this message cannot cross the cluster");
         if !counted {
-            let one = (reach.rooms.len() == 1).then(|| &*reach.rooms[0]);
-            let payload = wire::encode_broadcast(&self.uid, reach, d).ok_or_else(cannot)?;
+            let payload = wire::encode_broadcast(self.config.flavour, &self.uid, reach, d)
+                .ok_or_else(cannot)?;
+            let payload = Bytes::from(payload);
             let sent: link::Sent = Box::new(move |r| done.send(r.map(|()| 0)));
-            return self.link.publish(
-                self.names.broadcast_channel(&reach.ns, one),
-                Bytes::from(payload),
-                Some(sent),
-            );
+            if self.sharded() {
+                let channel = self.names.shard_broadcast_channel(reach);
+                return self.link.spublish(channel, payload, Some(sent));
+            }
+            let one = (reach.rooms.len() == 1).then(|| &*reach.rooms[0]);
+            let channel = self.names.broadcast_channel(&reach.ns, one);
+            return self.link.publish(channel, payload, Some(sent));
         }
         // A broadcast that wants the nodes' counts: socket.io's broadcast with acks, which
         // Node servers answer too.
         let (packet, extras) = wire::packet_of(&reach.ns, d).ok_or_else(cannot)?;
         let id = request_id();
-        let request = mp::map([
-            ("uid", Mp::from(&*self.uid)),
-            ("requestId", Mp::from(&*id)),
-            ("type", Mp::from(wire::kind::BROADCAST)),
-            ("packet", packet),
-            ("opts", wire::opts_of(reach)),
-            ("hubbub", extras),
-        ]);
-        let channel = self.names.request_channel(&reach.ns);
+        let (channel, request) = if self.sharded() {
+            let data = mp::map([
+                ("packet", packet),
+                ("requestId", Mp::from(&*id)),
+                ("opts", wire::opts_of(reach)),
+                ("hubbub", extras),
+            ]);
+            (
+                Audience::Shard(self.names.broadcast_channel(&reach.ns, None)),
+                wire::shard_message(&self.uid, &reach.ns, wire::shard_kind::BROADCAST, data),
+            )
+        } else {
+            let request = mp::map([
+                ("uid", Mp::from(&*self.uid)),
+                ("requestId", Mp::from(&*id)),
+                ("type", Mp::from(wire::kind::BROADCAST)),
+                ("packet", packet),
+                ("opts", wire::opts_of(reach)),
+                ("hubbub", extras),
+            ]);
+            (
+                Audience::Plain(self.names.request_channel(&reach.ns)),
+                request,
+            )
+        };
         let payload = Bytes::from(mp::encode(&request));
         // Published now, in order with this node's other messages; counted when answered.
         let rx = self.send_request(&channel, &id, payload)?;
@@ -462,8 +538,9 @@ impl Adapter for RedisAdapter {
             me.link.health()?;
             let id = request_id();
             let body = json!({ "uid": me.uid, "requestId": id, "query": q });
+            let channel = Audience::Plain(me.names.hub_requests());
             let answers = me
-                .request(&me.names.hub_requests(), &id, Bytes::from(body.to_string()))
+                .request(&channel, &id, Bytes::from(body.to_string()))
                 .await?;
             Ok(answers
                 .iter()
@@ -479,6 +556,10 @@ impl Adapter for RedisAdapter {
             Bytes::from(body.to_string()),
             None,
         )
+    }
+
+    fn room_changed(&self, ns: &str, room: &str, here: bool) {
+        self.follow_room(ns, room, here);
     }
 
     fn nodes(&self) -> Answers {

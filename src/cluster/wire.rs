@@ -1,6 +1,9 @@
-//! What crosses Redis, in `@socket.io/redis-adapter`'s classic format, turned into hub
-//! terms: channel names, broadcasts (`[uid, packet, opts]` in MessagePack) and the
-//! request/response messages (JSON or MessagePack maps with a numeric `type`).
+//! What crosses Redis, in `@socket.io/redis-adapter`'s formats, turned into hub terms:
+//! channel names, broadcasts and the request/response messages. The classic flavour
+//! (`createAdapter`) sends broadcasts as `[uid, packet, opts]` in MessagePack and requests
+//! as JSON or MessagePack maps with a numeric `type`; the sharded flavour
+//! (`createShardedAdapter`) sends everything as socket.io-adapter's cluster messages,
+//! `{uid, nsp, type, data}` ([`shard_kind`]), in JSON or MessagePack.
 //!
 //! A Hubbub node adds one element to a broadcast, a map of what the hub needs to rebuild
 //! the exact message on another Hubbub node (`{hubbub: "hub" | "args" | "presence" |
@@ -45,6 +48,42 @@ pub mod kind {
     pub const BROADCAST_CLIENT_COUNT: u64 = 8;
     /// A client's acknowledgement of a [`BROADCAST`].
     pub const BROADCAST_ACK: u64 = 9;
+}
+
+/// The message types of the sharded flavour (socket.io-adapter's `ClusterAdapter`
+/// `MessageType`).
+pub mod shard_kind {
+    /// A broadcast; with a `requestId`, one that wants client counts and acknowledgements.
+    pub const BROADCAST: u64 = 3;
+    /// Make sockets join rooms (`socketsJoin`).
+    pub const SOCKETS_JOIN: u64 = 4;
+    /// Make sockets leave rooms (`socketsLeave`).
+    pub const SOCKETS_LEAVE: u64 = 5;
+    /// Disconnect sockets (`disconnectSockets`).
+    pub const DISCONNECT_SOCKETS: u64 = 6;
+    /// Sockets with their details (`fetchSockets`).
+    pub const FETCH_SOCKETS: u64 = 7;
+    /// The answer to [`FETCH_SOCKETS`].
+    pub const FETCH_SOCKETS_RESPONSE: u64 = 8;
+    /// An event for the servers themselves (`serverSideEmit`).
+    pub const SERVER_SIDE_EMIT: u64 = 9;
+    /// The answer to [`SERVER_SIDE_EMIT`] with an acknowledgement.
+    pub const SERVER_SIDE_EMIT_RESPONSE: u64 = 10;
+    /// The answer to a [`BROADCAST`] with a `requestId`: how many clients a node reached.
+    pub const BROADCAST_CLIENT_COUNT: u64 = 11;
+    /// A client's acknowledgement of a [`BROADCAST`] with a `requestId`.
+    pub const BROADCAST_ACK: u64 = 12;
+}
+
+/// Which of `@socket.io/redis-adapter`'s two flavours a cluster speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flavour {
+    /// `createAdapter`: `PUBLISH`, a pattern subscription, request and response channels.
+    #[default]
+    Classic,
+    /// `createShardedAdapter` (Redis 7): `SPUBLISH`/`SSUBSCRIBE`, one channel per namespace,
+    /// one per room (subscribed while the room exists) and one per server for responses.
+    Sharded,
 }
 
 /// The names a cluster uses in Redis: socket.io's channels, whose prefix is the adapter's
@@ -100,6 +139,21 @@ impl Names {
     /// The response channel of namespace `ns`.
     pub fn response_channel(&self, ns: &str) -> String {
         format!("{}-response#{ns}#", self.key)
+    }
+
+    /// The sharded flavour's channel for answers to server `uid` of namespace `ns`.
+    pub fn server_channel(&self, ns: &str, uid: &str) -> String {
+        format!("{}#{ns}#{uid}#", self.key)
+    }
+
+    /// The channel the sharded flavour publishes a broadcast on: the room's own for exactly
+    /// one room that is no socket id (20 characters, as socket.io's) and no internal room,
+    /// the namespace's otherwise (as `createShardedAdapter`'s default `dynamic` mode).
+    pub fn shard_broadcast_channel(&self, reach: &Reach) -> String {
+        match reach.rooms.as_slice() {
+            [room] if is_public_room(room) => self.broadcast_channel(&reach.ns, Some(room)),
+            _ => self.broadcast_channel(&reach.ns, None),
+        }
     }
 
     /// Hubbub's own request channel (questions only Hubbub nodes answer).
@@ -158,6 +212,12 @@ impl Names {
             None => Some((rest, None)),
         }
     }
+}
+
+/// Whether the sharded flavour gives room `room` a channel of its own: not a socket id
+/// (socket.io's are 20 characters long) and not one of Hubbub's internal rooms.
+pub fn is_public_room(room: &str) -> bool {
+    room.chars().count() != 20 && !crate::hub::room::is_internal(room)
 }
 
 /// What a channel a node is subscribed to carries.
@@ -225,6 +285,7 @@ pub const MAX_KEPT_SEQ: u64 = 0xFFFF_FFFD;
 /// 4-byte `seq` in every place one goes (the Socket.IO meta, the Hubbub element), and the
 /// offsets of those 4 bytes. `None` for what cannot travel.
 pub fn encode_kept(
+    flavour: Flavour,
     uid: &str,
     reach: &Reach,
     m: &Message,
@@ -246,12 +307,8 @@ pub fn encode_kept(
                 fields.push((Mp::from("tok"), Mp::from(t.as_str())));
             }
         }
-        Some(mp::encode(&Mp::Array(vec![
-            Mp::from(uid),
-            packet,
-            opts_of(reach),
-            extras,
-        ])))
+        let frame = frame_broadcast(flavour, uid, &reach.ns, packet, opts_of(reach), extras);
+        Some(mp::encode(&frame))
     };
     let (a, b) = (encode(SEQ_PROBES.0)?, encode(SEQ_PROBES.1)?);
     if a.len() != b.len() {
@@ -286,14 +343,46 @@ fn kept_mark(extras: Option<&Mp>) -> Option<KeptMark> {
 }
 
 /// Encodes a broadcast of `d` to `reach` by node `uid`. `None` for what cannot travel.
-pub fn encode_broadcast(uid: &str, reach: &Reach, d: &Delivery) -> Option<Vec<u8>> {
+pub fn encode_broadcast(
+    flavour: Flavour,
+    uid: &str,
+    reach: &Reach,
+    d: &Delivery,
+) -> Option<Vec<u8>> {
     let (packet, extras) = packet_of(&reach.ns, d)?;
-    Some(mp::encode(&Mp::Array(vec![
-        Mp::from(uid),
-        packet,
-        opts_of(reach),
-        extras,
-    ])))
+    let frame = frame_broadcast(flavour, uid, &reach.ns, packet, opts_of(reach), extras);
+    Some(mp::encode(&frame))
+}
+
+/// A broadcast as `flavour` sends it: `[uid, packet, opts, hubbub]`, or
+/// `{uid, nsp, type: 3, data: {packet, opts, hubbub}}`.
+pub fn frame_broadcast(
+    flavour: Flavour,
+    uid: &str,
+    ns: &str,
+    packet: Mp,
+    opts: Mp,
+    extras: Mp,
+) -> Mp {
+    match flavour {
+        Flavour::Classic => Mp::Array(vec![Mp::from(uid), packet, opts, extras]),
+        Flavour::Sharded => shard_message(
+            uid,
+            ns,
+            shard_kind::BROADCAST,
+            mp::map([("packet", packet), ("opts", opts), ("hubbub", extras)]),
+        ),
+    }
+}
+
+/// A message of the sharded flavour: `{uid, nsp, type, data}`.
+pub fn shard_message(uid: &str, ns: &str, kind: u64, data: Mp) -> Mp {
+    mp::map([
+        ("uid", Mp::from(uid)),
+        ("nsp", Mp::from(ns)),
+        ("type", Mp::from(kind)),
+        ("data", data),
+    ])
 }
 
 /// The `opts` member of a broadcast or request: `{rooms, except, flags}`.
@@ -411,17 +500,47 @@ fn meta_of(m: &Message) -> serde_json::Value {
     serde_json::Value::Object(meta)
 }
 
-/// Decodes a broadcast (from a Hubbub node, a Node adapter or the emitter).
+/// Decodes a broadcast (from a Hubbub node, a Node adapter or the emitter), in either
+/// flavour: `[uid, packet, opts, hubbub?]`, or a sharded `{uid, type: 3, data: {packet,
+/// opts, hubbub?}}` (JSON or MessagePack).
 pub fn decode_broadcast(bytes: &[u8]) -> Result<Broadcast, MsgpackError> {
-    let v = mp::decode(bytes)?;
+    let v = if bytes.first() == Some(&b'{') {
+        mp::from_json_text(bytes)?
+    } else {
+        mp::decode(bytes)?
+    };
+    if v.as_map().is_some() {
+        if mp::get_u64(&v, "type") != Some(shard_kind::BROADCAST) {
+            return Err(MsgpackError(
+                "a cluster message that is no broadcast".into(),
+            ));
+        }
+        let data = mp::get(&v, "data")
+            .ok_or_else(|| MsgpackError("a cluster broadcast without data".into()))?;
+        let packet = mp::get(data, "packet")
+            .ok_or_else(|| MsgpackError("a cluster broadcast without packet".into()))?;
+        let uid = mp::get(&v, "uid").and_then(mp::as_name).unwrap_or_default();
+        let opts = mp::get(data, "opts").unwrap_or(&Mp::Nil);
+        return broadcast_of(uid, packet, opts, mp::get(data, "hubbub"));
+    }
     let parts = v
         .as_array()
         .filter(|a| a.len() >= 3)
         .ok_or_else(|| MsgpackError("a broadcast is `[uid, packet, opts]`".into()))?;
     let uid = mp::as_name(&parts[0]).unwrap_or_default();
-    let reach = reach_of(&parts[1], &parts[2])?;
-    let delivery = delivery_of(&parts[1], parts.get(3), &reach.ns)?;
-    let kept = kept_mark(parts.get(3)).filter(|_| {
+    broadcast_of(uid, &parts[1], &parts[2], parts.get(3))
+}
+
+/// The broadcast of `packet` to `opts` by `uid`, with its Hubbub element if any.
+pub fn broadcast_of(
+    uid: String,
+    packet: &Mp,
+    opts: &Mp,
+    extras: Option<&Mp>,
+) -> Result<Broadcast, MsgpackError> {
+    let reach = reach_of(packet, opts)?;
+    let delivery = delivery_of(packet, extras, &reach.ns)?;
+    let kept = kept_mark(extras).filter(|_| {
         delivery
             .message()
             .is_some_and(|m| m.room.is_some() && m.seq.is_some())
@@ -635,26 +754,68 @@ mod tests {
             count: Some("req1".into()),
             token: Some("t1".into()),
         };
-        let (mut bytes, offsets) = encode_kept("node1", &reach, m, &mark).unwrap();
-        // The meta's seq and the Hubbub element's; the payload's own 4294967295 is not one.
-        assert_eq!(offsets.len(), 2, "{offsets:?}");
-        for o in &offsets {
-            bytes[*o..*o + 4].copy_from_slice(&77u32.to_be_bytes());
-        }
-        let b = decode_broadcast(&bytes).unwrap();
-        assert_eq!(b.kept, Some(mark));
-        assert_eq!(b.reach, reach);
-        let got = b.delivery.message().unwrap();
-        assert_eq!(got.seq, Some(77));
-        match &got.body {
-            MessageBody::Hub(Payload::Json(raw)) => {
-                assert_eq!(raw.as_bytes(), br#"{"n":4294967295,"s":"x"}"#.as_slice())
+        for flavour in [Flavour::Classic, Flavour::Sharded] {
+            let (mut bytes, offsets) = encode_kept(flavour, "node1", &reach, m, &mark).unwrap();
+            // The meta's seq and the Hubbub element's; the payload's own 4294967295 is not
+            // one.
+            assert_eq!(offsets.len(), 2, "{flavour:?} {offsets:?}");
+            for o in &offsets {
+                bytes[*o..*o + 4].copy_from_slice(&77u32.to_be_bytes());
             }
-            other => panic!("{other:?}"),
+            let b = decode_broadcast(&bytes).unwrap();
+            assert_eq!(b.kept, Some(mark.clone()));
+            assert_eq!(b.reach, reach);
+            let got = b.delivery.message().unwrap();
+            assert_eq!(got.seq, Some(77));
+            match &got.body {
+                MessageBody::Hub(Payload::Json(raw)) => {
+                    assert_eq!(raw.as_bytes(), br#"{"n":4294967295,"s":"x"}"#.as_slice())
+                }
+                other => panic!("{other:?}"),
+            }
+            // A broadcast without the mark is not a kept message.
+            let plain = encode_broadcast(flavour, "node1", &reach, &d).unwrap();
+            assert_eq!(decode_broadcast(&plain).unwrap().kept, None);
         }
-        // A broadcast without the mark is not a kept message.
-        let plain = encode_broadcast("node1", &reach, &d).unwrap();
-        assert_eq!(decode_broadcast(&plain).unwrap().kept, None);
+    }
+
+    #[test]
+    fn sharded_channels_and_a_node_cluster_message() {
+        let n = Names::default();
+        let reach = |rooms: &[&str]| Reach {
+            ns: "/chat".into(),
+            rooms: rooms.iter().map(|r| Arc::from(*r)).collect(),
+            ..Reach::default()
+        };
+        assert_eq!(
+            n.shard_broadcast_channel(&reach(&["lobby"])),
+            "socket.io#/chat#lobby#"
+        );
+        // A socket id (20 characters), two rooms, a user's internal room: the namespace's.
+        for rooms in [
+            &["AAAAAAAAAAAAAAAAAAAA"][..],
+            &["a", "b"][..],
+            &[&*crate::hub::user_room("ann")][..],
+            &[][..],
+        ] {
+            assert_eq!(n.shard_broadcast_channel(&reach(rooms)), "socket.io#/chat#");
+        }
+        assert_eq!(n.server_channel("/", "abc"), "socket.io#/#abc#");
+        // What socket.io-adapter's ClusterAdapter publishes (JSON, without binary) for
+        // io.to("r").emit("ev", 1).
+        let json = br#"{"uid":"f00d","nsp":"/","type":3,"data":{"packet":{"type":2,"data":["ev",1],"nsp":"/"},"opts":{"rooms":["r"],"except":[],"flags":{}}}}"#;
+        let b = decode_broadcast(json).unwrap();
+        assert_eq!(b.uid, "f00d");
+        assert_eq!(&*b.reach.rooms[0], "r");
+        assert_eq!(
+            b.delivery.sio_frames(),
+            &[crate::hub::OutFrame::Text(Bytes::from_static(
+                b"42[\"ev\",1]"
+            ))]
+        );
+        // Other cluster messages are not broadcasts.
+        let join = br#"{"uid":"f00d","nsp":"/","type":4,"data":{"opts":{"rooms":[],"except":[]},"rooms":["x"]}}"#;
+        assert!(decode_broadcast(join).is_err());
     }
 
     #[test]
@@ -719,12 +880,14 @@ mod tests {
             volatile: true,
         };
         let d = hub_message(r#"{"z":1,"a":"b"}"#);
-        let bytes = encode_broadcast("node-1", &reach, &d).unwrap();
-        let b = decode_broadcast(&bytes).unwrap();
-        assert_eq!(b.uid, "node-1");
-        assert_eq!(b.reach, reach);
-        assert_eq!(b.delivery.v1_frame(), d.v1_frame());
-        assert_eq!(b.delivery.sio_frames(), d.sio_frames());
+        for flavour in [Flavour::Classic, Flavour::Sharded] {
+            let bytes = encode_broadcast(flavour, "node-1", &reach, &d).unwrap();
+            let b = decode_broadcast(&bytes).unwrap();
+            assert_eq!(b.uid, "node-1");
+            assert_eq!(b.reach, reach);
+            assert_eq!(b.delivery.v1_frame(), d.v1_frame());
+            assert_eq!(b.delivery.sio_frames(), d.sio_frames());
+        }
     }
 
     #[test]

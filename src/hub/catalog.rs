@@ -67,6 +67,7 @@ impl Hub {
             }
             commit = Some(pending);
         }
+        self.room_changed("/", &name, true);
         rooms.insert(
             name.clone(),
             Arc::new(Room {
@@ -160,6 +161,7 @@ impl Hub {
                 commit = Some(pending);
             }
             shard.remove(&key);
+            self.room_changed(ns, name, false);
             st.dead = true;
             st.log.clear();
             st.waiting = None;

@@ -167,6 +167,7 @@ impl Hub {
             if rooms.contains_key(&key) {
                 continue;
             }
+            self.room_changed(&ns, &row.name, true);
             rooms.insert(
                 key.clone(),
                 Arc::new(Room {

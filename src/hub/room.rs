@@ -204,6 +204,7 @@ impl Hub {
         rooms
             .entry(key.clone())
             .or_insert_with(|| {
+                self.room_changed(ns, name, true);
                 // Rooms an application maps names onto are not pinned: an empty one with no
                 // history goes, and a restart asks the application for their settings
                 // (`RoomAliases::settings_for`).
@@ -247,7 +248,23 @@ impl Hub {
         if st.removable() && !st.dead {
             st.dead = true;
             rooms.remove(&room.key);
+            self.room_changed(&room.ns, &room.name, false);
         }
+    }
+
+    /// Tells the cluster adapter a room came or went (the map's shard is locked).
+    pub(super) fn room_changed(&self, ns: &str, name: &str, here: bool) {
+        if let Some(a) = self.inner.adapter.get() {
+            a.room_changed(ns, name, here);
+        }
+    }
+
+    /// Every room of every namespace, by namespace and name.
+    pub fn room_names(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        self.all_rooms()
+            .into_iter()
+            .map(|r| (r.ns.clone(), r.name.clone()))
+            .collect()
     }
 }
 

@@ -19,6 +19,7 @@ use axum::{middleware, Router};
 
 use crate::api::{self, ApiState};
 use crate::auth::{self, Authenticator, Gate, Origins};
+use crate::cluster::wire::Flavour;
 use crate::cluster::{ClusterConfig, RedisAdapter, RedisStore};
 use crate::config::{AdminUi, Config};
 use crate::hub::{Hub, HubConfig};
@@ -170,6 +171,11 @@ impl Hubbub {
                 heartbeat_interval: config.heartbeat_interval,
                 keep_history: config.store == "redis",
                 key: config.redis_key.clone(),
+                flavour: if config.redis_pubsub == "sharded" {
+                    Flavour::Sharded
+                } else {
+                    Flavour::Classic
+                },
             };
             match RedisAdapter::start(&hub, settings) {
                 Ok(a) => {
