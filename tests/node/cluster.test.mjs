@@ -14,68 +14,21 @@ import { fileURLToPath } from "node:url";
 import { Server } from "socket.io";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Emitter } from "@socket.io/redis-emitter";
-import { createClient } from "redis";
 import { io as ioc } from "socket.io-client";
 import { startServer, freePort, once, post, v1Client } from "./server.mjs";
+import { startRedis, ready, RedisClients } from "./redis.mjs";
 
-let redis, redisUrl, hubbubs, nodeIo, nodeUrl, emitter;
-const redisClients = [];
+let redis, redisUrl, hubbubs, nodeIo, nodeUrl, emitter, redisClients;
 const clients = [];
-
-async function startRedis() {
-  const port = await freePort();
-  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-    stdio: "ignore",
-  });
-  await new Promise((resolve, reject) => {
-    child.on("error", () =>
-      reject(new Error("redis-server is required (apt-get install redis-server)")),
-    );
-    child.on("spawn", resolve);
-  });
-  const url = `redis://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    const c = createClient({ url });
-    c.on("error", () => {});
-    try {
-      await c.connect();
-      await c.quit();
-      break;
-    } catch {
-      if (i > 100) throw new Error("redis-server did not start");
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  return { child, url };
-}
-
-/** Waits until a hubbub node is ready: subscribed to Redis (and caught up, with its store). */
-async function ready(h) {
-  for (let i = 0; (await fetch(h.url + "/readyz")).status !== 200; i++) {
-    assert.ok(i < 200, `hubbub at ${h.url} ready`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function redisClient() {
-  const c = createClient({ url: redisUrl });
-  c.on("error", () => {});
-  await c.connect();
-  redisClients.push(c);
-  return c;
-}
 
 before(async () => {
   redis = await startRedis();
   redisUrl = redis.url;
+  redisClients = new RedisClients(redisUrl);
   const args = ["--adapter", "redis", "--redis-url", redisUrl, "--store", "memory"];
   hubbubs = [await startServer({ args }), await startServer({ args })];
   for (const h of hubbubs) await ready(h);
-  const pub = await redisClient();
-  const sub = pub.duplicate();
-  sub.on("error", () => {});
-  await sub.connect();
-  redisClients.push(sub);
+  const [pub, sub] = await redisClients.pair();
   const http = createServer();
   nodeIo = new Server(http, { adapter: createAdapter(pub, sub, { requestsTimeout: 3000 }) });
   nodeIo.on("connection", (socket) => {
@@ -86,13 +39,13 @@ before(async () => {
   const port = await freePort();
   await new Promise((r) => http.listen(port, "127.0.0.1", r));
   nodeUrl = `http://127.0.0.1:${port}`;
-  emitter = new Emitter(await redisClient());
+  emitter = new Emitter(await redisClients.client());
 });
 
 after(async () => {
   for (const c of clients) c.close?.() ?? c.disconnect?.();
   nodeIo?.close();
-  for (const c of redisClients) await c.quit().catch(() => {});
+  await redisClients?.quitAll();
   for (const h of hubbubs ?? []) assert.equal(await h.stop(), 0);
   redis?.child.kill();
 });
@@ -264,11 +217,7 @@ test("with --store redis, Socket.IO recovery on one node replays what another no
 
 test("a Node server and a hubbub node with another adapter key meet, apart from the default cluster", async () => {
   const h = await startServer({ args: ["--adapter", "redis", "--redis-url", redisUrl, "--store", "memory", "--redis-key", "other"] });
-  const pub = await redisClient();
-  const sub = pub.duplicate();
-  sub.on("error", () => {});
-  await sub.connect();
-  redisClients.push(sub);
+  const [pub, sub] = await redisClients.pair();
   const http = createServer();
   const otherIo = new Server(http, { adapter: createAdapter(pub, sub, { key: "other", requestsTimeout: 3000 }) });
   otherIo.on("connection", (socket) => socket.join("keyed"));
