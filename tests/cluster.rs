@@ -399,10 +399,24 @@ async fn each_dashboard_shows_the_node_that_serves_it() {
 
 #[tokio::test]
 async fn a_library_node_asks_the_other_servers_with_server_side_emit() {
+    server_side_emit_on("classic").await;
+}
+
+/// The same with the sharded flavour (type 9 on the namespace's channel, `SHARDNUMSUB`).
+#[tokio::test]
+async fn a_library_node_asks_with_server_side_emit_over_sharded_pubsub() {
+    server_side_emit_on("sharded").await;
+}
+
+async fn server_side_emit_on(flavour: &str) {
     let Some(redis) = Redis::start() else { return };
-    let (n, _dir) = nodes(&redis, 1, &[]).await;
+    let (n, _dir) = nodes(&redis, 1, &["--redis-pubsub", flavour]).await;
     let url = redis.url();
-    let hubbub = hubbub::Hubbub::new(common::config(&[("adapter", "redis"), ("redis_url", &url)]));
+    let hubbub = hubbub::Hubbub::new(common::config(&[
+        ("adapter", "redis"),
+        ("redis_url", &url),
+        ("redis_pubsub", flavour),
+    ]));
     let cluster = hubbub.cluster().expect("a cluster node").clone();
     let lib = common::TestServer::from_hubbub(hubbub).await;
     eventually("the library node is subscribed", || async {
@@ -445,8 +459,23 @@ async fn a_library_node_asks_the_other_servers_with_server_side_emit() {
 
 #[tokio::test]
 async fn garbage_on_the_cluster_channels_changes_nothing() {
+    garbage_on("classic").await;
+}
+
+/// The same with the sharded flavour, its channels sent to with `SPUBLISH`, and cluster
+/// messages of every type with missing or ill-typed members.
+#[tokio::test]
+async fn garbage_on_the_sharded_channels_changes_nothing() {
+    garbage_on("sharded").await;
+}
+
+async fn garbage_on(flavour: &str) {
     let Some(redis) = Redis::start() else { return };
-    let (n, _dir) = nodes(&redis, 2, &[]).await;
+    let (n, _dir) = nodes(&redis, 2, &["--redis-pubsub", flavour]).await;
+    let uid = n[0].get("/api/stats").await.1["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut a = n[0].client("/ws/a").await;
     let mut b = n[1].client("/ws/b").await;
     a.join("g").await;
@@ -465,16 +494,50 @@ async fn garbage_on_the_cluster_channels_changes_nothing() {
         b"\x93\xa1x\x83\xa4type\x02\xa4data\x91\x01\xa3nsp\xa1/\x80".to_vec(),
         vec![0xff; 100_000],
     ];
-    for channel in [
-        "socket.io#/#",
-        "socket.io#/#g#",
-        "socket.io-request#/#",
-        "socket.io-response#/#",
-        "hubbub-request#",
-        "hubbub-response#",
-    ] {
+    let mut junk = junk;
+    for kind in 0..=14 {
+        for data in [
+            "null",
+            "7",
+            "[]",
+            r#"{"requestId": 5, "opts": "x", "rooms": 1, "packet": [1]}"#,
+            r#"{"requestId": "r", "opts": {"rooms": [1], "except": {}}, "packet": {"type": 2}}"#,
+            r#"{"requestId": "r", "packet": {"type": 2, "data": [], "nsp": 5}, "clientCount": "x"}"#,
+        ] {
+            for uid in ["\"x\"", "null", "5"] {
+                let m = format!(r#"{{"uid": {uid}, "nsp": "/", "type": {kind}, "data": {data}}}"#);
+                junk.push(m.into_bytes());
+            }
+        }
+    }
+    let own = format!("socket.io#/#{uid}#");
+    let (publish, channels) = if flavour == "sharded" {
+        (
+            "SPUBLISH",
+            vec!["socket.io#/#", "socket.io#/#g#", own.as_str()],
+        )
+    } else {
+        (
+            "PUBLISH",
+            vec![
+                "socket.io#/#",
+                "socket.io#/#g#",
+                "socket.io-request#/#",
+                "socket.io-response#/#",
+            ],
+        )
+    };
+    for channel in channels
+        .into_iter()
+        .chain(["hubbub-request#", "hubbub-response#"])
+    {
+        let publish = if channel.starts_with("hubbub") {
+            "PUBLISH"
+        } else {
+            publish
+        };
         for j in &junk {
-            let _: i64 = redis::cmd("PUBLISH")
+            let _: i64 = redis::cmd(publish)
                 .arg(channel)
                 .arg(&j[..])
                 .query_async(&mut c)

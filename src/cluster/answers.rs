@@ -75,19 +75,23 @@ pub(super) enum Outcome {
 
 /// Carries out `ask` for namespace `ns`; what to answer, when it wants an answer.
 pub(super) fn carry_out(hub: &Hub, ns: &str, ask: Ask<'_>) -> Option<Outcome> {
-    let reach = |opts: Option<&Mp>| -> Reach {
+    // A request whose `opts` are missing or malformed acts on nobody (not on everyone).
+    let reach = |opts: Option<&Mp>| -> Option<Reach> {
         let ns_packet = mp::map([("nsp", Mp::from(ns))]);
-        wire::reach_of(&ns_packet, opts.unwrap_or(&Mp::Nil)).unwrap_or_default()
+        wire::reach_of(&ns_packet, opts?).ok()
     };
     match ask {
         Ask::Sockets(opts) => {
-            let conns = hub.reached(&reach(Some(opts)));
+            let conns = hub.reached(&reach(Some(opts))?);
             Some(Outcome::Sockets(
                 conns.iter().map(|c| c.wire_id().to_string()).collect(),
             ))
         }
         Ask::AllRooms => {
-            let everyone = reach(None);
+            let everyone = Reach {
+                ns: ns.into(),
+                ..Reach::default()
+            };
             let mut rooms: Vec<String> = hub
                 .reached(&everyone)
                 .iter()
@@ -106,7 +110,7 @@ pub(super) fn carry_out(hub: &Hub, ns: &str, ask: Ask<'_>) -> Option<Outcome> {
             Some(Outcome::Rooms(rooms))
         }
         Ask::Rooms { opts, rooms, join } => {
-            for c in hub.reached(&reach(opts)) {
+            for c in hub.reached(&reach(opts)?) {
                 for r in &rooms {
                     if join {
                         let _ = hub.rejoin(&c, r);
@@ -118,7 +122,7 @@ pub(super) fn carry_out(hub: &Hub, ns: &str, ask: Ask<'_>) -> Option<Outcome> {
             None
         }
         Ask::Disconnect { opts, close } => {
-            for c in hub.reached(&reach(opts)) {
+            for c in hub.reached(&reach(opts)?) {
                 // Without `close`, socket.io leaves the namespace only (4000 is that here).
                 let code = if close { 1000 } else { 4000 };
                 c.close(code, "disconnected by the server");
@@ -126,7 +130,7 @@ pub(super) fn carry_out(hub: &Hub, ns: &str, ask: Ask<'_>) -> Option<Outcome> {
             None
         }
         Ask::Fetch(opts) => Some(Outcome::Fetched(
-            hub.reached(&reach(opts))
+            hub.reached(&reach(opts)?)
                 .iter()
                 .map(|c| socket_details(c))
                 .collect(),
@@ -140,7 +144,7 @@ pub(super) fn carry_out(hub: &Hub, ns: &str, ask: Ask<'_>) -> Option<Outcome> {
             opts,
             hubbub,
         } => {
-            let reach = wire::reach_of(packet, opts.unwrap_or(&Mp::Nil)).ok()?;
+            let reach = wire::reach_of(packet, opts?).ok()?;
             if &*reach.ns != ns {
                 return None;
             }
@@ -289,7 +293,7 @@ pub(super) fn relay_acks(
     send: &AckedBroadcast,
     tell: AckNewsSink,
 ) {
-    let opts = opts.unwrap_or(&Mp::Nil);
+    let Some(opts) = opts else { return };
     let Ok(reach) = wire::reach_of(packet, opts) else {
         return;
     };

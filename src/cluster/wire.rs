@@ -561,20 +561,32 @@ pub fn reach_of(packet: &Mp, opts: &Mp) -> Result<Reach, MsgpackError> {
             "namespace `{ns}` does not start with /"
         )));
     }
+    if opts.as_map().is_none() {
+        return Err(MsgpackError("`opts` is not a map".into()));
+    }
     let volatile = mp::get(opts, "flags")
         .and_then(|f| mp::get(f, "volatile"))
         .and_then(Mp::as_bool)
         .unwrap_or(false);
-    let names = |k| -> Vec<Arc<str>> {
-        mp::names(mp::get(opts, k))
-            .into_iter()
-            .map(Arc::from)
-            .collect()
+    // Names that are not names make the whole message refused, never "everyone".
+    let names = |k| -> Result<Vec<Arc<str>>, MsgpackError> {
+        match mp::get(opts, k) {
+            None | Some(Mp::Nil) => Ok(Vec::new()),
+            Some(Mp::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    mp::as_name(v)
+                        .map(Arc::from)
+                        .ok_or_else(|| MsgpackError(format!("`{k}` holds a non-name")))
+                })
+                .collect(),
+            Some(_) => Err(MsgpackError(format!("`{k}` is not a list"))),
+        }
     };
     Ok(Reach {
         ns: ns.into(),
-        rooms: names("rooms"),
-        except: names("except"),
+        rooms: names("rooms")?,
+        except: names("except")?,
         volatile,
     })
 }
