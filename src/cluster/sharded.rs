@@ -208,7 +208,9 @@ impl RedisAdapter {
     }
 
     /// A room of this node came (`true`) or went: its channel is listened to while it is
-    /// here (rooms of the namespaces this node serves that are no socket ids).
+    /// here (rooms of the namespaces this node serves that do not look like socket ids, for
+    /// which servers use the namespace's channel). A v1 connection's id is such a room: a
+    /// Node server's `io.to(id)` goes on its channel.
     pub(super) fn follow_room(&self, ns: &str, room: &str, here: bool) {
         if !self.sharded() || !self.serves(ns) || !wire::is_public_room(room) {
             return;

@@ -160,9 +160,10 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
     /// The nodes of the cluster, as their heartbeats describe them.
     fn nodes(&self) -> Answers;
 
-    /// Room `room` of `ns` came to this node (`here`) or went from it. Called with the
-    /// room map's shard locked, so the calls for one room come in the order of its changes:
-    /// must not block, nor call back into the hub.
+    /// Room `room` of `ns` came to this node (`here`) or went from it; so does the room
+    /// named by each connection's id. Called with the map's shard locked, so the calls for
+    /// one room come in the order of its changes: must not block, nor call back into the
+    /// hub.
     fn room_changed(&self, ns: &str, room: &str, here: bool) {
         let _ = (ns, room, here);
     }

@@ -136,10 +136,12 @@ impl Hub {
             conn.outbox.push_unbounded(frame);
         }
         self.inner.conns.shard(&key).insert(key, conn.clone());
-        self.inner
-            .wire
-            .shard(&*conn.wire_id)
-            .insert(conn.wire_id.clone(), conn.clone());
+        {
+            let mut wire = self.inner.wire.shard(&*conn.wire_id);
+            wire.insert(conn.wire_id.clone(), conn.clone());
+            // A connection is also the room named by its id, for the other servers.
+            self.room_changed(&conn.ns, &conn.wire_id, true);
+        }
         self.inner
             .users
             .shard(&user)
@@ -172,6 +174,7 @@ impl Hub {
             let mut wire = self.inner.wire.shard(&*conn.wire_id);
             if wire.get(&conn.wire_id).is_some_and(|c| c.key == conn.key) {
                 wire.remove(&conn.wire_id);
+                self.room_changed(&conn.ns, &conn.wire_id, false);
             }
         }
         let rooms = std::mem::take(&mut *lock(&conn.rooms));

@@ -145,6 +145,11 @@ test("sharded: fetchSockets, socketsJoin and disconnectSockets from Node act on 
   const direct = once(onHub, "direct");
   hugo.emit("direct", "to you");
   assert.deepEqual(await direct, ["to you"]);
+  // And the v1 connection it names (its id is no socket.io id: on its own channel).
+  const vera = sockets.find((s) => s.id === welcome.conn);
+  vera.emit("direct", "to v1");
+  const d = await raw.next((m) => m.op === "message" && m.event === "direct");
+  assert.equal(d.data, "to v1");
 
   const gone = once(onHub, "disconnect");
   nodeIo.in(onHub.id).disconnectSockets();
