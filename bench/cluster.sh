@@ -8,7 +8,9 @@
 #
 # Usage: bench/cluster.sh [REPEATS] [SECONDS] [SUBS] [RATE]   (RATE 0: maximal, window 16)
 # SERVERS="hubbub hubbub-redis node" picks what runs (default "hubbub node"); hubbub-redis is
-# Hubbub with --store redis: the cluster numbers and keeps the room's history in Redis.
+# Hubbub with --store redis: the cluster numbers and keeps the room's history in Redis;
+# hubbub-sharded and node-sharded speak the adapter's sharded flavour (SPUBLISH, a channel
+# per room).
 # Build first: cargo build --release --workspace; npm install in bench/peers.
 set -euo pipefail
 repeats="${1:-3}"
@@ -28,16 +30,21 @@ for rep in $(seq "$repeats"); do
     pids=()
     for p in "${ports[@]}"; do
       dir=$(mktemp -d)
-      if [ "$server" != node ]; then
+      if [ "${server#node}" = "$server" ]; then
         store=memory
         [ "$server" = hubbub-redis ] && store=redis
+        pubsub=classic
+        [ "$server" = hubbub-sharded ] && pubsub=sharded
         (cd "$dir" && RUST_LOG=warn exec taskset -c 0 "$target/hubbub" --bind "127.0.0.1:$p" \
           --store "$store" --adapter redis --redis-url "redis://127.0.0.1:$rport" \
-          --rate-messages 0 --rate-bytes 0 --compression off) >"$dir/log" 2>&1 &
+          --redis-pubsub "$pubsub" --rate-messages 0 --rate-bytes 0 --compression off) >"$dir/log" 2>&1 &
         pids+=($!)
         wait_http "$p" readyz
       else
-        (cd "$here/peers" && PORT=$p REDIS_URL="redis://127.0.0.1:$rport" exec taskset -c 0 node socketio-server.js) >"$dir/log" 2>&1 &
+        sharded=0
+        [ "$server" = node-sharded ] && sharded=1
+        (cd "$here/peers" && PORT=$p REDIS_URL="redis://127.0.0.1:$rport" REDIS_SHARDED=$sharded \
+          exec taskset -c 0 node socketio-server.js) >"$dir/log" 2>&1 &
         pids+=($!)
         wait_http "$p" "socket.io/?EIO=4&transport=polling"
       fi
