@@ -12,7 +12,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::cluster::{eventually, nodes, wait_ready, Redis};
+use common::cluster::{eventually, nodes, room_followed, wait_ready, Redis};
 use serde_json::{json, Value};
 
 fn message(data: Value, event: &str) -> impl Fn(&Value) {
@@ -45,6 +45,7 @@ async fn every_target_on(extra: &[&str]) {
     for c in [&mut ann, &mut bob_b, &mut cat] {
         c.join("lobby").await;
     }
+    room_followed(&redis, extra, "lobby", 3).await;
 
     // A room, except the sender: members on the other nodes get it once.
     let ack = ann
@@ -297,6 +298,7 @@ async fn outage_on(extra: &[&str]) {
     for c in [&mut a1, &mut a2, &mut b1] {
         c.join("r").await;
     }
+    room_followed(&redis, extra, "r", 2).await;
 
     redis.stop();
     eventually("readyz says Redis is gone", || async {
@@ -480,6 +482,7 @@ async fn garbage_on(flavour: &str) {
     let mut b = n[1].client("/ws/b").await;
     a.join("g").await;
     b.join("g").await;
+    room_followed(&redis, &["--redis-pubsub", flavour], "g", 2).await;
     let client = redis::Client::open(redis.url()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let junk: Vec<Vec<u8>> = vec![
@@ -696,8 +699,8 @@ async fn sharded_nodes_listen_on_a_rooms_channel_while_they_have_the_room() {
     bob.join("quiet").await;
     listeners(2).await;
 
-    // A message to the room from the node without it goes on the room's channel: both
-    // members get it once; the node without the room never heard it.
+    // A counted message from the node without the room (a request on the namespace's
+    // channel): both members get it once.
     let (_, body) = n[2]
         .post(
             "/api/push",
@@ -708,12 +711,27 @@ async fn sharded_nodes_listen_on_a_rooms_channel_while_they_have_the_room() {
     for c in [&mut ann, &mut bob] {
         message(json!(1), "e")(&c.recv_message().await);
     }
+    // A publish goes on the room's channel: a spy listening there hears it.
+    let mut spy = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "SSUBSCRIBE", room])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli");
+    listeners(3).await;
     let ack = ann
         .request(json!({"op": "publish", "room": "quiet", "event": "e", "data": 2, "exclude_self": true}))
         .await;
     assert_eq!(ack["op"], "ack", "{ack}");
     message(json!(2), "e")(&bob.recv_message().await);
     ann.expect_no_message(Duration::from_millis(200)).await;
+    spy.kill().unwrap();
+    let heard = spy.wait_with_output().unwrap();
+    let heard = String::from_utf8_lossy(&heard.stdout);
+    assert!(
+        heard.contains("smessage"),
+        "the room's channel carried the message: {heard}"
+    );
+    listeners(2).await;
 
     // The room goes from a node when its last member leaves (no history kept here).
     let left = ann.request(json!({"op": "leave", "room": "quiet"})).await;

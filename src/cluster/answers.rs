@@ -144,10 +144,7 @@ pub(super) fn carry_out(hub: &Hub, ns: &str, ask: Ask<'_>) -> Option<Outcome> {
             opts,
             hubbub,
         } => {
-            let reach = wire::reach_of(packet, opts?).ok()?;
-            if &*reach.ns != ns {
-                return None;
-            }
+            let reach = wire::reach_in(ns, packet, opts?).ok()?;
             let d = wire::delivery_of(packet, hubbub, ns).ok()?;
             Some(Outcome::Count(hub.deliver_remote(&reach, &d)))
         }
@@ -294,12 +291,9 @@ pub(super) fn relay_acks(
     tell: AckNewsSink,
 ) {
     let Some(opts) = opts else { return };
-    let Ok(reach) = wire::reach_of(packet, opts) else {
+    let Ok(reach) = wire::reach_in(ns, packet, opts) else {
         return;
     };
-    if &*reach.ns != ns {
-        return;
-    }
     let Ok(d) = wire::delivery_of(packet, None, ns) else {
         return;
     };

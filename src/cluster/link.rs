@@ -74,11 +74,13 @@ enum ShardChange {
     Unsubscribe(String),
 }
 
-/// The shard channels that come and go (rooms' channels), and where changes go while the
-/// sharded listener is connected.
+/// The shard channels that come and go (rooms' channels), each with how many reasons this
+/// node has to hear it, and where changes go while the sharded listener is connected.
 #[derive(Default)]
 struct ShardRooms {
-    wanted: std::collections::HashSet<String>,
+    wanted: std::collections::HashMap<String, usize>,
+    /// The listener's own shard channels: never unsubscribed for a room that goes.
+    fixed: std::collections::HashSet<String>,
     changes: Option<mpsc::UnboundedSender<ShardChange>>,
 }
 
@@ -126,7 +128,10 @@ impl Link {
         let link = Arc::new(Self {
             client,
             out: tx,
-            shard_rooms: Mutex::default(),
+            shard_rooms: Mutex::new(ShardRooms {
+                fixed: subscriptions.shard_channels.iter().cloned().collect(),
+                ..ShardRooms::default()
+            }),
             commands,
             listening: AtomicBool::new(false),
             failed: AtomicU64::new(0),
@@ -142,20 +147,31 @@ impl Link {
         Ok(link)
     }
 
-    /// Keeps shard channel `channel` subscribed from now on (and after every reconnection).
+    /// Keeps shard channel `channel` subscribed from now on (and after every reconnection),
+    /// until [`Self::shard_unsubscribe`] was called as often.
     pub(super) fn shard_subscribe(&self, channel: String) {
         let mut rooms = lock(&self.shard_rooms);
-        if rooms.wanted.insert(channel.clone()) {
+        let n = rooms.wanted.entry(channel.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 && !rooms.fixed.contains(&channel) {
             if let Some(tx) = &rooms.changes {
                 let _ = tx.send(ShardChange::Subscribe(channel));
             }
         }
     }
 
-    /// Stops listening to shard channel `channel`.
+    /// Drops one reason to listen to shard channel `channel`; the last one unsubscribes.
     pub(super) fn shard_unsubscribe(&self, channel: &str) {
         let mut rooms = lock(&self.shard_rooms);
-        if rooms.wanted.remove(channel) {
+        let Some(n) = rooms.wanted.get_mut(channel) else {
+            return;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        rooms.wanted.remove(channel);
+        if !rooms.fixed.contains(channel) {
             if let Some(tx) = &rooms.changes {
                 let _ = tx.send(ShardChange::Unsubscribe(channel.to_string()));
             }
@@ -440,37 +456,50 @@ async fn subscribe(
     }))
 }
 
-/// Hands the pushes of a RESP3 connection on: messages to the listener's callback, the
-/// connection's end to whoever waits for it.
+/// Hands the pushes of a RESP3 connection on: messages (their bytes moved, not copied) to
+/// the listener's task, the connection's end to whoever waits for it. The connection's own
+/// task only queues, so its pings and subscriptions are answered however long delivering
+/// takes.
 struct Pushes {
-    on_message: OnMessage,
+    messages: mpsc::UnboundedSender<(Vec<u8>, Vec<u8>)>,
     lost: Arc<tokio::sync::Notify>,
 }
 
 impl redis::aio::AsyncPushSender for Pushes {
     fn send(&self, info: redis::PushInfo) -> Result<(), redis::aio::SendError> {
         use redis::{PushKind, Value};
-        let (channel, payload) = match (&info.kind, info.data.as_slice()) {
-            (PushKind::Message | PushKind::SMessage, [c, p]) | (PushKind::PMessage, [_, c, p]) => {
-                (c, p)
-            }
-            (PushKind::Disconnection, _) => {
+        let mut data = info.data.into_iter();
+        let (channel, payload) = match info.kind {
+            PushKind::Message | PushKind::SMessage => (data.next(), data.next()),
+            PushKind::PMessage => (data.nth(1), data.next()),
+            PushKind::Disconnection => {
                 self.lost.notify_one();
                 return Ok(());
             }
             _ => return Ok(()),
         };
-        if let (Value::BulkString(c), Value::BulkString(p)) = (channel, payload) {
-            if let Ok(channel) = std::str::from_utf8(c) {
-                (self.on_message)(Incoming {
-                    channel,
-                    payload: p,
-                });
-            }
+        if let (Some(Value::BulkString(c)), Some(Value::BulkString(p))) = (channel, payload) {
+            let _ = self.messages.send((c, p));
         }
         Ok(())
     }
 }
+
+/// Hands each message the sharded listener's connection received to `on_message`, in
+/// order, until the connection is gone.
+async fn hand_on(mut rx: mpsc::UnboundedReceiver<(Vec<u8>, Vec<u8>)>, on_message: OnMessage) {
+    while let Some((channel, payload)) = rx.recv().await {
+        if let Ok(channel) = std::str::from_utf8(&channel) {
+            on_message(Incoming {
+                channel,
+                payload: &payload,
+            });
+        }
+    }
+}
+
+/// Changes taken from the queue per round at most.
+const CHANGES_BATCH: usize = 1024;
 
 /// Shard channels subscribed per round of concurrent `SSUBSCRIBE`s.
 const SUBSCRIBE_BATCH: usize = 256;
@@ -515,13 +544,16 @@ async fn subscribe_sharded(
         .set_protocol(redis::ProtocolVersion::RESP3);
     let client = redis::Client::open(info.set_redis_settings(settings))?;
     let lost = Arc::new(tokio::sync::Notify::new());
+    let (messages, queued) = mpsc::unbounded_channel();
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(COMMAND_TIMEOUT))
         .set_response_timeout(Some(COMMAND_TIMEOUT))
         .set_push_sender(Pushes {
-            on_message,
+            messages,
             lost: lost.clone(),
         });
+    // Ends once the connection (and with it the sender) is gone and the queue is drained.
+    tokio::spawn(hand_on(queued, on_message));
     let conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
@@ -537,24 +569,28 @@ async fn subscribe_sharded(
             .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "shutting down")))?;
         let mut rooms = lock(&l.shard_rooms);
         rooms.changes = Some(tx);
-        rooms.wanted.iter().cloned().collect()
+        let fixed = &rooms.fixed;
+        rooms
+            .wanted
+            .keys()
+            .filter(|c| !fixed.contains(*c))
+            .cloned()
+            .collect()
     };
     subscribe_each(&conn, "SSUBSCRIBE", &rooms).await?;
     Ok(Box::pin(async move {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(64);
         loop {
             let sent = tokio::select! {
                 () = lost.notified() => return,
-                change = changes.recv() => match change {
-                    Some(ShardChange::Subscribe(c)) => {
-                        subscribe_each(&conn, "SSUBSCRIBE", &[c]).await
+                n = changes.recv_many(&mut batch, CHANGES_BATCH) => {
+                    if n == 0 {
+                        return;
                     }
-                    Some(ShardChange::Unsubscribe(c)) => {
-                        subscribe_each(&conn, "SUNSUBSCRIBE", &[c]).await
-                    }
-                    None => return,
-                },
+                    apply_changes(&conn, batch.drain(..)).await
+                }
                 _ = ping.tick() => {
                     let mut c = conn.clone();
                     tokio::time::timeout(
@@ -572,6 +608,25 @@ async fn subscribe_sharded(
             }
         }
     }))
+}
+
+/// Applies queued subscription changes: the last change of each channel wins, and the
+/// commands go out together.
+async fn apply_changes(
+    conn: &redis::aio::MultiplexedConnection,
+    changes: impl Iterator<Item = ShardChange>,
+) -> Result<(), redis::RedisError> {
+    let mut last: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    for change in changes {
+        match change {
+            ShardChange::Subscribe(c) => last.insert(c, true),
+            ShardChange::Unsubscribe(c) => last.insert(c, false),
+        };
+    }
+    let (subscribe, unsubscribe): (Vec<_>, Vec<_>) = last.into_iter().partition(|(_, s)| *s);
+    let names = |v: Vec<(String, bool)>| v.into_iter().map(|(c, _)| c).collect::<Vec<_>>();
+    subscribe_each(conn, "SSUBSCRIBE", &names(subscribe)).await?;
+    subscribe_each(conn, "SUNSUBSCRIBE", &names(unsubscribe)).await
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

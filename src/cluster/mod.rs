@@ -190,11 +190,8 @@ impl RedisAdapter {
             adapter.on_listening(true);
         }
         nodes::start_heartbeat(&adapter);
+        // Rooms already here are followed now; those made later as they come.
         hub.attach_adapter(adapter.clone());
-        // Rooms made from now on are followed as they come; those already here now.
-        for (ns, room) in hub.room_names() {
-            adapter.follow_room(&ns, &room, true);
-        }
         Ok(adapter)
     }
 
@@ -378,6 +375,9 @@ impl RedisAdapter {
                 return;
             }
             match wire::decode_broadcast(m.payload) {
+                // As socket.io's adapter: a packet of another namespace than its channel's is
+                // not delivered.
+                Ok(b) if *b.reach.ns != *ns => {}
                 Ok(b) if b.kept.is_some() && self.config.keep_history => self.land(&hub, b),
                 Ok(b) if b.uid == self.uid => {}
                 Ok(b) => {

@@ -37,7 +37,8 @@ impl RedisAdapter {
                 return;
             }
         };
-        if mp::get_str(&message, "nsp").is_some_and(|n| n != ns) {
+        // As socket.io-adapter: a message of another namespace, or of none, is not ours.
+        if mp::get_str(&message, "nsp") != Some(ns) {
             return;
         }
         let kind = mp::get_u64(&message, "type").unwrap_or(0);
@@ -56,10 +57,14 @@ impl RedisAdapter {
         }
         let mine = from.as_deref() == Some(self.uid.as_str());
         let id = mp::get_str(data, "requestId");
+        if id.is_none() && mp::get(data, "requestId").is_some() {
+            return tracing::debug!(ns, "a cluster message whose requestId is no string");
+        }
         match kind {
             kind::BROADCAST if id.is_none() => {
                 match wire::broadcast_of(
                     from.unwrap_or_default(),
+                    Some(ns),
                     mp::get(data, "packet").unwrap_or(&Mp::Nil),
                     mp::get(data, "opts").unwrap_or(&Mp::Nil),
                     mp::get(data, "hubbub"),
@@ -212,7 +217,9 @@ impl RedisAdapter {
     /// which servers use the namespace's channel). A v1 connection's id is such a room: a
     /// Node server's `io.to(id)` goes on its channel.
     pub(super) fn follow_room(&self, ns: &str, room: &str, here: bool) {
-        if !self.sharded() || !self.serves(ns) || !wire::is_public_room(room) {
+        // A room named as this node's uid would be its answers' channel: not followed (its
+        // one-room broadcasts reach this node as answers, and are dropped).
+        if !self.sharded() || !self.serves(ns) || !wire::is_public_room(room) || room == self.uid {
             return;
         }
         let channel = self.names.broadcast_channel(ns, Some(room));

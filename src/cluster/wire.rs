@@ -214,10 +214,11 @@ impl Names {
     }
 }
 
-/// Whether the sharded flavour gives room `room` a channel of its own: not a socket id
-/// (socket.io's are 20 characters long) and not one of Hubbub's internal rooms.
+/// Whether the sharded flavour gives room `room` a channel of its own: not what looks like
+/// a socket id (socket.io's are 20 characters long) and not one of Hubbub's internal rooms.
 pub fn is_public_room(room: &str) -> bool {
-    room.chars().count() != 20 && !crate::hub::room::is_internal(room)
+    // socket.io's test is JavaScript's `room.length === 20`: UTF-16 code units.
+    room.encode_utf16().count() != 20 && !crate::hub::room::is_internal(room)
 }
 
 /// What a channel a node is subscribed to carries.
@@ -521,24 +522,32 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<Broadcast, MsgpackError> {
             .ok_or_else(|| MsgpackError("a cluster broadcast without packet".into()))?;
         let uid = mp::get(&v, "uid").and_then(mp::as_name).unwrap_or_default();
         let opts = mp::get(data, "opts").unwrap_or(&Mp::Nil);
-        return broadcast_of(uid, packet, opts, mp::get(data, "hubbub"));
+        // The namespace is the message's: socket.io-adapter's packets carry none.
+        let ns = mp::get_str(&v, "nsp")
+            .ok_or_else(|| MsgpackError("a cluster message without nsp".into()))?;
+        return broadcast_of(uid, Some(ns), packet, opts, mp::get(data, "hubbub"));
     }
     let parts = v
         .as_array()
         .filter(|a| a.len() >= 3)
         .ok_or_else(|| MsgpackError("a broadcast is `[uid, packet, opts]`".into()))?;
     let uid = mp::as_name(&parts[0]).unwrap_or_default();
-    broadcast_of(uid, &parts[1], &parts[2], parts.get(3))
+    broadcast_of(uid, None, &parts[1], &parts[2], parts.get(3))
 }
 
-/// The broadcast of `packet` to `opts` by `uid`, with its Hubbub element if any.
+/// The broadcast of `packet` to `opts` by `uid`, with its Hubbub element if any, in
+/// namespace `ns` (the packet's own `nsp` when `None`).
 pub fn broadcast_of(
     uid: String,
+    ns: Option<&str>,
     packet: &Mp,
     opts: &Mp,
     extras: Option<&Mp>,
 ) -> Result<Broadcast, MsgpackError> {
-    let reach = reach_of(packet, opts)?;
+    let reach = match ns {
+        Some(ns) => reach_in(ns, packet, opts)?,
+        None => reach_of(packet, opts)?,
+    };
     let delivery = delivery_of(packet, extras, &reach.ns)?;
     let kept = kept_mark(extras).filter(|_| {
         delivery
@@ -555,7 +564,18 @@ pub fn broadcast_of(
 
 /// Whom a packet with these `opts` reaches (`nsp` defaults to `/`, as in socket.io).
 pub fn reach_of(packet: &Mp, opts: &Mp) -> Result<Reach, MsgpackError> {
-    let ns = mp::get_str(packet, "nsp").unwrap_or("/");
+    reach_in(mp::get_str(packet, "nsp").unwrap_or("/"), packet, opts)
+}
+
+/// Whom a packet of namespace `ns` with these `opts` reaches: the namespace comes from
+/// elsewhere (the channel, a cluster message's `nsp`), and a packet that names another
+/// one is refused.
+pub fn reach_in(ns: &str, packet: &Mp, opts: &Mp) -> Result<Reach, MsgpackError> {
+    if mp::get(packet, "nsp").is_some_and(|n| n.as_str() != Some(ns)) {
+        return Err(MsgpackError(format!(
+            "the packet's namespace is not `{ns}`"
+        )));
+    }
     if !ns.starts_with('/') {
         return Err(MsgpackError(format!(
             "namespace `{ns}` does not start with /"
@@ -815,16 +835,22 @@ mod tests {
         assert_eq!(n.server_channel("/", "abc"), "socket.io#/#abc#");
         // What socket.io-adapter's ClusterAdapter publishes (JSON, without binary) for
         // io.to("r").emit("ev", 1).
-        let json = br#"{"uid":"f00d","nsp":"/","type":3,"data":{"packet":{"type":2,"data":["ev",1],"nsp":"/"},"opts":{"rooms":["r"],"except":[],"flags":{}}}}"#;
+        let json = br#"{"uid":"f00d","nsp":"/chat","type":3,"data":{"packet":{"type":2,"data":["ev",1]},"opts":{"rooms":["r"],"except":[],"flags":{}}}}"#;
         let b = decode_broadcast(json).unwrap();
         assert_eq!(b.uid, "f00d");
+        assert_eq!(&*b.reach.ns, "/chat", "the namespace is the message's");
         assert_eq!(&*b.reach.rooms[0], "r");
         assert_eq!(
             b.delivery.sio_frames(),
             &[crate::hub::OutFrame::Text(Bytes::from_static(
-                b"42[\"ev\",1]"
+                b"42/chat,[\"ev\",1]"
             ))]
         );
+        // A packet naming another namespace than its message, or no namespace: refused.
+        let other = br#"{"uid":"f00d","nsp":"/chat","type":3,"data":{"packet":{"type":2,"data":["ev"],"nsp":"/"},"opts":{"rooms":[],"except":[]}}}"#;
+        assert!(decode_broadcast(other).is_err());
+        let none = br#"{"uid":"f00d","type":3,"data":{"packet":{"type":2,"data":["ev"]},"opts":{"rooms":[],"except":[]}}}"#;
+        assert!(decode_broadcast(none).is_err());
         // Other cluster messages are not broadcasts.
         let join = br#"{"uid":"f00d","nsp":"/","type":4,"data":{"opts":{"rooms":[],"except":[]},"rooms":["x"]}}"#;
         assert!(decode_broadcast(join).is_err());

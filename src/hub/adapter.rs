@@ -225,7 +225,24 @@ impl Hub {
     /// Attaches the adapter that makes this hub one node of a cluster. Only the first call
     /// counts.
     pub fn attach_adapter(&self, adapter: Arc<dyn Adapter>) {
-        let _ = self.inner.adapter.set(adapter);
+        // Every room map and connection shard is held while the adapter is set and told of
+        // what is already here, so each room (and connection id) is announced exactly once:
+        // either now, or by the change that makes it later.
+        let rooms: Vec<_> = self.inner.rooms.all().collect();
+        let wire: Vec<_> = self.inner.wire.all().collect();
+        if self.inner.adapter.set(adapter.clone()).is_err() {
+            return;
+        }
+        for shard in &rooms {
+            for room in shard.values() {
+                adapter.room_changed(&room.ns, &room.name, true);
+            }
+        }
+        for shard in &wire {
+            for conn in shard.values() {
+                adapter.room_changed(&conn.ns, &conn.wire_id, true);
+            }
+        }
     }
 
     /// The cluster adapter, when this hub is one node of a cluster.

@@ -138,9 +138,11 @@ impl Hub {
         self.inner.conns.shard(&key).insert(key, conn.clone());
         {
             let mut wire = self.inner.wire.shard(&*conn.wire_id);
-            wire.insert(conn.wire_id.clone(), conn.clone());
-            // A connection is also the room named by its id, for the other servers.
-            self.room_changed(&conn.ns, &conn.wire_id, true);
+            // A connection is also the room named by its id, for the other servers (once:
+            // a recovered Socket.IO session takes its id over from the old connection).
+            if wire.insert(conn.wire_id.clone(), conn.clone()).is_none() {
+                self.room_changed(&conn.ns, &conn.wire_id, true);
+            }
         }
         self.inner
             .users

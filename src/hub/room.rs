@@ -258,14 +258,6 @@ impl Hub {
             a.room_changed(ns, name, here);
         }
     }
-
-    /// Every room of every namespace, by namespace and name.
-    pub fn room_names(&self) -> Vec<(Arc<str>, Arc<str>)> {
-        self.all_rooms()
-            .into_iter()
-            .map(|r| (r.ns.clone(), r.name.clone()))
-            .collect()
-    }
 }
 
 /// Checks a room name a client or the API gave: 1 to 200 bytes, no control characters

@@ -113,6 +113,24 @@ pub async fn nodes_with(
     (out, dir)
 }
 
+/// With the sharded flavour (`extra` holds `sharded`), waits until `n` nodes listen on
+/// room `room`'s channel of `/`: a node hears a room one Redis round trip after it came
+/// there (docs/cluster.md). Nothing to wait for with the classic flavour.
+pub async fn room_followed(redis: &Redis, extra: &[&str], room: &str, n: u64) {
+    if !extra.contains(&"sharded") {
+        return;
+    }
+    let channel = format!("socket.io#/#{room}#");
+    eventually(&format!("{n} nodes on {channel}"), || async {
+        let out = redis.cli(&["PUBSUB", "SHARDNUMSUB", &channel]);
+        out.lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            == Some(n)
+    })
+    .await;
+}
+
 /// Waits until `/readyz` is 200 (the node is subscribed to Redis).
 pub async fn wait_ready(p: &Process) {
     eventually(&format!("node {} ready", p.port), || async {
