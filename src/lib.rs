@@ -47,9 +47,11 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod graphql;
 pub mod hub;
 pub mod identity;
 pub mod limits;
+
 pub mod protocol;
 pub mod server;
 pub mod services;

@@ -17,6 +17,8 @@ pub enum Transport {
     Ws,
     /// Socket.IO.
     SocketIo,
+    /// GraphQL over WebSocket (`/graphql`).
+    GraphQl,
 }
 
 impl Transport {
@@ -25,6 +27,7 @@ impl Transport {
         match self {
             Self::Ws => "ws",
             Self::SocketIo => "socketio",
+            Self::GraphQl => "graphql",
         }
     }
 }
@@ -160,7 +163,7 @@ impl Stats {
             "Upgrades refused before a WebSocket existed, by reason",
             upgrades_rejected.clone(),
         );
-        for t in [Transport::Ws, Transport::SocketIo] {
+        for t in [Transport::Ws, Transport::SocketIo, Transport::GraphQl] {
             let _ = connections.get_or_create(&TransportLabel {
                 transport: t.as_str().into(),
             });

@@ -36,9 +36,10 @@ pub(super) async fn stats(State(s): State<ApiState>) -> Json<Value> {
     let st = s.hub.stats();
     let ws = st.connections(Transport::Ws);
     let sio = st.connections(Transport::SocketIo);
+    let gql = st.connections(Transport::GraphQl);
     let mut body = json!({
         "node": s.hub.node(),
-        "connections": { "total": ws + sio, "ws": ws, "socketio": sio },
+        "connections": { "total": ws + sio + gql, "ws": ws, "socketio": sio, "graphql": gql },
         "users_online": s.hub.users_online().len(),
         "rooms": s.hub.rooms().len(),
         "messages_in": st.messages_in_total(),

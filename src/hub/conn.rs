@@ -21,6 +21,13 @@ pub struct ConnId(pub u64);
 /// 4000, the whole session otherwise).
 pub type Closer = Box<dyn Fn(u16, &str) + Send + Sync>;
 
+/// How the connections of a front end the hub has no encoding of (GraphQL) write a
+/// delivery: the frames it becomes for this connection, none when it wants none of it.
+pub trait Frames: Send + Sync {
+    /// Appends the frames of `d` to `out`.
+    fn frames(&self, d: &Delivery, out: &mut Vec<super::outbox::OutFrame>);
+}
+
 /// One client connection as the hub sees it: a v1 WebSocket, or one Socket.IO socket (a
 /// namespace of an Engine.IO session, whose sockets share the session's outbox).
 pub struct Conn {
@@ -37,6 +44,8 @@ pub struct Conn {
     /// What the credentials allow; unset means unrestricted (auth mode `none`).
     pub(super) grants: OnceLock<Arc<Grants>>,
     pub(super) closer: OnceLock<Closer>,
+    /// How it writes deliveries, for a transport the hub has no encoding of.
+    pub(super) frames: OnceLock<Arc<dyn Frames>>,
     /// When it was registered, ms since the epoch.
     pub(super) since: u64,
     /// The client's address, when the front end knows it.
@@ -175,7 +184,28 @@ impl Conn {
         match self.transport {
             Transport::Ws => self.outbox.push(d.v1_frame(), volatile),
             Transport::SocketIo => self.outbox.push_many(d.sio_frames(), volatile),
+            Transport::GraphQl => {
+                let frames = self.own_frames(d);
+                if frames.is_empty() {
+                    return Push::Queued;
+                }
+                self.outbox.push_many(&frames, volatile)
+            }
         }
+    }
+
+    fn own_frames(&self, d: &Delivery) -> Vec<super::outbox::OutFrame> {
+        let mut out = Vec::new();
+        if let Some(f) = self.frames.get() {
+            f.frames(d, &mut out);
+        }
+        out
+    }
+
+    /// Sets how this connection writes deliveries (a front end the hub has no encoding
+    /// of; only the first call counts).
+    pub fn set_frames(&self, frames: Arc<dyn Frames>) {
+        let _ = self.frames.set(frames);
     }
 
     pub(super) fn deliver_unbounded(&self, d: &Delivery) {
@@ -186,6 +216,11 @@ impl Conn {
             Transport::SocketIo => {
                 for f in d.sio_frames() {
                     self.outbox.push_unbounded(f.clone());
+                }
+            }
+            Transport::GraphQl => {
+                for f in self.own_frames(d) {
+                    self.outbox.push_unbounded(f);
                 }
             }
         }

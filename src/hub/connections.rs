@@ -129,6 +129,7 @@ impl Hub {
             expires_at: AtomicU64::new(0),
             grants: OnceLock::new(),
             closer: OnceLock::new(),
+            frames: OnceLock::new(),
             since: super::now_ms(),
             address: spec.address,
         });
@@ -150,7 +151,7 @@ impl Hub {
             .entry(user)
             .or_default()
             .push(conn.clone());
-        if conn.transport == Transport::Ws {
+        if conn.transport != Transport::SocketIo {
             // Socket.IO counts Engine.IO sessions, not namespace sockets.
             self.inner.stats.connection_opened(conn.transport);
         }
@@ -192,7 +193,7 @@ impl Hub {
                 }
             }
         }
-        if conn.transport == Transport::Ws {
+        if conn.transport != Transport::SocketIo {
             self.inner.stats.connection_closed(conn.transport);
         }
         let hooks: Vec<ConnHook> = self.hooks().on_disconnect.clone();

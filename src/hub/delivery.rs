@@ -329,7 +329,12 @@ pub struct Delivery {
     pub body: Body,
     v1: OnceLock<Bytes>,
     sio: OnceLock<Box<[OutFrame]>>,
+    /// Encodings of other front ends, by a key of theirs (a GraphQL selection's shape).
+    shaped: OnceLock<std::sync::Mutex<Shaped>>,
 }
+
+/// Encodings by key (see [`Delivery::shared`]): a few at most, so a list.
+type Shaped = Vec<(Arc<str>, Bytes)>;
 
 impl Delivery {
     /// Wraps a body for delivery.
@@ -338,7 +343,22 @@ impl Delivery {
             body,
             v1: OnceLock::new(),
             sio: OnceLock::new(),
+            shaped: OnceLock::new(),
         })
+    }
+
+    /// The encoding named `key`, made by `encode` the first time it is asked for and shared
+    /// by every recipient that asks for the same key (GraphQL subscribers that selected the
+    /// same fields).
+    pub fn shared(&self, key: &Arc<str>, encode: impl FnOnce(&Self) -> Bytes) -> Bytes {
+        let cache = self.shaped.get_or_init(Default::default);
+        let mut cache = super::shards::lock(cache);
+        if let Some((_, b)) = cache.iter().find(|(k, _)| k == key) {
+            return b.clone();
+        }
+        let b = encode(self);
+        cache.push((key.clone(), b.clone()));
+        b
     }
 
     /// The message, when this is one.

@@ -30,7 +30,8 @@ impl Hub {
                 let conns: Vec<Arc<Conn>> = hub
                     .all_conns()
                     .into_iter()
-                    .filter(|c| c.transport == Transport::Ws)
+                    // Socket.IO pings at its own level; v1 and GraphQL get WebSocket pings.
+                    .filter(|c| c.transport != Transport::SocketIo)
                     .collect();
                 Some((hub, conns))
             },

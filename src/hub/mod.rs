@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 pub use adapter::{room_user, user_room, Adapter, Answers, CountReply, Query, Reach, RemoteCount};
 pub use config::HubConfig;
-pub use conn::{Closer, Conn, ConnId, ConnSpec};
+pub use conn::{Closer, Conn, ConnId, ConnSpec, Frames};
 pub use delivery::{now_ms, Body, Delivery, Message, MessageBody, Payload, SioArgs};
 pub use durable::Commit;
 pub use emit::{BroadcastOptions, Emitted, Emitter, Target};
@@ -199,6 +199,11 @@ impl Hub {
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.inner.config.node
+    }
+
+    /// The bytes a connection's outbox holds at most.
+    pub fn queue_limit(&self) -> usize {
+        self.inner.config.queue_limit
     }
 
     /// The hub's counters.

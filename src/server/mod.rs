@@ -277,6 +277,24 @@ impl Hubbub {
             .layer(middleware::from_fn_with_state(self.gate(false), auth::gate))
     }
 
+    /// The GraphQL route (`/graphql`): GraphQL over WebSocket, whose credentials may also
+    /// come in `connection_init`.
+    pub fn graphql_routes(&self) -> Router {
+        let state = crate::graphql::GraphqlState::new(
+            self.ws.clone(),
+            self.auth.clone(),
+            crate::graphql::schema::Services {
+                hub: self.hub.clone(),
+                notifications: Some(self.services.notifications.clone()),
+            },
+            crate::graphql::GraphqlConfig::default(),
+        );
+        // As for Socket.IO, a request without credentials passes the gate: they may come
+        // inside the protocol.
+        crate::graphql::routes(state)
+            .layer(middleware::from_fn_with_state(self.gate(true), auth::gate))
+    }
+
     /// The services (notifications, the seeds' chat).
     pub fn services(&self) -> &Services {
         &self.services
@@ -300,6 +318,7 @@ impl Hubbub {
             .merge(files::assets())
             .merge(self.ws_routes())
             .merge(self.sio_routes())
+            .merge(self.graphql_routes())
             .merge(self.api_routes());
         let app = match &self.config.socketio_client_dir {
             Some(dir) => app.merge(files::socketio_client(&self.config.socketio_path, dir)),

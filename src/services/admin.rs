@@ -313,6 +313,7 @@ impl Admin {
             "data": {"user": conn.user(), "protocol": match conn.transport() {
                 Transport::Ws => "v1",
                 Transport::SocketIo => "socket.io",
+                Transport::GraphQl => "graphql",
             }},
             "handshake": handshake,
             "rooms": rooms,

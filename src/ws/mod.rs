@@ -122,6 +122,11 @@ impl WsState {
     pub fn hub(&self) -> &Hub {
         &self.inner.hub
     }
+
+    /// The WebSocket options every connection is upgraded with.
+    pub(crate) fn options(&self) -> &Options {
+        &self.inner.options
+    }
 }
 
 /// The v1 routes: `/ws`, `/ws/{user}` and `/ws/echo`. Mount them with `Router::merge`, or
@@ -175,9 +180,9 @@ struct IdentityQuery {
 
 /// The client's address, as the server's accept loop recorded it (absent when the router
 /// is served without connect info).
-type Peer = Option<Extension<axum::extract::ConnectInfo<SocketAddr>>>;
+pub(crate) type Peer = Option<Extension<axum::extract::ConnectInfo<SocketAddr>>>;
 
-fn ip_of(peer: Peer) -> Option<IpAddr> {
+pub(crate) fn ip_of(peer: Peer) -> Option<IpAddr> {
     peer.map(|Extension(axum::extract::ConnectInfo(a))| a.ip())
 }
 
@@ -213,7 +218,7 @@ async fn v1_user_handler(
 }
 
 /// Refuses or accepts an upgrade, before any WebSocket state exists.
-fn admit(
+pub(crate) fn admit(
     state: &WsState,
     address: Option<IpAddr>,
     upgrade: Result<IncomingUpgrade, StatusCode>,

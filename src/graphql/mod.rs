@@ -1,0 +1,155 @@
+//! GraphQL at `/graphql` (DESIGN.md, "GraphQL"): the schema ([`schema`], on async-graphql),
+//! GraphQL over WebSocket in both subprotocols ([`codec`], [`ws`]), and subscriptions run
+//! by the hub with one encoded payload per delivery and selection ([`plan`]).
+//!
+//! A GraphQL connection is a hub connection of transport `graphql`: its subscriptions make
+//! it a member of their rooms, so it counts in presence and stats and hears what v1 and
+//! Socket.IO clients hear.
+
+pub mod codec;
+pub mod plan;
+pub mod schema;
+mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Extension, Router,
+};
+use yawc::IncomingUpgrade;
+
+use crate::auth::Authenticator;
+use crate::error::{ApiError, ErrorCode};
+use crate::hub::Hub;
+use crate::identity::{Credentials, Identity};
+use crate::ws::{driver::Driver, WsState};
+use codec::Protocol;
+use schema::{HubbubSchema, Limits, Services};
+
+/// How long a closing connection waits for the client's close reply.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Settings of the GraphQL front end.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct GraphqlConfig {
+    /// Subscriptions one connection may hold at once.
+    pub max_subscriptions: usize,
+    /// How long a client has to send `connection_init`.
+    pub init_timeout: Duration,
+    /// Depth and complexity limits of documents.
+    pub limits: Limits,
+}
+
+impl Default for GraphqlConfig {
+    fn default() -> Self {
+        Self {
+            max_subscriptions: 100,
+            init_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Shared state of the GraphQL route; cloning it is one reference count.
+#[derive(Clone)]
+pub struct GraphqlState {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    hub: Hub,
+    ws: WsState,
+    schema: HubbubSchema,
+    auth: Arc<Authenticator>,
+    config: GraphqlConfig,
+}
+
+impl std::fmt::Debug for GraphqlState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphqlState")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GraphqlState {
+    /// The state of the route: WebSockets as `ws` makes them, credentials as `auth`
+    /// verifies them, the services the schema reaches.
+    pub fn new(
+        ws: WsState,
+        auth: Arc<Authenticator>,
+        services: Services,
+        config: GraphqlConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Shared {
+                hub: services.hub.clone(),
+                schema: schema::build(services, config.limits),
+                ws,
+                auth,
+                config,
+            }),
+        }
+    }
+}
+
+/// The route `/graphql`.
+pub fn routes(state: GraphqlState) -> Router {
+    Router::new()
+        .route("/graphql", get(handler))
+        .with_state(state)
+}
+
+async fn handler(
+    State(state): State<GraphqlState>,
+    peer: crate::ws::Peer,
+    identity: Option<Extension<Identity>>,
+    creds: Option<Extension<Credentials>>,
+    headers: HeaderMap,
+    upgrade: Result<IncomingUpgrade, StatusCode>,
+) -> Response {
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let Some(protocol) = Protocol::negotiate(&offered) else {
+        let e = ApiError::new(
+            ErrorCode::BadRequest,
+            "GraphQL over WebSocket: offer the subprotocol graphql-transport-ws or graphql-ws",
+        );
+        return e.into_response();
+    };
+    let (upgrade, permit) = match crate::ws::admit(&state.inner.ws, crate::ws::ip_of(peer), upgrade)
+    {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let (mut response, fut) = match upgrade.upgrade(state.inner.ws.options().clone()) {
+        Ok(v) => v,
+        Err(e) => return ApiError::new(ErrorCode::BadRequest, e.to_string()).into_response(),
+    };
+    response.headers_mut().insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(protocol.name()),
+    );
+    let user = identity.map(|Extension(Identity(u))| u);
+    let creds = creds.map(|Extension(c)| c);
+    tokio::spawn(async move {
+        match fut.await {
+            Ok(socket) => {
+                let driver = Driver::new(socket, CLOSE_GRACE);
+                tokio::spawn(ws::run(state, driver, protocol, user, creds, permit));
+            }
+            Err(e) => tracing::debug!("upgrade failed: {e}"),
+        }
+    });
+    response.into_response()
+}

@@ -1,0 +1,435 @@
+//! One GraphQL WebSocket connection: the handshake (`connection_init`, whose payload may
+//! carry the `token`), then operations by id. A subscription makes the connection a member
+//! of its room in the hub, so it hears the same deliveries as v1 and Socket.IO clients;
+//! each result is the payload its selection's shape encoded once for every subscriber
+//! ([`Subscriptions`]). Queries and mutations sent as operations run on async-graphql and
+//! answer one result, then `complete`.
+//!
+//! Protocol errors follow each protocol: `graphql-transport-ws` closes the connection with
+//! its codes (4400 bad message, 4401 an operation before `connection_init`, 4403 refused
+//! credentials, 4408 no `connection_init` in time, 4409 a duplicate id, 4429 a second
+//! `connection_init`); the legacy `graphql-ws` answers `error` (or `connection_error`) and
+//! goes on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_graphql::parser::types::OperationType;
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use serde_json::{Map, Value};
+
+use super::codec::{self, ClientMessage, GqlError, Protocol, Request};
+use super::plan::{self, Plan, Source};
+use super::schema::Caller;
+use super::GraphqlState;
+use crate::error::HubError;
+use crate::hub::{
+    CloseRequest, Conn, ConnPermit, ConnSpec, Delivery, Frames, OutFrame, Outbox, ReplayFrom, Right,
+};
+use crate::identity::Credentials;
+use crate::stats::Transport;
+use crate::ws::driver::{Driver, Link};
+
+/// The connection's live subscriptions: what the hub asks for each delivery.
+pub(super) struct Subscriptions {
+    protocol: Protocol,
+    live: Mutex<Vec<Live>>,
+}
+
+struct Live {
+    id: Arc<str>,
+    source: Source,
+    shape: Arc<plan::Shape>,
+    key: Arc<str>,
+}
+
+impl Frames for Subscriptions {
+    fn frames(&self, d: &Delivery, out: &mut Vec<OutFrame>) {
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for s in live.iter().filter(|s| s.source.wants(d)) {
+            let payload = d.shared(&s.key, |d| s.shape.encode(d));
+            out.push(OutFrame::Text(self.protocol.next(&s.id, &payload)));
+        }
+    }
+}
+
+/// The outbox before the connection is registered (the same one it will have).
+struct Waiting(Arc<Outbox>);
+
+impl Link for Waiting {
+    fn outbox(&self) -> &Outbox {
+        &self.0
+    }
+    fn pong(&self) {}
+    fn name(&self) -> &str {
+        "graphql (before connection_init)"
+    }
+}
+
+fn send(outbox: &Outbox, bytes: Bytes) {
+    let _ = outbox.push(OutFrame::Text(bytes), false);
+}
+
+fn close(outbox: &Outbox, code: u16, reason: &str) {
+    outbox.close(CloseRequest::Close(code, reason.into()));
+}
+
+/// Who the connection is, once `connection_init` said.
+struct Admitted {
+    user: Option<String>,
+    creds: Option<Credentials>,
+}
+
+/// Runs one connection until it ends.
+pub(super) async fn run<S>(
+    state: GraphqlState,
+    mut driver: Driver<S>,
+    protocol: Protocol,
+    upgrade_user: Option<String>,
+    upgrade_creds: Option<Credentials>,
+    permit: ConnPermit,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    let hub = state.inner.hub.clone();
+    let outbox = Arc::new(Outbox::new(hub.queue_limit()));
+    let waiting = Waiting(outbox.clone());
+    let deadline = tokio::time::Instant::now() + state.inner.config.init_timeout;
+    // Until `connection_init`: nothing but pings.
+    let admitted = loop {
+        let next = tokio::time::timeout_at(deadline, driver.next_message(&waiting, hub.stats()));
+        let frame = match next.await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(_) => {
+                close(&outbox, 4408, "Connection initialisation timeout");
+                while driver.next_message(&waiting, hub.stats()).await.is_some() {}
+                return;
+            }
+        };
+        hub.stats().message_in();
+        if outbox.is_closing() {
+            continue;
+        }
+        match codec::decode(protocol, &frame.into_payload()) {
+            Ok(ClientMessage::Init(payload)) => {
+                match admit(&state, payload, upgrade_user.clone(), upgrade_creds.clone()) {
+                    Ok(a) => break a,
+                    Err(e) => {
+                        if let Some(b) = protocol.connection_error(&e.message) {
+                            send(&outbox, b);
+                        }
+                        close(&outbox, 4403, "Forbidden");
+                    }
+                }
+            }
+            Ok(ClientMessage::Ping) => send(&outbox, protocol.pong()),
+            Ok(ClientMessage::Pong) => {}
+            Ok(ClientMessage::Terminate) => close(&outbox, 1000, "terminated"),
+            Ok(ClientMessage::Subscribe { id, .. }) => match protocol {
+                Protocol::TransportWs => close(&outbox, 4401, "Unauthorized"),
+                Protocol::Legacy => send(
+                    &outbox,
+                    protocol.error(
+                        &id,
+                        &[GqlError::new("unauthorized", "send connection_init first")],
+                    ),
+                ),
+            },
+            Ok(ClientMessage::Complete { .. }) => {}
+            Err(e) => bad_message(protocol, &outbox, &e.message),
+        }
+    };
+    let conn = hub.register_with(
+        ConnSpec::new(admitted.user.as_deref(), Transport::GraphQl)
+            .with_outbox(outbox.clone())
+            .from_address(permit.address()),
+        |_| Some(OutFrame::Text(protocol.ack())),
+    );
+    let _permit = permit;
+    if let Some(c) = admitted.creds {
+        hub.set_expiry(&conn, c.expires_at_ms);
+        hub.set_grants(&conn, c.grants);
+    }
+    let subs = Arc::new(Subscriptions {
+        protocol,
+        live: Mutex::new(Vec::new()),
+    });
+    conn.set_frames(subs.clone());
+    let mut session = Session {
+        state: &state,
+        conn: &conn,
+        protocol,
+        subs: &subs,
+        rooms: HashMap::new(),
+        running: HashMap::new(),
+    };
+    while let Some(frame) = driver.next_message(&*conn, hub.stats()).await {
+        hub.stats().message_in();
+        if conn.outbox().is_closing() {
+            continue;
+        }
+        if frame.opcode() == yawc::OpCode::Binary {
+            bad_message(
+                protocol,
+                conn.outbox(),
+                "binary frames are not GraphQL messages",
+            );
+            continue;
+        }
+        match codec::decode(protocol, &frame.into_payload()) {
+            Ok(m) => session.handle(m),
+            Err(e) => bad_message(protocol, conn.outbox(), &e.message),
+        }
+    }
+    for (_, task) in session.running.drain() {
+        task.abort();
+    }
+    hub.unregister(&conn);
+}
+
+/// A message that cannot be read: `graphql-transport-ws` closes with 4400, the legacy
+/// protocol answers `error`.
+fn bad_message(protocol: Protocol, outbox: &Outbox, why: &str) {
+    match protocol {
+        Protocol::TransportWs => close(outbox, 4400, &truncate(why)),
+        Protocol::Legacy => {
+            let v = serde_json::json!({"type": "error", "payload": {"message": why}});
+            send(outbox, Bytes::from(v.to_string()));
+        }
+    }
+}
+
+/// A close reason fits in 123 bytes.
+fn truncate(s: &str) -> String {
+    let mut end = s.len().min(120);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// Who `connection_init` says the connection is: credentials from the upgrade stand; else
+/// the payload's `token` is verified; in auth mode `none`, `user` names the user.
+fn admit(
+    state: &GraphqlState,
+    payload: Map<String, Value>,
+    upgrade_user: Option<String>,
+    upgrade_creds: Option<Credentials>,
+) -> Result<Admitted, HubError> {
+    let auth = &state.inner.auth;
+    if let Some(token) = payload.get("token").and_then(Value::as_str) {
+        if auth.required() {
+            let p = auth.verify(token)?;
+            return Ok(Admitted {
+                user: Some(p.user),
+                creds: Some(Credentials {
+                    expires_at_ms: p.expires_at_ms,
+                    grants: crate::hub::Grants::from_claims(&p.claims),
+                }),
+            });
+        }
+    }
+    if upgrade_user.is_some() || !auth.required() {
+        let user = upgrade_user.or_else(|| {
+            (!auth.required())
+                .then(|| {
+                    payload
+                        .get("user")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .flatten()
+        });
+        if let Some(u) = &user {
+            if !crate::protocol::v1::is_user_name(u) {
+                return Err(HubError::bad_request(
+                    "a user name is 1 to 200 bytes, without control characters",
+                ));
+            }
+        }
+        return Ok(Admitted {
+            user,
+            creds: upgrade_creds,
+        });
+    }
+    Err(auth.missing())
+}
+
+/// The operations of one connection.
+struct Session<'a> {
+    state: &'a GraphqlState,
+    conn: &'a Arc<Conn>,
+    protocol: Protocol,
+    subs: &'a Arc<Subscriptions>,
+    /// Rooms joined for subscriptions, with how many use each.
+    rooms: HashMap<String, usize>,
+    /// Queries and mutations still running, by id.
+    running: HashMap<String, tokio::task::JoinHandle<()>>,
+}
+
+impl Session<'_> {
+    fn handle(&mut self, m: ClientMessage) {
+        let outbox = self.conn.outbox();
+        match m {
+            ClientMessage::Init(_) => match self.protocol {
+                Protocol::TransportWs => close(outbox, 4429, "Too many initialisation requests"),
+                Protocol::Legacy => {}
+            },
+            ClientMessage::Ping => send(outbox, self.protocol.pong()),
+            ClientMessage::Pong => {}
+            ClientMessage::Terminate => close(outbox, 1000, "terminated"),
+            ClientMessage::Complete { id } => self.stop(&id),
+            ClientMessage::Subscribe { id, request } => {
+                self.running.retain(|_, t| !t.is_finished());
+                if self.is_live(&id) {
+                    match self.protocol {
+                        Protocol::TransportWs => {
+                            let reason = truncate(&format!("Subscriber for {id} already exists"));
+                            return close(outbox, 4409, &reason);
+                        }
+                        // subscriptions-transport-ws replaces an operation of the same id.
+                        Protocol::Legacy => self.stop(&id),
+                    }
+                }
+                if let Err(errors) = self.start(&id, request) {
+                    send(outbox, self.protocol.error(&id, &errors));
+                }
+            }
+        }
+    }
+
+    fn is_live(&self, id: &str) -> bool {
+        self.running.contains_key(id)
+            || self
+                .subs
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .any(|s| &*s.id == id)
+    }
+
+    /// Runs operation `id`: a subscription joins the hub; a query or mutation runs once.
+    fn start(&mut self, id: &str, request: Request) -> Result<(), Vec<GqlError>> {
+        let one = |code, message: String| vec![GqlError::new(code, message)];
+        let doc = async_graphql::parser::parse_query(&request.query)
+            .map_err(|e| one("bad_request", e.to_string()))?;
+        let op = plan::operation(&doc, request.operation_name.as_deref()).map_err(|e| vec![e])?;
+        let gql_request = async_graphql::Request::new(request.query.clone())
+            .variables(async_graphql::Variables::from_json(Value::Object(
+                request.variables.clone(),
+            )))
+            .data(Caller {
+                conn: self.conn.clone(),
+            });
+        let gql_request = match &request.operation_name {
+            Some(n) => gql_request.operation_name(n),
+            None => gql_request,
+        };
+        let schema = self.state.inner.schema.clone();
+        if op.node.ty != OperationType::Subscription {
+            let (protocol, conn, op_id) = (self.protocol, self.conn.clone(), id.to_string());
+            let task = tokio::spawn(async move {
+                let response = schema.execute(gql_request).await;
+                let payload = serde_json::to_vec(&response).unwrap_or_default();
+                send(conn.outbox(), protocol.next(&op_id, &payload));
+                send(conn.outbox(), protocol.complete(&op_id));
+            });
+            self.running.insert(id.to_string(), task);
+            return Ok(());
+        }
+        // Validation (types, arguments, variables, depth and complexity) is the schema's:
+        // its subscription resolvers never yield, so a valid document gives nothing now.
+        let mut stream = schema.execute_stream(gql_request);
+        if let Some(Some(response)) = stream.next().now_or_never() {
+            if response.is_err() {
+                return Err(response
+                    .errors
+                    .iter()
+                    .map(|e| GqlError::new("bad_request", e.message.clone()))
+                    .collect());
+            }
+        }
+        drop(stream);
+        let limit = self.state.inner.config.max_subscriptions;
+        let live_now = self
+            .subs
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        if live_now >= limit {
+            return Err(one(
+                "limit",
+                format!("at most {limit} subscriptions per connection"),
+            ));
+        }
+        let Plan { source, shape } =
+            plan::plan(&doc, request.operation_name.as_deref(), &request.variables)
+                .map_err(|e| vec![e])?;
+        if let Some(room) = source.room() {
+            self.enter(room, matches!(source, Source::Presence(_)))
+                .map_err(|e| one(e.code.as_str(), e.message))?;
+        }
+        let key: Arc<str> = shape.key().into();
+        self.subs
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Live {
+                id: id.into(),
+                source,
+                shape,
+                key,
+            });
+        Ok(())
+    }
+
+    /// Joins `room` for a subscription (once per room, however many use it).
+    fn enter(&mut self, room: &str, presence: bool) -> Result<(), HubError> {
+        let hub = &self.state.inner.hub;
+        if presence {
+            hub.authorize(self.conn, room, Right::Presence)?;
+        }
+        if let Some(n) = self.rooms.get_mut(room) {
+            *n += 1;
+            return Ok(());
+        }
+        hub.join(self.conn, room, ReplayFrom::None, |_| None)?;
+        self.rooms.insert(room.to_string(), 1);
+        Ok(())
+    }
+
+    /// Ends operation `id`: a subscription leaves its room when it was the last to use it.
+    fn stop(&mut self, id: &str) {
+        if let Some(task) = self.running.remove(id) {
+            task.abort();
+            return;
+        }
+        let gone = {
+            let mut live = self
+                .subs
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(i) = live.iter().position(|s| &*s.id == id) else {
+                return;
+            };
+            live.remove(i)
+        };
+        if let Some(room) = gone.source.room() {
+            if let Some(n) = self.rooms.get_mut(room) {
+                *n -= 1;
+                if *n == 0 {
+                    self.rooms.remove(room);
+                    self.state.inner.hub.leave(self.conn, room);
+                }
+            }
+        }
+    }
+}

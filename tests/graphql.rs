@@ -1,0 +1,469 @@
+//! GraphQL over WebSocket at `/graphql` against a real server on loopback, with an
+//! independent WebSocket client speaking both subprotocols by hand: subscriptions receive
+//! what v1 clients and the HTTP API publish, in order, with the fields selected; queries and
+//! mutations run as operations; every malformed message gets its protocol's error, and the
+//! server keeps serving.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A GraphQL WebSocket client of subprotocol `protocol`.
+struct Gql {
+    ws: Ws,
+}
+
+impl Gql {
+    async fn connect(server: &TestServer, path: &str, protocol: &str) -> Self {
+        let mut req = server.ws_url(path).into_client_request().unwrap();
+        req.headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().unwrap());
+        let (ws, response) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(
+            response.headers()["sec-websocket-protocol"],
+            protocol,
+            "the server selects the offered subprotocol"
+        );
+        Self { ws }
+    }
+
+    /// Connects and completes `connection_init` as `user` (auth mode `none`).
+    async fn ready(server: &TestServer, protocol: &str, user: &str) -> Self {
+        let mut c = Self::connect(server, "/graphql", protocol).await;
+        c.send(json!({"type": "connection_init", "payload": {"user": user}}))
+            .await;
+        assert_eq!(c.recv().await, json!({"type": "connection_ack"}));
+        c
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    async fn send_text(&mut self, t: &str) {
+        self.ws.send(Message::text(t)).await.unwrap();
+    }
+
+    async fn recv(&mut self) -> Value {
+        loop {
+            let m = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a message in time")
+                .expect("the connection is open")
+                .unwrap();
+            match m {
+                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// The close code the server ends the connection with.
+    async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let m = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a close in time");
+            match m {
+                Some(Ok(Message::Close(Some(f)))) => return (f.code.into(), f.reason.to_string()),
+                Some(Ok(Message::Close(None))) | None => return (1005, String::new()),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("{e}"),
+            }
+        }
+    }
+
+    async fn quiet(&mut self, d: Duration) {
+        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(d, self.ws.next()).await {
+            panic!("unexpected {t}");
+        }
+    }
+}
+
+/// `GET path`'s JSON body.
+async fn get_json(server: &TestServer, path: &str) -> Value {
+    server.get(path).await.1
+}
+
+/// Polls `check` every 20 ms for up to 5 s.
+async fn eventually<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn subscribe(kind: &str, id: &str, query: &str, variables: Value) -> Value {
+    json!({"type": kind, "id": id, "payload": {"query": query, "variables": variables}})
+}
+
+#[tokio::test]
+async fn a_subscriber_gets_what_v1_and_the_api_publish_in_order() {
+    let server = TestServer::start().await;
+    let mut sub = Gql::ready(&server, "graphql-transport-ws", "gina").await;
+    sub.send(subscribe(
+        "subscribe",
+        "s1",
+        "subscription ($r: String!) { messages(room: $r) { room event data from seq } }",
+        json!({"r": "lobby"}),
+    ))
+    .await;
+    // The subscriber is a member: presence and stats count it as graphql.
+    eventually(|| async {
+        get_json(&server, "/api/presence/lobby").await["users"] == json!(["gina"])
+    })
+    .await;
+    let stats = get_json(&server, "/api/stats").await;
+    assert_eq!(stats["connections"]["graphql"], 1, "{stats}");
+
+    let mut v1 = server.user("victor").await;
+    v1.join("lobby").await;
+    for i in 0..5 {
+        let ack = v1
+            .request(json!({"op": "publish", "room": "lobby", "event": "chat", "data": {"n": i}}))
+            .await;
+        assert_eq!(ack["op"], "ack", "{ack}");
+    }
+    let (st, _) = server
+        .post(
+            "/api/push",
+            json!({"room": "lobby", "event": "news", "data": "from the api"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    for i in 0..5 {
+        let m = sub.recv().await;
+        assert_eq!(m["type"], "next", "{m}");
+        assert_eq!(m["id"], "s1");
+        assert_eq!(
+            m["payload"],
+            json!({"data": {"messages": {"room": "lobby", "event": "chat", "data": {"n": i}, "from": "victor", "seq": i + 1}}})
+        );
+    }
+    let m = sub.recv().await;
+    assert_eq!(m["payload"]["data"]["messages"]["data"], "from the api");
+    assert_eq!(m["payload"]["data"]["messages"]["from"], Value::Null);
+
+    // Completed: nothing more, and the room is left.
+    sub.send(json!({"type": "complete", "id": "s1"})).await;
+    eventually(|| async {
+        get_json(&server, "/api/presence/lobby").await["users"] == json!(["victor"])
+    })
+    .await;
+    v1.request(json!({"op": "publish", "room": "lobby", "event": "chat", "data": 9}))
+        .await;
+    sub.quiet(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn subscribers_of_one_selection_share_one_payload() {
+    let server = TestServer::start().await;
+    let query = "subscription { messages(room: \"r\") { data seq } }";
+    let mut a = Gql::ready(&server, "graphql-transport-ws", "a").await;
+    let mut b = Gql::ready(&server, "graphql-ws", "b").await;
+    let mut other = Gql::ready(&server, "graphql-transport-ws", "c").await;
+    a.send(subscribe("subscribe", "1", query, Value::Null))
+        .await;
+    b.send(subscribe("start", "7", query, Value::Null)).await;
+    other
+        .send(subscribe(
+            "subscribe",
+            "x",
+            "subscription { messages(room: \"r\") { mine: data __typename } }",
+            Value::Null,
+        ))
+        .await;
+    eventually(|| async { get_json(&server, "/api/presence/r").await["count"] == 3 }).await;
+    let (_, body) = server
+        .post(
+            "/api/push",
+            json!({"room": "r", "event": "e", "data": [1, 2]}),
+        )
+        .await;
+    assert_eq!(body["delivered"], 3, "{body}");
+    let (ma, mb, mo) = (a.recv().await, b.recv().await, other.recv().await);
+    assert_eq!(ma["type"], "next");
+    assert_eq!(mb["type"], "data", "the legacy protocol's result");
+    assert_eq!(mb["id"], "7");
+    assert_eq!(ma["payload"], mb["payload"]);
+    assert_eq!(
+        ma["payload"],
+        json!({"data": {"messages": {"data": [1, 2], "seq": 1}}})
+    );
+    assert_eq!(
+        mo["payload"],
+        json!({"data": {"messages": {"mine": [1, 2], "__typename": "Message"}}})
+    );
+}
+
+#[tokio::test]
+async fn direct_messages_notifications_and_presence() {
+    let server = TestServer::start().await;
+    let mut g = Gql::ready(&server, "graphql-transport-ws", "gus").await;
+    g.send(subscribe(
+        "subscribe",
+        "d",
+        "subscription { direct { event data from to } }",
+        Value::Null,
+    ))
+    .await;
+    g.send(subscribe(
+        "subscribe",
+        "n",
+        "subscription { notifications { id event data read } }",
+        Value::Null,
+    ))
+    .await;
+    g.send(subscribe(
+        "subscribe",
+        "p",
+        "subscription { presence(room: \"hall\") { room user joined count } }",
+        Value::Null,
+    ))
+    .await;
+    eventually(|| async { get_json(&server, "/api/presence/hall").await["count"] == 1 }).await;
+    let mut ann = server.user("ann").await;
+    let ack = ann
+        .request(json!({"op": "send", "to": "gus", "event": "dm", "data": "psst"}))
+        .await;
+    assert_eq!(ack["delivered"], 1, "{ack}");
+    let m = g.recv().await;
+    assert_eq!(m["id"], "d");
+    assert_eq!(
+        m["payload"]["data"]["direct"],
+        // `to` names the addressee of messages kept in a conversation (`dm_history`) only.
+        json!({"event": "dm", "data": "psst", "from": "ann", "to": null})
+    );
+    let (st, body) = server
+        .post(
+            "/api/notify",
+            json!({"to": "gus", "event": "hello", "data": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let m = g.recv().await;
+    assert_eq!(m["id"], "n");
+    let n = &m["payload"]["data"]["notifications"];
+    assert_eq!(
+        (n["event"].clone(), n["data"].clone(), n["read"].clone()),
+        (json!("hello"), json!({"x": 1}), json!(false))
+    );
+    assert_eq!(n["id"], body["id"]);
+    ann.join("hall").await;
+    let m = g.recv().await;
+    assert_eq!(m["id"], "p");
+    assert_eq!(
+        m["payload"]["data"]["presence"],
+        json!({"room": "hall", "user": "ann", "joined": true, "count": 2})
+    );
+}
+
+#[tokio::test]
+async fn queries_and_mutations_run_as_operations() {
+    let server = TestServer::start().await;
+    let mut watcher = server.user("wes").await;
+    watcher.join("board").await;
+    let mut g = Gql::ready(&server, "graphql-transport-ws", "gil").await;
+    g.send(subscribe(
+        "subscribe",
+        "m",
+        "mutation { publish(room: \"board\", event: \"note\", data: {text: \"hi\"}) { delivered seq } }",
+        Value::Null,
+    ))
+    .await;
+    let m = g.recv().await;
+    assert_eq!(m["type"], "next", "{m}");
+    assert_eq!(
+        m["payload"]["data"]["publish"],
+        json!({"delivered": 1, "seq": 1})
+    );
+    assert_eq!(g.recv().await, json!({"type": "complete", "id": "m"}));
+    let got = watcher.recv_message().await;
+    assert_eq!(
+        (got["data"].clone(), got["from"].clone()),
+        (json!({"text": "hi"}), json!("gil"))
+    );
+
+    g.send(subscribe(
+        "subscribe",
+        "q",
+        "query { rooms { name members } history(room: \"board\") { data from seq } }",
+        Value::Null,
+    ))
+    .await;
+    let m = g.recv().await;
+    let data = &m["payload"]["data"];
+    assert_eq!(
+        data["rooms"],
+        json!([{"name": "board", "members": 1}]),
+        "{m}"
+    );
+    assert_eq!(
+        data["history"],
+        json!([{"data": {"text": "hi"}, "from": "gil", "seq": 1}])
+    );
+    assert_eq!(g.recv().await["type"], "complete");
+    // A query over the depth limit is refused by the schema.
+    // Twelve levels of nesting, over the limit of 10.
+    let deep = format!(
+        "query {{ __schema {{ types {{ fields {{ type {}name{} }} }} }} }}",
+        "{ ofType ".repeat(8),
+        " }".repeat(8)
+    );
+    g.send(subscribe("subscribe", "deep", &deep, Value::Null))
+        .await;
+    let m = g.recv().await;
+    let errors = m["payload"]["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{m}"));
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested too deep"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn protocol_errors_close_graphql_transport_ws_with_its_codes() {
+    let server = TestServer::start().await;
+    // Bad JSON, an unknown type, a binary frame: 4400.
+    for bad in [r#"{"type":"#, r#"{"type":"start","id":"1"}"#, r#"[1]"#] {
+        let mut c = Gql::ready(&server, "graphql-transport-ws", "e").await;
+        c.send_text(bad).await;
+        assert_eq!(c.closed().await.0, 4400, "{bad}");
+    }
+    // An operation before connection_init: 4401.
+    let mut c = Gql::connect(&server, "/graphql", "graphql-transport-ws").await;
+    c.send(subscribe(
+        "subscribe",
+        "1",
+        "{ rooms { name } }",
+        Value::Null,
+    ))
+    .await;
+    assert_eq!(c.closed().await.0, 4401);
+    // A second connection_init: 4429.
+    let mut c = Gql::ready(&server, "graphql-transport-ws", "e").await;
+    c.send(json!({"type": "connection_init"})).await;
+    assert_eq!(c.closed().await.0, 4429);
+    // A duplicate id of a live subscription: 4409.
+    let mut c = Gql::ready(&server, "graphql-transport-ws", "e").await;
+    let q = "subscription { messages(room: \"dup\") { data } }";
+    c.send(subscribe("subscribe", "same", q, Value::Null)).await;
+    c.send(subscribe("subscribe", "same", q, Value::Null)).await;
+    let (code, reason) = c.closed().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (4409, "Subscriber for same already exists")
+    );
+    // An invalid document is an error for that operation, not a close.
+    let mut c = Gql::ready(&server, "graphql-transport-ws", "e").await;
+    for (id, q) in [
+        ("a", "subscription { nothing { data } }"),
+        ("b", "subscription { messages(room: 5) { data } }"),
+        ("c", "subscription { messages { data } }"),
+        ("d", "not graphql"),
+        ("e", "subscription { direct { data } notifications { id } }"),
+    ] {
+        c.send(subscribe("subscribe", id, q, Value::Null)).await;
+        let m = c.recv().await;
+        assert_eq!(
+            (m["type"].clone(), m["id"].clone()),
+            (json!("error"), json!(id)),
+            "{m}"
+        );
+        assert!(m["payload"][0]["message"].is_string(), "{m}");
+    }
+    c.send(json!({"type": "ping"})).await;
+    assert_eq!(c.recv().await, json!({"type": "pong"}));
+}
+
+#[tokio::test]
+async fn the_legacy_protocol_answers_errors_and_goes_on() {
+    let server = TestServer::start().await;
+    let mut c = Gql::connect(&server, "/graphql", "graphql-ws").await;
+    c.send(subscribe(
+        "start",
+        "1",
+        "subscription { direct { data } }",
+        Value::Null,
+    ))
+    .await;
+    let m = c.recv().await;
+    assert_eq!(
+        (m["type"].clone(), m["id"].clone()),
+        (json!("error"), json!("1")),
+        "{m}"
+    );
+    c.send(json!({"type": "connection_init", "payload": {"user": "leo"}}))
+        .await;
+    assert_eq!(c.recv().await["type"], "connection_ack");
+    for bad in [r#"{"type":"#, r#"{"type":"subscribe","id":"1"}"#] {
+        c.send_text(bad).await;
+        let m = c.recv().await;
+        assert_eq!(m["type"], "error", "{m}");
+        assert!(m["payload"]["message"].is_string(), "{m}");
+    }
+    // A start with the id of a live operation replaces it.
+    c.send(subscribe(
+        "start",
+        "1",
+        "subscription { messages(room: \"a\") { data } }",
+        Value::Null,
+    ))
+    .await;
+    c.send(subscribe(
+        "start",
+        "1",
+        "subscription { messages(room: \"b\") { data } }",
+        Value::Null,
+    ))
+    .await;
+    eventually(|| async {
+        get_json(&server, "/api/presence/b").await["count"] == 1
+            && get_json(&server, "/api/presence/a").await["users"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+    })
+    .await;
+    server
+        .post("/api/push", json!({"room": "b", "event": "e", "data": 1}))
+        .await;
+    let m = c.recv().await;
+    assert_eq!(
+        (m["type"].clone(), m["id"].clone()),
+        (json!("data"), json!("1")),
+        "{m}"
+    );
+    c.send(json!({"type": "connection_terminate"})).await;
+    assert_eq!(c.closed().await.0, 1000);
+}
+
+#[tokio::test]
+async fn an_upgrade_without_a_graphql_subprotocol_is_refused() {
+    let server = TestServer::start().await;
+    let mut req = server.ws_url("/graphql").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "chat".parse().unwrap());
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(err.to_string().contains("400"), "{err}");
+}
