@@ -467,3 +467,113 @@ async fn an_upgrade_without_a_graphql_subprotocol_is_refused() {
     let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
     assert!(err.to_string().contains("400"), "{err}");
 }
+
+mod jwt {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    const SECRET: &str = "a test secret, long enough for HS256";
+
+    fn token(claims: Value) -> String {
+        jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    async fn init(server: &TestServer, payload: Value) -> Gql {
+        let mut c = Gql::connect(server, "/graphql", "graphql-transport-ws").await;
+        c.send(json!({"type": "connection_init", "payload": payload}))
+            .await;
+        c
+    }
+
+    #[tokio::test]
+    async fn rights_come_from_the_token_in_connection_init() {
+        let server = TestServer::with(&[("auth", "jwt"), ("jwt_secret", SECRET)]).await;
+        // No token, a forged one: 4403.
+        let mut c = init(&server, json!({})).await;
+        assert_eq!(c.closed().await.0, 4403);
+        let forged = format!("{}x", token(json!({"sub": "kim", "exp": now() + 60})));
+        let mut c = init(&server, json!({"token": forged})).await;
+        assert_eq!(c.closed().await.0, 4403);
+
+        let t = token(json!({"sub": "kim", "exp": now() + 60, "rooms": {"news": ["join"]}}));
+        let mut c = init(&server, json!({"token": t})).await;
+        assert_eq!(c.recv().await["type"], "connection_ack");
+        c.send(subscribe(
+            "subscribe",
+            "ok",
+            "subscription { messages(room: \"news\") { data } }",
+            Value::Null,
+        ))
+        .await;
+        c.send(subscribe(
+            "subscribe",
+            "no",
+            "subscription { messages(room: \"secret\") { data } }",
+            Value::Null,
+        ))
+        .await;
+        let m = c.recv().await;
+        assert_eq!(
+            (m["type"].clone(), m["id"].clone()),
+            (json!("error"), json!("no")),
+            "{m}"
+        );
+        assert_eq!(m["payload"][0]["extensions"]["code"], "forbidden", "{m}");
+        c.send(subscribe(
+            "subscribe",
+            "pub",
+            "mutation { publish(room: \"news\", event: \"e\", data: 1) { seq } }",
+            Value::Null,
+        ))
+        .await;
+        let m = c.recv().await;
+        assert_eq!(m["id"], "pub");
+        assert_eq!(
+            m["payload"]["errors"][0]["extensions"]["code"], "forbidden",
+            "{m}"
+        );
+        assert_eq!(c.recv().await["type"], "complete");
+        eventually(|| async {
+            get_json(&server, "/api/presence/news").await["users"] == json!(["kim"])
+        })
+        .await;
+        server
+            .post(
+                "/api/push",
+                json!({"room": "news", "event": "e", "data": 2}),
+            )
+            .await;
+        let m = c.recv().await;
+        assert_eq!(
+            (
+                m["id"].clone(),
+                m["payload"]["data"]["messages"]["data"].clone()
+            ),
+            (json!("ok"), json!(2))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_closes_with_4401() {
+        let server = TestServer::with(&[("auth", "jwt"), ("jwt_secret", SECRET)]).await;
+        let t = token(json!({"sub": "eve", "exp": now() + 2}));
+        let mut c = init(&server, json!({"token": t})).await;
+        assert_eq!(c.recv().await["type"], "connection_ack");
+        let (code, _) = tokio::time::timeout(Duration::from_secs(8), c.closed())
+            .await
+            .expect("closed once the token expired");
+        assert_eq!(code, 4401);
+    }
+}
