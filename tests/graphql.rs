@@ -577,3 +577,104 @@ mod jwt {
         assert_eq!(code, 4401);
     }
 }
+
+/// `POST /graphql` with `body`: the status and the JSON answer.
+async fn post_graphql(
+    server: &TestServer,
+    path: &str,
+    body: &str,
+    bearer: Option<&str>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(server.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn queries_and_mutations_over_http_and_the_explorer_page() {
+    let server = TestServer::start().await;
+    let mut watcher = server.user("walt").await;
+    watcher.join("wall").await;
+    let (st, body) = post_graphql(
+        &server,
+        "/graphql?user=pat",
+        &json!({"query": "mutation ($d: JSON) { publish(room: \"wall\", event: \"post\", data: $d) { delivered seq } }", "variables": {"d": [1, "x"]}}).to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["data"]["publish"], json!({"delivered": 1, "seq": 1}));
+    let m = watcher.recv_message().await;
+    assert_eq!(
+        (m["data"].clone(), m["from"].clone()),
+        (json!([1, "x"]), json!("pat"))
+    );
+    let (_, body) = post_graphql(
+        &server,
+        "/graphql",
+        r#"{"query": "{ rooms { name members } }"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(
+        body["data"]["rooms"],
+        json!([{"name": "wall", "members": 1}])
+    );
+    // Subscriptions need a WebSocket; a body that is no request is a 400.
+    for bad in [
+        r#"{"query": "subscription { direct { data } }"}"#,
+        r#"{"query": 5}"#,
+        "{",
+    ] {
+        let (st, body) = post_graphql(&server, "/graphql", bad, None).await;
+        assert_eq!(st, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{body}");
+    }
+    // A browser gets the explorer, whose script is served too; nothing comes from elsewhere.
+    let page = reqwest::get(server.url("/graphql")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("GraphQL explorer") && html.contains("src=\"/graphql.js\""));
+    assert!(!html.contains("https://"), "no asset from another site");
+    let js = reqwest::get(server.url("/graphql.js")).await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(js.text().await.unwrap().contains("graphql-transport-ws"));
+}
+
+#[tokio::test]
+async fn http_requests_carry_their_credentials() {
+    use jsonwebtoken::{EncodingKey, Header};
+    const SECRET: &str = "a test secret, long enough for HS256";
+    let server = TestServer::with(&[("auth", "jwt"), ("jwt_secret", SECRET)]).await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    let token = jsonwebtoken::encode(
+        &Header::default(),
+        &json!({"sub": "ola", "exp": exp, "rooms": {"open": ["join", "publish"]}}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let publish = |room: &str| {
+        json!({"query": format!("mutation {{ publish(room: \"{room}\", event: \"e\") {{ seq }} }}")}).to_string()
+    };
+    let (st, body) = post_graphql(&server, "/graphql", &publish("open"), None).await;
+    assert_eq!(st, 401, "{body}");
+    let (st, body) = post_graphql(&server, "/graphql", &publish("open"), Some(&token)).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body["errors"].is_null(), "{body}");
+    let (_, body) = post_graphql(&server, "/graphql", &publish("closed"), Some(&token)).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "forbidden",
+        "{body}"
+    );
+}

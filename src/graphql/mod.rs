@@ -34,10 +34,16 @@ use schema::{HubbubSchema, Limits, Services};
 /// How long a closing connection waits for the client's close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// The GraphQL explorer, served at `/graphql` to a browser (its script is `/graphql.js`).
+const EXPLORER: &str = include_str!("../../static/graphql.html");
+
 /// Settings of the GraphQL front end.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct GraphqlConfig {
+    /// The largest request body over HTTP, in bytes (WebSocket messages are bounded by
+    /// the WebSocket options).
+    pub max_payload: usize,
     /// Subscriptions one connection may hold at once.
     pub max_subscriptions: usize,
     /// How long a client has to send `connection_init`.
@@ -49,6 +55,7 @@ pub struct GraphqlConfig {
 impl Default for GraphqlConfig {
     fn default() -> Self {
         Self {
+            max_payload: 1 << 20,
             max_subscriptions: 100,
             init_timeout: Duration::from_secs(10),
             limits: Limits::default(),
@@ -99,11 +106,70 @@ impl GraphqlState {
     }
 }
 
-/// The route `/graphql`.
+/// The route `/graphql`: GraphQL over WebSocket (an upgrade offering a GraphQL
+/// subprotocol), queries and mutations over HTTP `POST`, and the explorer page for a
+/// browser's `GET`.
 pub fn routes(state: GraphqlState) -> Router {
     Router::new()
-        .route("/graphql", get(handler))
+        .route("/graphql", get(handler).post(http))
         .with_state(state)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct UserQuery {
+    user: Option<String>,
+}
+
+/// A query or mutation over HTTP (`{query, operationName?, variables?}`), run as the
+/// request's credentials say (in auth mode `none`, `?user=` names the user).
+async fn http(
+    State(state): State<GraphqlState>,
+    identity: Option<Extension<Identity>>,
+    creds: Option<Extension<Credentials>>,
+    axum::extract::Query(q): axum::extract::Query<UserQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    if body.len() > state.inner.config.max_payload {
+        let e = ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large");
+        return e.into_response();
+    }
+    let request = serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|v| codec::Request::from_json(&v).map_err(|e| e.message));
+    let request = match request {
+        Ok(r) => r,
+        Err(why) => return ApiError::new(ErrorCode::BadRequest, why).into_response(),
+    };
+    let is_subscription = async_graphql::parser::parse_query(&request.query)
+        .is_ok_and(|doc| plan::is_subscription(&doc, request.operation_name.as_deref()));
+    if is_subscription {
+        let e = ApiError::new(
+            ErrorCode::BadRequest,
+            "subscriptions run over WebSocket (graphql-transport-ws or graphql-ws)",
+        );
+        return e.into_response();
+    }
+    let auth = &state.inner.auth;
+    let user = match identity {
+        Some(Extension(Identity(u))) => Some(u),
+        None if !auth.required() => q.user,
+        None => return ApiError::from(auth.missing()).into_response(),
+    };
+    let caller = schema::Caller {
+        user: user.map(Into::into),
+        grants: creds.map(|Extension(c)| Arc::new(c.grants)),
+        conn: None,
+    };
+    let mut gql = async_graphql::Request::new(request.query)
+        .variables(async_graphql::Variables::from_json(
+            serde_json::Value::Object(request.variables),
+        ))
+        .data(caller);
+    if let Some(n) = request.operation_name {
+        gql = gql.operation_name(n);
+    }
+    let response = state.inner.schema.execute(gql).await;
+    axum::Json(response).into_response()
 }
 
 async fn handler(
@@ -114,6 +180,13 @@ async fn handler(
     headers: HeaderMap,
     upgrade: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
+    if upgrade.is_err() && !headers.contains_key(header::UPGRADE) {
+        return (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            EXPLORER,
+        )
+            .into_response();
+    }
     let offered = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()

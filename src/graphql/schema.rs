@@ -18,7 +18,7 @@ use futures_util::Stream;
 use serde_json::Value;
 
 use crate::error::{ErrorCode, HubError};
-use crate::hub::{Conn, Delivery, Hub, Payload, Right};
+use crate::hub::{Conn, Delivery, Grants, Hub, Payload, Right};
 use crate::protocol::v1::RawJson;
 use crate::services::notifications::{Notifications, Recipient};
 
@@ -55,11 +55,33 @@ pub struct Services {
     pub notifications: Option<Arc<Notifications>>,
 }
 
-/// Who runs an operation.
+/// Who runs an operation: a GraphQL WebSocket connection, or the credentials of an HTTP
+/// request.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    /// The caller's connection (a GraphQL WebSocket), whose credentials decide its rights.
-    pub conn: Arc<Conn>,
+    /// The user, when known (anonymous HTTP callers in auth mode `none` are not).
+    pub user: Option<Arc<str>>,
+    /// What the credentials allow; `None`: unrestricted (auth mode `none`).
+    pub grants: Option<Arc<Grants>>,
+    /// The connection, for a WebSocket caller.
+    pub conn: Option<Arc<Conn>>,
+}
+
+impl Caller {
+    /// The caller behind connection `conn`.
+    pub fn of_conn(hub: &Hub, conn: &Arc<Conn>) -> Self {
+        Self {
+            user: Some(conn.user_arc()),
+            grants: hub.grants(conn),
+            conn: Some(conn.clone()),
+        }
+    }
+
+    fn authorize(&self, hub: &Hub, room: &str, right: Right) -> Result<(), Error> {
+        let user = self.user.as_deref().unwrap_or("");
+        hub.authorize_as("/", user, self.grants.as_deref(), room, right)
+            .map_err(gql_error)
+    }
 }
 
 /// Builds the schema.
@@ -225,8 +247,7 @@ impl QueryRoot {
         #[graphql(default = 50)] limit: u64,
     ) -> Result<Vec<Message>, Error> {
         let hub = &services(ctx).hub;
-        hub.authorize(&caller(ctx)?.conn, &room, Right::History)
-            .map_err(gql_error)?;
+        caller(ctx)?.authorize(hub, &room, Right::History)?;
         if limit == 0 || limit > 500 {
             return Err(gql_error(HubError::bad_request(
                 "`limit` must be between 1 and 500",
@@ -245,8 +266,7 @@ impl QueryRoot {
         room: String,
     ) -> Result<Option<Vec<String>>, Error> {
         let hub = &services(ctx).hub;
-        hub.authorize(&caller(ctx)?.conn, &room, Right::Presence)
-            .map_err(gql_error)?;
+        caller(ctx)?.authorize(hub, &room, Right::Presence)?;
         hub.presence_everywhere(&room).await.map_err(gql_error)
     }
 
@@ -286,15 +306,11 @@ impl MutationRoot {
         data: Option<Json<Value>>,
     ) -> Result<Published, Error> {
         let hub = &services(ctx).hub;
-        let conn = &caller(ctx)?.conn;
+        let caller = caller(ctx)?;
         check_event(&event)?;
-        hub.authorize(conn, &room, Right::Publish)
-            .map_err(gql_error)?;
+        caller.authorize(hub, &room, Right::Publish)?;
         let data = data.map(|j| j.0).unwrap_or(Value::Null);
-        let out = hub
-            .to_room(&room)
-            .from(conn.user_arc())
-            .sent_by(conn.id())
+        let out = as_caller(hub.to_room(&room), caller)
             .publish(&event, Payload::json(&data))
             .map_err(gql_error)?
             .committed()
@@ -315,13 +331,10 @@ impl MutationRoot {
         data: Option<Json<Value>>,
     ) -> Result<Published, Error> {
         let hub = &services(ctx).hub;
-        let conn = &caller(ctx)?.conn;
+        let caller = caller(ctx)?;
         check_event(&event)?;
         let data = data.map(|j| j.0).unwrap_or(Value::Null);
-        let out = hub
-            .to_user(&to)
-            .from(conn.user_arc())
-            .sent_by(conn.id())
+        let out = as_caller(hub.to_user(&to), caller)
             .counted()
             .publish(&event, Payload::json(&data))
             .and_then(|out| out.require_online(&to))
@@ -345,9 +358,13 @@ impl MutationRoot {
         data: Option<Json<Value>>,
     ) -> Result<Notified, Error> {
         let s = services(ctx);
-        let conn = &caller(ctx)?.conn;
         check_event(&event)?;
-        s.hub.authorize_broadcast(conn).map_err(gql_error)?;
+        if caller(ctx)?.grants.as_ref().is_some_and(|g| !g.broadcast) {
+            return Err(gql_error(HubError::new(
+                ErrorCode::Forbidden,
+                "notifying needs the `broadcast` claim",
+            )));
+        }
         let Some(n) = &s.notifications else {
             return Err(gql_error(HubError::new(
                 ErrorCode::Unavailable,
@@ -373,6 +390,18 @@ impl MutationRoot {
             id,
             delivered: delivered as u64,
         })
+    }
+}
+
+/// An emit sent by `caller`: from its user, by its connection.
+fn as_caller<'h>(em: crate::hub::Emitter<'h>, caller: &Caller) -> crate::hub::Emitter<'h> {
+    let em = match &caller.user {
+        Some(u) => em.from(u.clone()),
+        None => em,
+    };
+    match &caller.conn {
+        Some(c) => em.sent_by(c.id()),
+        None => em,
     }
 }
 

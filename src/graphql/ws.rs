@@ -324,9 +324,7 @@ impl Session<'_> {
             .variables(async_graphql::Variables::from_json(Value::Object(
                 request.variables.clone(),
             )))
-            .data(Caller {
-                conn: self.conn.clone(),
-            });
+            .data(Caller::of_conn(&self.state.inner.hub, self.conn));
         let gql_request = match &request.operation_name {
             Some(n) => gql_request.operation_name(n),
             None => gql_request,

@@ -31,7 +31,26 @@ impl Hub {
     /// the application's rule instead: publishing to a `dm:` conversation is `bad_request`
     /// (a direct message is sent with `send`).
     pub fn authorize(&self, conn: &Conn, room: &str, right: Right) -> Result<(), HubError> {
-        if let Some(alias) = self.alias(&conn.ns, &conn.user, room)? {
+        self.authorize_as(
+            &conn.ns,
+            &conn.user,
+            conn.grants.get().map(|g| &**g),
+            room,
+            right,
+        )
+    }
+
+    /// [`Self::authorize`] for a caller without a connection (a GraphQL request over HTTP):
+    /// `user` in namespace `ns`, restricted to `grants` when given.
+    pub fn authorize_as(
+        &self,
+        ns: &str,
+        user: &str,
+        grants: Option<&Grants>,
+        room: &str,
+        right: Right,
+    ) -> Result<(), HubError> {
+        if let Some(alias) = self.alias(ns, user, room)? {
             if right == Right::Publish && !alias.publish {
                 return Err(HubError::bad_request(format!(
                     "clients do not publish to `{room}`; send to the user instead"
@@ -39,11 +58,11 @@ impl Hub {
             }
             return Ok(());
         }
-        let Some(g) = conn.grants.get() else {
+        let Some(g) = grants else {
             return Ok(());
         };
         let private = self
-            .room_in(&conn.ns, room)
+            .room_in(ns, room)
             .is_some_and(|r| lock(&r.state).settings.private);
         if g.allows(room, private, right) {
             Ok(())

@@ -19,7 +19,7 @@ use crate::config::Config;
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 
 /// The built-in pages' files beside `/`: path, content type, bytes (compiled in).
-const ASSETS: [(&str, &str, &str); 8] = [
+const ASSETS: [(&str, &str, &str); 9] = [
     ("/client.js", JS, include_str!("../../static/client.js")),
     (
         "/client.d.ts",
@@ -44,6 +44,7 @@ const ASSETS: [(&str, &str, &str); 8] = [
         JS,
         include_str!("../../static/dashboard.js"),
     ),
+    ("/graphql.js", JS, include_str!("../../static/graphql.js")),
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";

@@ -287,7 +287,10 @@ impl Hubbub {
                 hub: self.hub.clone(),
                 notifications: Some(self.services.notifications.clone()),
             },
-            crate::graphql::GraphqlConfig::default(),
+            crate::graphql::GraphqlConfig {
+                max_payload: self.config.max_payload,
+                ..crate::graphql::GraphqlConfig::default()
+            },
         );
         // As for Socket.IO, a request without credentials passes the gate: they may come
         // inside the protocol.
