@@ -133,6 +133,8 @@ pub struct Config {
     /// Connections at once from one client address; more get HTTP 429 at the upgrade. Zero
     /// is no limit, the default (clients behind one NAT or proxy share an address).
     pub max_connections_per_ip: usize,
+    /// Subscriptions one GraphQL connection may hold at once. Default 100.
+    pub graphql_max_subscriptions: usize,
     /// Outbound bytes queued per connection before it is closed as a slow consumer. Default 1 MiB.
     pub queue_limit: usize,
     /// permessage-deflate threshold: messages at least this large are compressed; `None`
@@ -211,6 +213,7 @@ impl Default for Config {
             max_payload: 1 << 20,
             max_connections: 100_000,
             max_connections_per_ip: 0,
+            graphql_max_subscriptions: 100,
             queue_limit: 1 << 20,
             compression: Some(1024),
             log_format: LogFormat::Text,
@@ -319,6 +322,7 @@ settings! {
     max_payload: "Largest frame/message/body, e.g. 1MiB [default: 1MiB]",
     max_connections: "Connections at once [default: 100000]",
     max_connections_per_ip: "Connections at once per client address; 0 is off [default: 0]",
+    graphql_max_subscriptions: "Subscriptions one GraphQL connection may hold at once [default: 100]",
     queue_limit: "Outbound queue per connection, e.g. 1MiB [default: 1MiB]",
     compression: "permessage-deflate: on, off, or a threshold size [default: 1KiB]",
     log_format: "Log lines: text (coloured on a terminal only) or json [default: text]",
@@ -416,6 +420,9 @@ impl Config {
                 "heartbeat_timeout" => c.heartbeat_timeout = parse_duration(v).map_err(invalid)?,
                 "max_payload" => c.max_payload = parse_size(v).map_err(invalid)?,
                 "max_connections" => c.max_connections = parse_count(v).map_err(invalid)?,
+                "graphql_max_subscriptions" => {
+                    c.graphql_max_subscriptions = parse_count(v).map_err(invalid)?
+                }
                 "max_connections_per_ip" => {
                     c.max_connections_per_ip = parse_count(v).map_err(invalid)?
                 }

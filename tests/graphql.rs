@@ -678,3 +678,72 @@ async fn http_requests_carry_their_credentials() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_flood_is_refused_then_closed_with_4429() {
+    let server = TestServer::with(&[("rate_messages", "5")]).await;
+    let mut c = Gql::ready(&server, "graphql-transport-ws", "flo").await;
+    // The burst (two seconds' worth) passes.
+    for _ in 0..10 {
+        c.send(json!({"type": "ping"})).await;
+    }
+    for _ in 0..10 {
+        assert_eq!(c.recv().await, json!({"type": "pong"}));
+    }
+    c.send(subscribe(
+        "subscribe",
+        "late",
+        "subscription { direct { data } }",
+        Value::Null,
+    ))
+    .await;
+    let m = c.recv().await;
+    assert_eq!(m["id"], "late");
+    assert_eq!(m["payload"][0]["extensions"]["code"], "rate_limited", "{m}");
+    for _ in 0..40 {
+        c.send(json!({"type": "ping"})).await;
+    }
+    let (code, reason) = c.closed().await;
+    assert_eq!((code, reason.as_str()), (4429, "rate limit exceeded"));
+}
+
+#[tokio::test]
+async fn subscriptions_beyond_the_limit_are_refused() {
+    let server = TestServer::with(&[("graphql_max_subscriptions", "2")]).await;
+    let mut c = Gql::ready(&server, "graphql-transport-ws", "lim").await;
+    for id in ["1", "2", "3"] {
+        c.send(subscribe(
+            "subscribe",
+            id,
+            "subscription { direct { data } }",
+            Value::Null,
+        ))
+        .await;
+    }
+    let m = c.recv().await;
+    assert_eq!(
+        (m["type"].clone(), m["id"].clone()),
+        (json!("error"), json!("3")),
+        "{m}"
+    );
+    assert_eq!(m["payload"][0]["extensions"]["code"], "limit", "{m}");
+    // Completing one makes room again.
+    c.send(json!({"type": "complete", "id": "1"})).await;
+    c.send(subscribe(
+        "subscribe",
+        "4",
+        "subscription { direct { data } }",
+        Value::Null,
+    ))
+    .await;
+    // A round trip: what was sent before it is in place.
+    c.send(json!({"type": "ping"})).await;
+    assert_eq!(c.recv().await, json!({"type": "pong"}));
+    let (st, body) = server
+        .post("/api/push", json!({"to": "lim", "event": "e", "data": 5}))
+        .await;
+    assert_eq!((st, body["delivered"].clone()), (200, json!(1)), "{body}");
+    let mut ids = vec![c.recv().await["id"].clone(), c.recv().await["id"].clone()];
+    ids.sort_by_key(|v| v.to_string());
+    assert_eq!(ids, vec![json!("2"), json!("4")]);
+}

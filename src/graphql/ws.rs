@@ -24,10 +24,12 @@ use super::plan::{self, Plan, Source};
 use super::schema::Caller;
 use super::GraphqlState;
 use crate::error::HubError;
+use crate::hub::now_ms;
 use crate::hub::{
     CloseRequest, Conn, ConnPermit, ConnSpec, Delivery, Frames, OutFrame, Outbox, ReplayFrom, Right,
 };
 use crate::identity::Credentials;
+use crate::limits::{Limiter, Verdict, RATE_LIMIT_CLOSE};
 use crate::stats::Transport;
 use crate::ws::driver::{Driver, Link};
 
@@ -168,10 +170,32 @@ pub(super) async fn run<S>(
         rooms: HashMap::new(),
         running: HashMap::new(),
     };
+    let rate = state.inner.ws.rate();
+    let mut limiter = rate.is_on().then(|| Limiter::new(&rate, now_ms()));
     while let Some(frame) = driver.next_message(&*conn, hub.stats()).await {
         hub.stats().message_in();
         if conn.outbox().is_closing() {
             continue;
+        }
+        if let Some(l) = &mut limiter {
+            match l.check(&rate, frame.payload().len(), now_ms) {
+                Verdict::Allow => {}
+                Verdict::Refuse => {
+                    // The message is dropped; an operation it started is answered.
+                    let payload = frame.into_payload();
+                    if let Ok(ClientMessage::Subscribe { id, .. }) =
+                        codec::decode(protocol, &payload)
+                    {
+                        let e = GqlError::new("rate_limited", "too many messages; slow down");
+                        send(conn.outbox(), protocol.error(&id, &[e]));
+                    }
+                    continue;
+                }
+                Verdict::Close => {
+                    conn.close(RATE_LIMIT_CLOSE, "rate limit exceeded");
+                    continue;
+                }
+            }
         }
         if frame.opcode() == yawc::OpCode::Binary {
             bad_message(

@@ -289,6 +289,7 @@ impl Hubbub {
             },
             crate::graphql::GraphqlConfig {
                 max_payload: self.config.max_payload,
+                max_subscriptions: self.config.graphql_max_subscriptions,
                 ..crate::graphql::GraphqlConfig::default()
             },
         );

@@ -127,6 +127,11 @@ impl WsState {
     pub(crate) fn options(&self) -> &Options {
         &self.inner.options
     }
+
+    /// The messages and bytes per second a connection may send.
+    pub(crate) fn rate(&self) -> RatePolicy {
+        self.inner.config.rate
+    }
 }
 
 /// The v1 routes: `/ws`, `/ws/{user}` and `/ws/echo`. Mount them with `Router::merge`, or
