@@ -1,5 +1,6 @@
 //! Connecting and speaking each wire protocol: v1 (Hubbub's `/ws`), Socket.IO over
-//! WebSocket, and raw (a server that relays whatever it receives).
+//! WebSocket, GraphQL over WebSocket (`graphql-transport-ws` on `/graphql`), and raw (a
+//! server that relays whatever it receives).
 //!
 //! Frames are built as strings and read in place: the generator looks for the few fields it
 //! needs (`"t":`, `"seq":`) in the received bytes instead of parsing JSON, so its cost per
@@ -25,6 +26,9 @@ pub(crate) enum Proto {
     /// Socket.IO over WebSocket: events `join` {room}, `publish` {room, event, data} and
     /// `send` {to, event, data}.
     Sio,
+    /// GraphQL over WebSocket (`graphql-transport-ws`): a join is a `messages(room)`
+    /// subscription, a publish the `publish` mutation.
+    Gql,
 }
 
 /// Where and how to connect.
@@ -65,9 +69,27 @@ impl Target {
         if let Some(ip) = self.source(index) {
             builder = builder.with_local_address(ip);
         }
+        if self.proto == Proto::Gql {
+            builder = builder.with_request(
+                yawc::HttpRequestBuilder::new()
+                    .header("Sec-WebSocket-Protocol", "graphql-transport-ws"),
+            );
+        }
         let mut ws = builder.await.map_err(|e| e.to_string())?;
         let user = match self.proto {
             Proto::Raw => String::new(),
+            Proto::Gql => {
+                let user = format!("g{index}");
+                let init = format!(r#"{{"type":"connection_init","payload":{{"user":"{user}"}}}}"#);
+                ws.send(Frame::text(init))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let ack = ws.next_frame().await.map_err(|e| e.to_string())?;
+                if find(ack.payload(), b"connection_ack").is_none() {
+                    return Err("no connection_ack".into());
+                }
+                user
+            }
             Proto::V1 => {
                 let welcome = ws.next_frame().await.map_err(|e| e.to_string())?;
                 string_field(welcome.payload(), b"\"user\":\"")
@@ -149,6 +171,9 @@ impl Target {
         match self.proto {
             Proto::V1 => format!(r#"{{"op":"join","id":{id},"room":"{room}"{since}}}"#),
             Proto::Sio => format!(r#"42{id}["join",{{"room":"{room}"{since}}}]"#),
+            Proto::Gql => format!(
+                r#"{{"type":"subscribe","id":"{id}","payload":{{"query":"subscription {{ messages(room: \"{room}\") {{ data }} }}"}}}}"#
+            ),
             Proto::Raw => String::new(),
         }
     }
@@ -170,6 +195,10 @@ impl Target {
             (Proto::Sio, Some(id)) => {
                 format!(r#"42{id}["publish",{{"room":"{room}","event":"m","data":{data}}}]"#)
             }
+            (Proto::Gql, id) => format!(
+                r#"{{"type":"subscribe","id":"p{}","payload":{{"query":"mutation ($d: JSON) {{ publish(room: \"{room}\", event: \"m\", data: $d) {{ seq }} }}","variables":{{"d":{data}}}}}}}"#,
+                id.unwrap_or(s)
+            ),
             (Proto::Raw, _) => data,
         }
     }
@@ -180,6 +209,9 @@ impl Target {
         match self.proto {
             Proto::V1 => format!(r#"{{"op":"send","to":"{user}","event":"e","data":{data}}}"#),
             Proto::Sio => format!(r#"42["send",{{"to":"{user}","event":"e","data":{data}}}]"#),
+            Proto::Gql => format!(
+                r#"{{"type":"subscribe","id":"e{t}","payload":{{"query":"mutation ($d: JSON) {{ send(to: \"{user}\", event: \"e\", data: $d) {{ delivered }} }}","variables":{{"d":{data}}}}}}}"#
+            ),
             Proto::Raw => data,
         }
     }
@@ -317,5 +349,14 @@ mod tests {
             t(Proto::Raw).publish("r", 1, 2, "x", None),
             r#"{"t":1,"s":2,"p":"x"}"#
         );
+        for frame in [
+            t(Proto::Gql).join("r", None, 4),
+            t(Proto::Gql).publish("r", 1, 2, "x", None),
+            t(Proto::Gql).echo("g1", 9, ""),
+        ] {
+            let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+            assert_eq!(v["type"], "subscribe", "{frame}");
+            assert!(v["payload"]["query"].is_string(), "{frame}");
+        }
     }
 }

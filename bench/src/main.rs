@@ -1,4 +1,4 @@
-//! `hubbub-bench`: a load generator for Hubbub (protocol v1 and Socket.IO) and for peers
+//! `hubbub-bench`: a load generator for Hubbub (protocol v1, Socket.IO, GraphQL) and for peers
 //! that do the same work (`--proto raw`: a server that broadcasts or echoes what it gets).
 //!
 //! Scenarios:
@@ -61,6 +61,10 @@ struct Args {
     /// the publisher stays on `--url`. Repeat for several nodes.
     #[arg(long)]
     sub_url: Vec<String>,
+    /// The subscribers' protocol, when it is not `--proto` (give `--sub-url` too): for
+    /// example v1 publishing on `/ws` to GraphQL subscribers on `/graphql`.
+    #[arg(long, value_enum)]
+    sub_proto: Option<Proto>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -178,6 +182,7 @@ fn main() {
                     size,
                     slow_share,
                     sub_urls: args.sub_url.clone(),
+                    sub_proto: args.sub_proto,
                 };
                 scenarios::fanout(&target, pid, window, plan).await
             }

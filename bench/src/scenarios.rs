@@ -71,6 +71,8 @@ pub(crate) struct FanoutPlan {
     pub(crate) slow_share: f64,
     /// Other nodes of a cluster the subscribers connect to (round robin); none: `t`.
     pub(crate) sub_urls: Vec<String>,
+    /// The subscribers' protocol, when it differs from the publisher's.
+    pub(crate) sub_proto: Option<Proto>,
 }
 
 struct Totals {
@@ -89,6 +91,7 @@ pub(crate) async fn fanout(t: &Target, pid: Option<u32>, window: usize, plan: Fa
         for (i, url) in plan.sub_urls.iter().enumerate() {
             let node = Target {
                 url: url.clone(),
+                proto: plan.sub_proto.unwrap_or(t.proto),
                 ..t.clone()
             };
             let share = plan.subs / n + usize::from(i < plan.subs % n);
@@ -101,14 +104,18 @@ pub(crate) async fn fanout(t: &Target, pid: Option<u32>, window: usize, plan: Fa
         ws: mut publisher, ..
     } = clients.pop().expect("a publisher");
     if t.proto != Proto::Raw {
-        let join = t.join("bench", None, 1);
-        for ws in clients
-            .iter_mut()
-            .map(|c| &mut c.ws)
-            .chain(std::iter::once(&mut publisher))
-        {
+        let sub_target = Target {
+            proto: plan.sub_proto.unwrap_or(t.proto),
+            ..t.clone()
+        };
+        let join = sub_target.join("bench", None, 1);
+        for ws in clients.iter_mut().map(|c| &mut c.ws) {
             ws.send(Frame::text(join.clone())).await.expect("join");
         }
+        publisher
+            .send(Frame::text(t.join("bench", None, 1)))
+            .await
+            .expect("join");
         // Let the joins land before measuring.
         tokio::time::sleep(SETTLE).await;
     }

@@ -58,15 +58,27 @@ impl Protocol {
     /// One result of subscription `id`: `payload` is the encoded `ExecutionResult`
     /// (`{"data":...}`), shared by every subscriber that selected the same fields.
     pub fn next(self, id: &str, payload: &[u8]) -> Bytes {
+        Self::around(&self.next_prefix(id), payload)
+    }
+
+    /// What comes before a result of subscription `id` (made once per subscription).
+    pub fn next_prefix(self, id: &str) -> Bytes {
         let kind: &[u8] = match self {
             Self::TransportWs => br#"{"type":"next","id":"#,
             Self::Legacy => br#"{"type":"data","id":"#,
         };
         let id = Value::from(id).to_string();
-        let mut b = BytesMut::with_capacity(kind.len() + id.len() + payload.len() + 12);
+        let mut b = BytesMut::with_capacity(kind.len() + id.len() + 11);
         b.put_slice(kind);
         b.put_slice(id.as_bytes());
         b.put_slice(br#","payload":"#);
+        b.freeze()
+    }
+
+    /// A result: `prefix` (from [`Self::next_prefix`]), the shared payload, `}`.
+    pub fn around(prefix: &[u8], payload: &[u8]) -> Bytes {
+        let mut b = BytesMut::with_capacity(prefix.len() + payload.len() + 1);
+        b.put_slice(prefix);
         b.put_slice(payload);
         b.put_u8(b'}');
         b.freeze()

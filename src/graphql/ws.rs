@@ -35,26 +35,27 @@ use crate::ws::driver::{Driver, Link};
 
 /// The connection's live subscriptions: what the hub asks for each delivery.
 pub(super) struct Subscriptions {
-    protocol: Protocol,
     live: Mutex<Vec<Live>>,
 }
 
 struct Live {
     id: Arc<str>,
+    /// What comes before each result's payload (its id, in this protocol).
+    prefix: Bytes,
     source: Source,
     shape: Arc<plan::Shape>,
     key: Arc<str>,
 }
 
 impl Frames for Subscriptions {
-    fn frames(&self, d: &Delivery, out: &mut Vec<OutFrame>) {
+    fn frames(&self, d: &Delivery, push: &mut dyn FnMut(OutFrame)) {
         let live = self
             .live
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for s in live.iter().filter(|s| s.source.wants(d)) {
             let payload = d.shared(&s.key, |d| s.shape.encode(d));
-            out.push(OutFrame::Text(self.protocol.next(&s.id, &payload)));
+            push(OutFrame::Text(Protocol::around(&s.prefix, &payload)));
         }
     }
 }
@@ -158,7 +159,6 @@ pub(super) async fn run<S>(
         hub.set_grants(&conn, c.grants);
     }
     let subs = Arc::new(Subscriptions {
-        protocol,
         live: Mutex::new(Vec::new()),
     });
     conn.set_frames(subs.clone());
@@ -405,6 +405,7 @@ impl Session<'_> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(Live {
                 id: id.into(),
+                prefix: self.protocol.next_prefix(id),
                 source,
                 shape,
                 key,

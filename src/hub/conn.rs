@@ -24,8 +24,8 @@ pub type Closer = Box<dyn Fn(u16, &str) + Send + Sync>;
 /// How the connections of a front end the hub has no encoding of (GraphQL) write a
 /// delivery: the frames it becomes for this connection, none when it wants none of it.
 pub trait Frames: Send + Sync {
-    /// Appends the frames of `d` to `out`.
-    fn frames(&self, d: &Delivery, out: &mut Vec<super::outbox::OutFrame>);
+    /// Hands each frame of `d` to `push`, in order.
+    fn frames(&self, d: &Delivery, push: &mut dyn FnMut(super::outbox::OutFrame));
 }
 
 /// One client connection as the hub sees it: a v1 WebSocket, or one Socket.IO socket (a
@@ -185,21 +185,17 @@ impl Conn {
             Transport::Ws => self.outbox.push(d.v1_frame(), volatile),
             Transport::SocketIo => self.outbox.push_many(d.sio_frames(), volatile),
             Transport::GraphQl => {
-                let frames = self.own_frames(d);
-                if frames.is_empty() {
-                    return Push::Queued;
+                let mut result = Push::Queued;
+                if let Some(f) = self.frames.get() {
+                    f.frames(d, &mut |frame| {
+                        if result == Push::Queued {
+                            result = self.outbox.push(frame, volatile);
+                        }
+                    });
                 }
-                self.outbox.push_many(&frames, volatile)
+                result
             }
         }
-    }
-
-    fn own_frames(&self, d: &Delivery) -> Vec<super::outbox::OutFrame> {
-        let mut out = Vec::new();
-        if let Some(f) = self.frames.get() {
-            f.frames(d, &mut out);
-        }
-        out
     }
 
     /// Sets how this connection writes deliveries (a front end the hub has no encoding
@@ -219,8 +215,10 @@ impl Conn {
                 }
             }
             Transport::GraphQl => {
-                for f in self.own_frames(d) {
-                    self.outbox.push_unbounded(f);
+                if let Some(f) = self.frames.get() {
+                    f.frames(d, &mut |frame| {
+                        self.outbox.push_unbounded(frame);
+                    });
                 }
             }
         }
