@@ -747,3 +747,16 @@ async fn subscriptions_beyond_the_limit_are_refused() {
     ids.sort_by_key(|v| v.to_string());
     assert_eq!(ids, vec![json!("2"), json!("4")]);
 }
+
+#[tokio::test]
+async fn a_message_over_max_payload_closes_with_1009() {
+    let server = TestServer::with(&[("max_payload", "1KiB")]).await;
+    let mut c = Gql::ready(&server, "graphql-transport-ws", "big").await;
+    let query = format!(
+        "subscription {{ direct {{ data }} }} # {}",
+        "x".repeat(2000)
+    );
+    c.send(subscribe("subscribe", "1", &query, Value::Null))
+        .await;
+    assert_eq!(c.closed().await.0, 1009);
+}

@@ -177,3 +177,25 @@ test("the push page and the dashboard fit a phone and name their controls", asyn
   await checkPage(dash, "the dashboard");
   assert.deepEqual([...push.errors, ...dash.errors], []);
 });
+
+test("the GraphQL explorer runs a subscription on a phone, with the keyboard alone", async () => {
+  const page = await phonePage("/graphql");
+  await checkPage(page, "the GraphQL explorer");
+  await tabTo(page, page.getByRole("button", { name: "Run" }));
+  await page.keyboard.press("Enter");
+  await page.locator("#status").filter({ hasText: "running" }).waitFor();
+  // The explorer's subscription (to lobby) is a member like any other client.
+  for (let i = 0; ; i++) {
+    const users = (await (await fetch(`${server.url}/api/presence/lobby`)).json()).users ?? [];
+    if (users.includes("explorer")) break;
+    assert.ok(i < 100, "the explorer joined lobby");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const r = await post(server.url, "/api/push", { room: "lobby", event: "news", data: { text: "to the explorer" } });
+  assert.equal(r.status, 200);
+  await page.locator("#results li").filter({ hasText: "to the explorer" }).waitFor();
+  await checkPage(page, "the explorer with a result");
+  await page.getByRole("button", { name: "Stop" }).click();
+  await page.locator("#status").filter({ hasText: "done" }).waitFor();
+  assert.deepEqual(page.errors, []);
+});
