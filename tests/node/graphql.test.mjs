@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { createClient } from "graphql-ws";
 import { SubscriptionClient } from "subscriptions-transport-ws";
+import { createHmac } from "node:crypto";
 import { io as ioc } from "socket.io-client";
 import { startServer, post, v1Client } from "./server.mjs";
 
@@ -159,4 +160,54 @@ test("graphql-ws: queries and mutations, and invalid operations as errors", asyn
     );
   });
   assert.ok(Array.isArray(refused) && refused[0].message, JSON.stringify(refused));
+});
+
+/** An HS256 JWT (signed here with node:crypto, as an identity provider would). */
+function jwt(secret, claims) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
+  const sig = createHmac("sha256", secret).update(body).digest("base64url");
+  return `${body}.${sig}`;
+}
+
+test("both clients are refused a room their token gives no rights in", async () => {
+  const secret = "a test secret, long enough for HS256";
+  const guarded = await startServer({ args: ["--store", "memory", "--auth", "jwt", "--jwt-secret", secret] });
+  try {
+    const token = jwt(secret, { sub: "rita", exp: Math.floor(Date.now() / 1000) + 60, rooms: { open: ["join"] } });
+    const url = guarded.wsUrl + "/graphql";
+    const modernClient = createClient({ url, webSocketImpl: WebSocket, connectionParams: { token }, retryAttempts: 0 });
+    closers.push(() => modernClient.dispose());
+    const legacyClient = new SubscriptionClient(url, { reconnect: false, connectionParams: { token } }, WebSocket);
+    closers.push(() => legacyClient.close());
+    const refusedModern = await new Promise((resolve) => {
+      modernClient.subscribe(
+        { query: 'subscription { messages(room: "closed") { data } }' },
+        { next: () => resolve("a result"), error: resolve, complete: () => resolve("completed") },
+      );
+    });
+    assert.equal(refusedModern[0]?.extensions?.code, "forbidden", JSON.stringify(refusedModern));
+    const refusedLegacy = await new Promise((resolve) => {
+      legacyClient
+        .request({ query: 'subscription { messages(room: "closed") { data } }' })
+        .subscribe({ next: () => resolve("a result"), error: resolve });
+    });
+    const legacyErrors = Array.isArray(refusedLegacy) ? refusedLegacy : [refusedLegacy];
+    assert.equal(legacyErrors[0]?.extensions?.code, "forbidden", JSON.stringify(refusedLegacy));
+    // The room the token names works, for both.
+    const a = collect();
+    const b = collect();
+    modernClient.subscribe({ query: 'subscription { messages(room: "open") { data } }' }, a.sink);
+    legacyClient.request({ query: 'subscription { messages(room: "open") { data } }' }).subscribe(b.sink);
+    for (let i = 0; (await (await fetch(`${guarded.url}/api/presence/open`)).json()).count !== 1; i++) {
+      assert.ok(i < 100, "rita joined open");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const r = await post(guarded.url, "/api/push", { room: "open", event: "e", data: "ok" });
+    assert.equal(r.status, 200);
+    assert.equal((await a.take(1))[0].data.messages.data, "ok");
+    assert.equal((await b.take(1))[0].data.messages.data, "ok");
+  } finally {
+    assert.equal(await guarded.stop(), 0);
+  }
 });
