@@ -185,10 +185,7 @@ impl Link {
         payload: Bytes,
         sent: Option<Sent>,
     ) -> Result<(), HubError> {
-        if !self.listening.load(Ordering::Acquire) {
-            return Err(self.down());
-        }
-        self.queue(Outgoing::Publish(true, channel, payload, sent))
+        self.queue_live(Outgoing::Publish(true, channel, payload, sent))
     }
 
     /// Queues `payload` for `channel`; `sent` hears whether Redis took it. `unavailable`
@@ -199,19 +196,21 @@ impl Link {
         payload: Bytes,
         sent: Option<Sent>,
     ) -> Result<(), HubError> {
+        self.queue_live(Outgoing::Publish(false, channel, payload, sent))
+    }
+
+    /// Queues `out` while the listener is subscribed; `unavailable` otherwise.
+    fn queue_live(&self, out: Outgoing) -> Result<(), HubError> {
         if !self.listening.load(Ordering::Acquire) {
             return Err(self.down());
         }
-        self.queue(Outgoing::Publish(false, channel, payload, sent))
+        self.queue(out)
     }
 
     /// Queues `cmd` behind everything queued so far (so a script that publishes keeps this
     /// node's order); `reply` gets its answer. Refused at once like [`Self::publish`].
     pub(super) fn eval(&self, cmd: redis::Cmd, reply: Reply) -> Result<(), HubError> {
-        if !self.listening.load(Ordering::Acquire) {
-            return Err(self.down());
-        }
-        self.queue(Outgoing::Eval(cmd, reply))
+        self.queue_live(Outgoing::Eval(cmd, reply))
     }
 
     fn queue(&self, out: Outgoing) -> Result<(), HubError> {

@@ -310,16 +310,8 @@ impl MutationRoot {
         check_event(&event)?;
         caller.authorize(hub, &room, Right::Publish)?;
         let data = data.map(|j| j.0).unwrap_or(Value::Null);
-        let out = as_caller(hub.to_room(&room), caller)
-            .publish(&event, Payload::json(&data))
-            .map_err(gql_error)?
-            .committed()
-            .await
-            .map_err(gql_error)?;
-        Ok(Published {
-            delivered: out.delivered as u64,
-            seq: out.seq,
-        })
+        let emitted = as_caller(hub.to_room(&room), caller).publish(&event, Payload::json(&data));
+        settled(emitted).await
     }
 
     /// Sends to a user's connections (on any node) as the caller.
@@ -334,18 +326,11 @@ impl MutationRoot {
         let caller = caller(ctx)?;
         check_event(&event)?;
         let data = data.map(|j| j.0).unwrap_or(Value::Null);
-        let out = as_caller(hub.to_user(&to), caller)
+        let emitted = as_caller(hub.to_user(&to), caller)
             .counted()
             .publish(&event, Payload::json(&data))
-            .and_then(|out| out.require_online(&to))
-            .map_err(gql_error)?
-            .committed()
-            .await
-            .map_err(gql_error)?;
-        Ok(Published {
-            delivered: out.delivered as u64,
-            seq: out.seq,
-        })
+            .and_then(|out| out.require_online(&to));
+        settled(emitted).await
     }
 
     /// Makes a notification for a user (or everyone, `to: null`). A server capability:
@@ -391,6 +376,19 @@ impl MutationRoot {
             delivered: delivered as u64,
         })
     }
+}
+
+/// What an emit did, once it is durable (its acknowledgement, DESIGN.md "Durability").
+async fn settled(emitted: Result<crate::hub::Emitted, HubError>) -> Result<Published, Error> {
+    let out = emitted
+        .map_err(gql_error)?
+        .committed()
+        .await
+        .map_err(gql_error)?;
+    Ok(Published {
+        delivered: out.delivered as u64,
+        seq: out.seq,
+    })
 }
 
 /// An emit sent by `caller`: from its user, by its connection.
