@@ -640,6 +640,33 @@ async fn queries_and_mutations_over_http_and_the_explorer_page() {
         assert_eq!(st, 400, "{bad}: {body}");
         assert_eq!(body["error"]["code"], "bad_request", "{body}");
     }
+    // A form or text/plain POST (which any page may send) runs nothing.
+    let r = reqwest::Client::new()
+        .post(server.url("/graphql?user=pat"))
+        .header("content-type", "text/plain")
+        .body(r#"{"query": "mutation { publish(room: \"wall\", event: \"x\") { seq } }"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    watcher.expect_no_message(Duration::from_millis(200)).await;
+    // A private room is not listed to a caller without a grant for it.
+    let (st, _) = server
+        .post("/api/rooms", json!({"name": "vault", "private": true}))
+        .await;
+    assert_eq!(st, 201);
+    let (_, body) = post_graphql(
+        &server,
+        "/graphql",
+        r#"{"query": "{ rooms { name } room(name: \"vault\") { name } }"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(
+        body["data"],
+        json!({"rooms": [{"name": "wall"}], "room": null}),
+        "{body}"
+    );
     // A browser gets the explorer, whose script is served too; nothing comes from elsewhere.
     let page = reqwest::get(server.url("/graphql")).await.unwrap();
     assert_eq!(page.status(), 200);

@@ -112,6 +112,9 @@ impl GraphqlState {
 pub fn routes(state: GraphqlState) -> Router {
     Router::new()
         .route("/graphql", get(handler).post(http))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.inner.config.max_payload + 1,
+        ))
         .with_state(state)
 }
 
@@ -127,8 +130,35 @@ async fn http(
     identity: Option<Extension<Identity>>,
     creds: Option<Extension<Credentials>>,
     axum::extract::Query(q): axum::extract::Query<UserQuery>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    // JSON only: a form or text/plain POST, which any web page may send without asking,
+    // runs nothing.
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json {
+        let e = ApiError::new(
+            ErrorCode::BadRequest,
+            "send the request as JSON (content-type: application/json)",
+        );
+        return e.into_response();
+    }
+    let auth = &state.inner.auth;
+    let user = match identity {
+        Some(Extension(Identity(u))) => Some(u),
+        None if !auth.required() => q.user,
+        None => return ApiError::from(auth.missing()).into_response(),
+    };
+    if user
+        .as_deref()
+        .is_some_and(|u| !crate::protocol::v1::is_user_name(u))
+    {
+        let msg = "a user name is 1 to 200 bytes, without control characters";
+        return ApiError::new(ErrorCode::BadRequest, msg).into_response();
+    }
     if body.len() > state.inner.config.max_payload {
         let e = ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large");
         return e.into_response();
@@ -149,12 +179,6 @@ async fn http(
         );
         return e.into_response();
     }
-    let auth = &state.inner.auth;
-    let user = match identity {
-        Some(Extension(Identity(u))) => Some(u),
-        None if !auth.required() => q.user,
-        None => return ApiError::from(auth.missing()).into_response(),
-    };
     let caller = schema::Caller {
         user: user.map(Into::into),
         grants: creds.map(|Extension(c)| Arc::new(c.grants)),

@@ -238,6 +238,19 @@ pub fn plan(
     variables: &Map<String, Value>,
 ) -> Result<Plan, GqlError> {
     let op = operation(doc, name)?;
+    // Variables not given take their definitions' defaults.
+    let mut with_defaults = variables.clone();
+    for def in &op.node.variable_definitions {
+        let name = def.node.name.node.as_str();
+        if !with_defaults.contains_key(name) {
+            if let Some(v) = &def.node.default_value {
+                if let Ok(json) = v.node.clone().into_json() {
+                    with_defaults.insert(name.to_string(), json);
+                }
+            }
+        }
+    }
+    let variables = &with_defaults;
     let ctx = Ctx { doc, variables };
     let mut roots = Vec::new();
     ctx.fields(&op.node.selection_set.node, "Subscription", &mut roots)?;
@@ -457,6 +470,14 @@ mod tests {
         ] {
             assert_eq!(plan_of(q, Value::Null).unwrap().source, want);
         }
+        // Defaults of variables count, for arguments and directives.
+        let p = plan_of(
+            r#"subscription ($r: String = "dflt", $x: Boolean = true) { messages(room: $r) { data seq @include(if: $x) } }"#,
+            Value::Null,
+        )
+        .unwrap();
+        assert_eq!(p.source, Source::Messages("dflt".into()));
+        assert!(p.shape.key().contains("Seq"), "{}", p.shape.key());
         assert!(plan_of("subscription { nothing { data } }", Value::Null).is_err());
         assert!(plan_of("subscription { messages(room: 5) { data } }", Value::Null).is_err());
         assert!(plan_of(

@@ -77,6 +77,14 @@ impl Caller {
         }
     }
 
+    /// Whether the caller may know of room `info` (public, or granted).
+    fn may_see(&self, info: &crate::hub::RoomInfo) -> bool {
+        match &self.grants {
+            Some(g) => g.allows(&info.name, info.private, Right::Join),
+            None => !info.private,
+        }
+    }
+
     fn authorize(&self, hub: &Hub, room: &str, right: Right) -> Result<(), Error> {
         let user = self.user.as_deref().unwrap_or("");
         hub.authorize_as("/", user, self.grants.as_deref(), room, right)
@@ -223,19 +231,26 @@ pub struct QueryRoot;
 
 #[Object]
 impl QueryRoot {
-    /// Every public room.
-    async fn rooms(&self, ctx: &Context<'_>) -> Vec<Room> {
-        services(ctx)
+    /// The rooms the caller may join (a private room only with a grant that names it).
+    async fn rooms(&self, ctx: &Context<'_>) -> Result<Vec<Room>, Error> {
+        let caller = caller(ctx)?;
+        Ok(services(ctx)
             .hub
             .rooms()
             .into_iter()
+            .filter(|i| caller.may_see(i))
             .map(Room::from)
-            .collect()
+            .collect())
     }
 
-    /// One room, null when it does not exist.
-    async fn room(&self, ctx: &Context<'_>, name: String) -> Option<Room> {
-        services(ctx).hub.room_info(&name).map(Room::from)
+    /// One room, null when it does not exist or the caller may not join it.
+    async fn room(&self, ctx: &Context<'_>, name: String) -> Result<Option<Room>, Error> {
+        let caller = caller(ctx)?;
+        Ok(services(ctx)
+            .hub
+            .room_info(&name)
+            .filter(|i| caller.may_see(i))
+            .map(Room::from))
     }
 
     /// A room's kept messages, newest first, before `seq` `before`.
@@ -399,7 +414,8 @@ fn as_caller<'h>(em: crate::hub::Emitter<'h>, caller: &Caller) -> crate::hub::Em
     };
     match &caller.conn {
         Some(c) => em.sent_by(c.id()),
-        None => em,
+        // Over HTTP: still a client's message, never the server's.
+        None => em.from_client(),
     }
 }
 

@@ -33,6 +33,9 @@ use crate::limits::{Limiter, Verdict, RATE_LIMIT_CLOSE};
 use crate::stats::Transport;
 use crate::ws::driver::{Driver, Link};
 
+/// Queries and mutations one connection may have running at once.
+const MAX_RUNNING: usize = 32;
+
 /// The connection's live subscriptions: what the hub asks for each delivery.
 pub(super) struct Subscriptions {
     live: Mutex<Vec<Live>>,
@@ -181,13 +184,16 @@ pub(super) async fn run<S>(
             match l.check(&rate, frame.payload().len(), now_ms) {
                 Verdict::Allow => {}
                 Verdict::Refuse => {
-                    // The message is dropped; an operation it started is answered.
+                    // The message is dropped (an operation it would start is answered), but
+                    // ending an operation is always heard.
                     let payload = frame.into_payload();
-                    if let Ok(ClientMessage::Subscribe { id, .. }) =
-                        codec::decode(protocol, &payload)
-                    {
-                        let e = GqlError::new("rate_limited", "too many messages; slow down");
-                        send(conn.outbox(), protocol.error(&id, &[e]));
+                    match codec::decode(protocol, &payload) {
+                        Ok(ClientMessage::Subscribe { id, .. }) => {
+                            let e = GqlError::new("rate_limited", "too many messages; slow down");
+                            send(conn.outbox(), protocol.error(&id, &[e]));
+                        }
+                        Ok(m @ ClientMessage::Complete { .. }) => session.handle(m),
+                        _ => {}
                     }
                     continue;
                 }
@@ -355,12 +361,22 @@ impl Session<'_> {
         };
         let schema = self.state.inner.schema.clone();
         if op.node.ty != OperationType::Subscription {
+            if self.running.len() >= MAX_RUNNING {
+                return Err(one(
+                    "limit",
+                    format!("at most {MAX_RUNNING} queries and mutations at once per connection"),
+                ));
+            }
             let (protocol, conn, op_id) = (self.protocol, self.conn.clone(), id.to_string());
             let task = tokio::spawn(async move {
                 let response = schema.execute(gql_request).await;
-                let payload = serde_json::to_vec(&response).unwrap_or_default();
-                send(conn.outbox(), protocol.next(&op_id, &payload));
-                send(conn.outbox(), protocol.complete(&op_id));
+                match serde_json::to_vec(&response) {
+                    Ok(payload) => {
+                        send(conn.outbox(), protocol.next(&op_id, &payload));
+                        send(conn.outbox(), protocol.complete(&op_id));
+                    }
+                    Err(_) => close(conn.outbox(), 4500, "Internal error"),
+                }
             });
             self.running.insert(id.to_string(), task);
             return Ok(());
@@ -394,37 +410,44 @@ impl Session<'_> {
         let Plan { source, shape } =
             plan::plan(&doc, request.operation_name.as_deref(), &request.variables)
                 .map_err(|e| vec![e])?;
-        if let Some(room) = source.room() {
-            self.enter(room, matches!(source, Source::Presence(_)))
-                .map_err(|e| one(e.code.as_str(), e.message))?;
-        }
+        // Listed before the room is joined: a message published right after the join (a
+        // peer answering the presence event) finds the subscription.
+        let room = source.room().map(str::to_string);
+        let presence = matches!(source, Source::Presence(_));
         let key: Arc<str> = shape.key().into();
+        self.live().push(Live {
+            id: id.into(),
+            prefix: self.protocol.next_prefix(id),
+            source,
+            shape,
+            key,
+        });
+        if let Some(room) = room {
+            if let Err(e) = self.enter(&room, presence) {
+                self.live().retain(|s| &*s.id != id);
+                return Err(one(e.code.as_str(), e.message));
+            }
+        }
+        Ok(())
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Vec<Live>> {
         self.subs
             .live
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Live {
-                id: id.into(),
-                prefix: self.protocol.next_prefix(id),
-                source,
-                shape,
-                key,
-            });
-        Ok(())
     }
 
-    /// Joins `room` for a subscription (once per room, however many use it).
+    /// Joins `room` for a subscription, counting the subscriptions that use it. The join
+    /// is made each time (it changes nothing for a member): a connection the hub took out
+    /// of the room (the room deleted, a server's `socketsLeave`) is a member again.
     fn enter(&mut self, room: &str, presence: bool) -> Result<(), HubError> {
         let hub = &self.state.inner.hub;
         if presence {
             hub.authorize(self.conn, room, Right::Presence)?;
         }
-        if let Some(n) = self.rooms.get_mut(room) {
-            *n += 1;
-            return Ok(());
-        }
         hub.join(self.conn, room, ReplayFrom::None, |_| None)?;
-        self.rooms.insert(room.to_string(), 1);
+        *self.rooms.entry(room.to_string()).or_insert(0) += 1;
         Ok(())
     }
 

@@ -333,6 +333,9 @@ pub struct Delivery {
     shaped: OnceLock<std::sync::Mutex<Shaped>>,
 }
 
+/// Encodings kept per delivery at most (see [`Delivery::shared`]).
+const SHARED_MAX: usize = 8;
+
 /// Encodings by key (see [`Delivery::shared`]): a few at most, so a list.
 type Shaped = Vec<(Arc<str>, Bytes)>;
 
@@ -357,7 +360,11 @@ impl Delivery {
             return b.clone();
         }
         let b = encode(self);
-        cache.push((key.clone(), b.clone()));
+        // A few shapes are shared by many; past that each asks for its own, uncached, so
+        // no client can grow a kept message's memory with shapes of its making.
+        if cache.len() < SHARED_MAX {
+            cache.push((key.clone(), b.clone()));
+        }
         b
     }
 

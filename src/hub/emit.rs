@@ -52,6 +52,10 @@ pub struct BroadcastOptions {
     /// application code). Room schemas allow some messages from the server only.
     #[serde(default)]
     pub sender: Option<ConnId>,
+    /// A client sent it without a connection of this hub (a GraphQL request over HTTP):
+    /// as [`Self::sender`] for room schemas.
+    #[serde(default)]
+    pub from_client: bool,
     /// Not kept in a history room (no `seq`): a notice such as the seeds' `user-joined`.
     #[serde(default)]
     pub transient: bool,
@@ -75,6 +79,7 @@ impl BroadcastOptions {
             from: None,
             volatile: false,
             sender: None,
+            from_client: false,
             transient: false,
             counted: false,
             local: false,
@@ -218,6 +223,13 @@ impl Emitter<'_> {
     /// [`BroadcastOptions::sender`]).
     pub fn sent_by(mut self, conn: ConnId) -> Self {
         self.opts.sender = Some(conn);
+        self
+    }
+
+    /// Says a client sent it, over no connection of this hub (a request over HTTP): room
+    /// schemas treat it as a client's message.
+    pub fn from_client(mut self) -> Self {
+        self.opts.from_client = true;
         self
     }
 

@@ -287,7 +287,7 @@ impl Hub {
             };
             if let Some(name) = &st.settings.schema {
                 let checked = match self.schema(name) {
-                    Some(check) => check(body, opts.sender.is_some()),
+                    Some(check) => check(body, opts.sender.is_some() || opts.from_client),
                     None => Err(HubError::new(
                         ErrorCode::Internal,
                         format!("room `{room}` names schema `{name}`, which is not registered"),
