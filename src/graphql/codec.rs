@@ -97,6 +97,19 @@ impl Protocol {
         Bytes::from(v.to_string())
     }
 
+    /// Errors that end operation `id`, as the schema wrote them (each `{message, ...}`).
+    pub fn error_values(self, id: &str, errors: Vec<Value>) -> Bytes {
+        let payload = match self {
+            Self::TransportWs => Value::Array(errors),
+            Self::Legacy => errors
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Value::Object(Map::new())),
+        };
+        let v = serde_json::json!({"type": "error", "id": id, "payload": payload});
+        Bytes::from(v.to_string())
+    }
+
     /// Subscription `id` is over.
     pub fn complete(self, id: &str) -> Bytes {
         let v = serde_json::json!({"type": "complete", "id": id});

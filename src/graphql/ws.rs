@@ -370,6 +370,16 @@ impl Session<'_> {
             let (protocol, conn, op_id) = (self.protocol, self.conn.clone(), id.to_string());
             let task = tokio::spawn(async move {
                 let response = schema.execute(gql_request).await;
+                // Refused before it ran (invalid, too deep, too complex): `error`, as the
+                // protocol says, with the schema's errors.
+                if response.data == async_graphql::Value::Null && !response.errors.is_empty() {
+                    let errors = response
+                        .errors
+                        .iter()
+                        .filter_map(|e| serde_json::to_value(e).ok())
+                        .collect();
+                    return send(conn.outbox(), protocol.error_values(&op_id, errors));
+                }
                 match serde_json::to_vec(&response) {
                     Ok(payload) => {
                         send(conn.outbox(), protocol.next(&op_id, &payload));
