@@ -785,3 +785,44 @@ async fn a_message_over_max_payload_closes_with_1009() {
         .await;
     assert_eq!(c.closed().await.0, 1009);
 }
+
+#[tokio::test]
+async fn an_emit_to_several_rooms_reaches_each_rooms_subscribers() {
+    let server = TestServer::start().await;
+    let mut g = Gql::ready(&server, "graphql-transport-ws", "mia").await;
+    g.send(subscribe(
+        "subscribe",
+        "m",
+        "subscription { messages(room: \"east\") { event data } }",
+        Value::Null,
+    ))
+    .await;
+    g.send(subscribe(
+        "subscribe",
+        "d",
+        "subscription { direct { event } }",
+        Value::Null,
+    ))
+    .await;
+    eventually(|| async { get_json(&server, "/api/presence/east").await["count"] == 1 }).await;
+    // Socket.IO's io.to("east").to("west").emit(...): the message names no room.
+    server
+        .hubbub
+        .io()
+        .of("/")
+        .unwrap()
+        .to("east")
+        .to("west")
+        .emit("multi", json!({"k": 1}))
+        .unwrap();
+    let m = g.recv().await;
+    assert_eq!(
+        m["id"], "m",
+        "through its room, not as a direct message: {m}"
+    );
+    assert_eq!(
+        m["payload"]["data"]["messages"],
+        json!({"event": "multi", "data": {"k": 1}})
+    );
+    g.quiet(Duration::from_millis(200)).await;
+}

@@ -261,7 +261,10 @@ async fn stats_and_metrics_count_traffic() {
     a.recv_message().await;
     let (st, stats) = s.get("/api/stats").await;
     assert_eq!(st, 200);
-    assert_eq!(stats["connections"], json!({"total":2,"ws":2,"socketio":0}));
+    assert_eq!(
+        stats["connections"],
+        json!({"total":2,"ws":2,"socketio":0,"graphql":0})
+    );
     assert_eq!(stats["users_online"], 2);
     assert_eq!(stats["rooms"], 1);
     assert_eq!(stats["messages_in"], 3);

@@ -43,15 +43,27 @@ impl Source {
         }
     }
 
-    /// Whether delivery `d` is a result of this subscription.
-    pub fn wants(&self, d: &Delivery) -> bool {
+    /// Whether delivery `d` is a result of this subscription, for connection `me` (its
+    /// id: a message addressed to it is direct).
+    pub fn wants(&self, d: &Delivery, me: &str) -> bool {
         match (self, &d.body) {
             (Self::Messages(room), Body::Message(m)) => {
-                m.to.is_none() && m.room.as_deref() == Some(room.as_str())
+                m.to.is_none()
+                    && match &m.room {
+                        Some(r) => **r == **room,
+                        // Addressed to several rooms (or by another server): through this one.
+                        None => d.via().iter().any(|r| **r == **room),
+                    }
             }
-            // Kept direct messages name their addressee; pushes to a user (and to everyone)
-            // have no room.
-            (Self::Direct, Body::Message(m)) => m.to.is_some() || m.room.is_none(),
+            // Kept direct messages name their addressee; pushes to the user, to this
+            // connection and to everyone name no room they came through.
+            (Self::Direct, Body::Message(m)) => {
+                m.to.is_some()
+                    || (m.room.is_none()
+                        && d.via()
+                            .iter()
+                            .all(|r| crate::hub::room::is_internal(r) || **r == *me))
+            }
             (Self::Presence(room), Body::Presence { room: r, .. }) => **r == **room,
             (Self::Notifications, Body::Notice { name, .. }) => &**name == "notification",
             _ => false,
@@ -430,8 +442,8 @@ mod tests {
         .unwrap();
         assert_eq!(p.source, Source::Messages("lobby".into()));
         let d = message("lobby", r#"{"text":"hi"}"#);
-        assert!(p.source.wants(&d));
-        assert!(!p.source.wants(&message("other", "1")));
+        assert!(p.source.wants(&d, "me"));
+        assert!(!p.source.wants(&message("other", "1"), "me"));
         let v: Value = serde_json::from_slice(&p.shape.encode(&d)).unwrap();
         assert_eq!(
             v,
@@ -453,6 +465,33 @@ mod tests {
         )
         .unwrap();
         assert_ne!(p.shape.key(), other.shape.key());
+    }
+
+    #[test]
+    fn a_message_to_several_rooms_reaches_each_rooms_subscription_not_direct() {
+        let to_many = |rooms: &[&str]| {
+            let d = message("x", "1");
+            let Body::Message(m) = &d.body else {
+                unreachable!()
+            };
+            let d = Delivery::new(Body::Message(Message {
+                room: None,
+                ..m.clone()
+            }));
+            let rooms: Vec<Arc<str>> = rooms.iter().map(|r| Arc::from(*r)).collect();
+            d.set_via(&rooms);
+            d
+        };
+        let lobby = Source::Messages("lobby".into());
+        let d = to_many(&["lobby", "hall"]);
+        assert!(lobby.wants(&d, "me"));
+        assert!(!Source::Messages("attic".into()).wants(&d, "me"));
+        assert!(!Source::Direct.wants(&d, "me"), "not addressed to the user");
+        // Addressed to this connection, or to a user (an internal room): direct.
+        assert!(Source::Direct.wants(&to_many(&["me"]), "me"));
+        let user = crate::hub::user_room("ann");
+        assert!(Source::Direct.wants(&to_many(&[&user]), "me"));
+        assert!(!lobby.wants(&to_many(&[&user]), "me"));
     }
 
     #[test]

@@ -38,6 +38,8 @@ const MAX_RUNNING: usize = 32;
 
 /// The connection's live subscriptions: what the hub asks for each delivery.
 pub(super) struct Subscriptions {
+    /// The connection's id: a message addressed to it is direct.
+    me: Arc<str>,
     live: Mutex<Vec<Live>>,
 }
 
@@ -56,7 +58,7 @@ impl Frames for Subscriptions {
             .live
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for s in live.iter().filter(|s| s.source.wants(d)) {
+        for s in live.iter().filter(|s| s.source.wants(d, &self.me)) {
             let payload = d.shared(&s.key, |d| s.shape.encode(d));
             push(OutFrame::Text(Protocol::around(&s.prefix, &payload)));
         }
@@ -162,6 +164,7 @@ pub(super) async fn run<S>(
         hub.set_grants(&conn, c.grants);
     }
     let subs = Arc::new(Subscriptions {
+        me: conn.wire_id().into(),
         live: Mutex::new(Vec::new()),
     });
     conn.set_frames(subs.clone());

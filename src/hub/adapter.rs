@@ -374,6 +374,9 @@ impl Hub {
     /// Delivers a message another node sent to this node's connections that `reach` names:
     /// no history, no schema, no further broadcast. Returns how many it was queued for.
     pub fn deliver_remote(&self, reach: &Reach, d: &Arc<Delivery>) -> usize {
+        if d.message().is_some_and(|m| m.room.is_none()) {
+            d.set_via(&reach.rooms);
+        }
         let mut reached = self.reached(reach);
         if let Body::Presence { room, .. } = &d.body {
             let private = self

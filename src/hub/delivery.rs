@@ -329,6 +329,10 @@ pub struct Delivery {
     pub body: Body,
     v1: OnceLock<Bytes>,
     sio: OnceLock<Box<[OutFrame]>>,
+    /// The rooms it was addressed to when its message names none (an emit to several rooms,
+    /// a broadcast from another server): how a recipient tells which of its rooms it came
+    /// through.
+    via: OnceLock<Box<[Arc<str>]>>,
     /// Encodings of other front ends, by a key of theirs (a GraphQL selection's shape).
     shaped: OnceLock<std::sync::Mutex<Shaped>>,
 }
@@ -346,8 +350,22 @@ impl Delivery {
             body,
             v1: OnceLock::new(),
             sio: OnceLock::new(),
+            via: OnceLock::new(),
             shaped: OnceLock::new(),
         })
+    }
+
+    /// Records the rooms a delivery whose message names none was addressed to (only the
+    /// first call counts).
+    pub fn set_via(&self, rooms: &[Arc<str>]) {
+        if !rooms.is_empty() {
+            let _ = self.via.set(rooms.into());
+        }
+    }
+
+    /// The rooms it was addressed to, when its message names none ([`Self::set_via`]).
+    pub fn via(&self) -> &[Arc<str>] {
+        self.via.get().map_or(&[], |v| v)
     }
 
     /// The encoding named `key`, made by `encode` the first time it is asked for and shared

@@ -186,6 +186,9 @@ impl Hub {
             }
             Target::All | Target::Conn(_) | Target::Many { .. } => {
                 let d = message(None, None, None);
+                if let Target::Many { rooms, .. } = &opts.target {
+                    d.set_via(rooms);
+                }
                 self.fan_out_all(opts, &d)
             }
         };
