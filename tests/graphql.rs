@@ -826,3 +826,36 @@ async fn an_emit_to_several_rooms_reaches_each_rooms_subscribers() {
     );
     g.quiet(Duration::from_millis(200)).await;
 }
+
+#[tokio::test]
+async fn a_conversation_room_is_subscribed_under_its_client_name() {
+    let server = TestServer::with(&[("dm_history", "50")]).await;
+    let mut g = Gql::ready(&server, "graphql-transport-ws", "bob").await;
+    g.send(subscribe(
+        "subscribe",
+        "c",
+        "subscription { messages(room: \"dm:ann\") { event data from seq } }",
+        Value::Null,
+    ))
+    .await;
+    g.send(json!({"type": "ping"})).await;
+    assert_eq!(g.recv().await, json!({"type": "pong"}));
+    let mut ann = server.user("ann").await;
+    let ack = ann
+        .request(json!({"op": "send", "to": "bob", "event": "dm", "data": "hey"}))
+        .await;
+    assert_eq!(ack["seq"], 1, "{ack}");
+    let m = g.recv().await;
+    assert_eq!(m["id"], "c", "{m}");
+    assert_eq!(
+        m["payload"]["data"]["messages"],
+        json!({"event": "dm", "data": "hey", "from": "ann", "seq": 1})
+    );
+    // Completed: the conversation is left (the room its client name maps onto).
+    g.send(json!({"type": "complete", "id": "c"})).await;
+    g.send(json!({"type": "ping"})).await;
+    assert_eq!(g.recv().await, json!({"type": "pong"}));
+    ann.request(json!({"op": "send", "to": "bob", "event": "dm", "data": "again"}))
+        .await;
+    g.quiet(Duration::from_millis(200)).await;
+}

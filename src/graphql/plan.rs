@@ -47,14 +47,11 @@ impl Source {
     /// id: a message addressed to it is direct).
     pub fn wants(&self, d: &Delivery, me: &str) -> bool {
         match (self, &d.body) {
-            (Self::Messages(room), Body::Message(m)) => {
-                m.to.is_none()
-                    && match &m.room {
-                        Some(r) => **r == **room,
-                        // Addressed to several rooms (or by another server): through this one.
-                        None => d.via().iter().any(|r| **r == **room),
-                    }
-            }
+            (Self::Messages(room), Body::Message(m)) => match &m.room {
+                Some(r) => **r == **room,
+                // Addressed to several rooms (or by another server): through this one.
+                None => d.via().iter().any(|r| **r == **room),
+            },
             // Kept direct messages name their addressee; pushes to the user, to this
             // connection and to everyone name no room they came through.
             (Self::Direct, Body::Message(m)) => {

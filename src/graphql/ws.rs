@@ -48,6 +48,8 @@ struct Live {
     /// What comes before each result's payload (its id, in this protocol).
     prefix: Bytes,
     source: Source,
+    /// The room it joined, as the client named it.
+    room: Option<String>,
     shape: Arc<plan::Shape>,
     key: Arc<str>,
 }
@@ -420,18 +422,28 @@ impl Session<'_> {
                 format!("at most {limit} subscriptions per connection"),
             ));
         }
-        let Plan { source, shape } =
+        let Plan { mut source, shape } =
             plan::plan(&doc, request.operation_name.as_deref(), &request.variables)
                 .map_err(|e| vec![e])?;
         // Listed before the room is joined: a message published right after the join (a
         // peer answering the presence event) finds the subscription.
         let room = source.room().map(str::to_string);
+        if let (Some(r), Source::Messages(matched)) = (&room, &mut source) {
+            // A conversation (`dm:bob`) is delivered under its internal name.
+            *matched = self
+                .state
+                .inner
+                .hub
+                .delivered_as(self.conn, r)
+                .map_err(|e| one(e.code.as_str(), e.message))?;
+        }
         let presence = matches!(source, Source::Presence(_));
         let key: Arc<str> = shape.key().into();
         self.live().push(Live {
             id: id.into(),
             prefix: self.protocol.next_prefix(id),
             source,
+            room: room.clone(),
             shape,
             key,
         });
@@ -481,7 +493,7 @@ impl Session<'_> {
             };
             live.remove(i)
         };
-        if let Some(room) = gone.source.room() {
+        if let Some(room) = gone.room.as_deref() {
             if let Some(n) = self.rooms.get_mut(room) {
                 *n -= 1;
                 if *n == 0 {

@@ -147,6 +147,14 @@ impl Hub {
         }
     }
 
+    /// The name under which `conn`'s messages of room `name` are delivered: the internal
+    /// room an application maps it onto (a `dm:` conversation), or `name` itself.
+    pub fn delivered_as(&self, conn: &super::Conn, name: &str) -> Result<String, HubError> {
+        Ok(self
+            .alias(&conn.ns, &conn.user, name)?
+            .map_or_else(|| name.to_string(), |a| a.key.to_string()))
+    }
+
     /// The settings the application gives the internal room `key`, if it knows it.
     pub(super) fn alias_settings(&self, key: &str) -> Option<RoomSettings> {
         self.inner.aliases.get()?.settings_for(key)
