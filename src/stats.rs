@@ -216,6 +216,17 @@ impl Stats {
         self.conn_gauge(t).get().max(0) as u64
     }
 
+    /// Open connections as `/api/stats` and the dashboard show them:
+    /// `{total, ws, socketio, graphql}`.
+    pub fn connections_json(&self) -> serde_json::Value {
+        let (ws, sio, gql) = (
+            self.connections(Transport::Ws),
+            self.connections(Transport::SocketIo),
+            self.connections(Transport::GraphQl),
+        );
+        serde_json::json!({"total": ws + sio + gql, "ws": ws, "socketio": sio, "graphql": gql})
+    }
+
     pub(crate) fn message_in(&self) {
         self.messages_in.inc();
     }

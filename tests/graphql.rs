@@ -366,7 +366,7 @@ async fn queries_and_mutations_run_as_operations() {
 #[tokio::test]
 async fn protocol_errors_close_graphql_transport_ws_with_its_codes() {
     let server = TestServer::start().await;
-    // Bad JSON, an unknown type, a binary frame: 4400.
+    // Bad JSON, an unknown type, a message that is no object: 4400.
     for bad in [r#"{"type":"#, r#"{"type":"start","id":"1"}"#, r#"[1]"#] {
         let mut c = Gql::ready(&server, "graphql-transport-ws", "e").await;
         c.send_text(bad).await;
@@ -858,4 +858,33 @@ async fn a_conversation_room_is_subscribed_under_its_client_name() {
     ann.request(json!({"op": "send", "to": "bob", "event": "dm", "data": "again"}))
         .await;
     g.quiet(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_closes_1007_and_a_binary_frame_4400() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+    let server = TestServer::start().await;
+    let mut c = Gql::ready(&server, "graphql-transport-ws", "u8").await;
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    let frame = Frame::from_payload(header, vec![0xff, 0xfe, b'{'].into());
+    c.ws.send(Message::Frame(frame)).await.unwrap();
+    assert_eq!(c.closed().await.0, 1007);
+    let mut c = Gql::ready(&server, "graphql-transport-ws", "bin").await;
+    c.ws.send(Message::Binary(br#"{"type":"ping"}"#.to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(c.closed().await.0, 4400);
+    // The server goes on; its stats and the dashboard's figures count GraphQL connections.
+    let mut g = Gql::ready(&server, "graphql-transport-ws", "stay").await;
+    g.send(json!({"type": "ping"})).await;
+    assert_eq!(g.recv().await, json!({"type": "pong"}));
+    eventually(|| async { get_json(&server, "/api/stats").await["connections"]["graphql"] == 1 })
+        .await;
+    let figures = hubbub::services::dashboard::snapshot(server.hub());
+    assert_eq!(figures["connections"]["graphql"], 1, "{figures}");
+    assert_eq!(figures["connections"]["total"], 1, "{figures}");
 }

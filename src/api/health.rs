@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 
 use super::ApiState;
 use crate::error::{ApiError, ErrorCode, HubError};
-use crate::stats::Transport;
 
 /// The store's state as the API reports it: `ok`, `none` (history in memory only), or why
 /// it does not take writes.
@@ -34,12 +33,9 @@ fn cluster_state(s: &ApiState) -> Option<Value> {
 
 pub(super) async fn stats(State(s): State<ApiState>) -> Json<Value> {
     let st = s.hub.stats();
-    let ws = st.connections(Transport::Ws);
-    let sio = st.connections(Transport::SocketIo);
-    let gql = st.connections(Transport::GraphQl);
     let mut body = json!({
         "node": s.hub.node(),
-        "connections": { "total": ws + sio + gql, "ws": ws, "socketio": sio, "graphql": gql },
+        "connections": st.connections_json(),
         "users_online": s.hub.users_online().len(),
         "rooms": s.hub.rooms().len(),
         "messages_in": st.messages_in_total(),

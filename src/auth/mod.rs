@@ -45,6 +45,16 @@ pub struct Principal {
     pub claims: Value,
 }
 
+impl Principal {
+    /// What a connection of this principal is allowed, and until when.
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            expires_at_ms: self.expires_at_ms,
+            grants: crate::hub::Grants::from_claims(&self.claims),
+        }
+    }
+}
+
 /// Verifies credentials for the configured mode.
 #[derive(Debug)]
 pub enum Authenticator {
@@ -630,10 +640,7 @@ pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Res
         }
         Err(e) => return refuse(RejectReason::Unauthorized, e.into()),
     };
-    req.extensions_mut().insert(Credentials {
-        expires_at_ms: principal.expires_at_ms,
-        grants: crate::hub::Grants::from_claims(&principal.claims),
-    });
+    req.extensions_mut().insert(principal.credentials());
     req.extensions_mut().insert(Identity(principal.user));
     let mut response = next.run(req).await;
     if source == TokenSource::Subprotocol && response.status() == StatusCode::SWITCHING_PROTOCOLS {

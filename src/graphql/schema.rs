@@ -287,17 +287,11 @@ impl QueryRoot {
 
     /// This node's figures (as `GET /api/stats`, without the cluster's).
     async fn stats(&self, ctx: &Context<'_>) -> Json<Value> {
-        use crate::stats::Transport;
         let hub = &services(ctx).hub;
         let st = hub.stats();
-        let (ws, sio, gql) = (
-            st.connections(Transport::Ws),
-            st.connections(Transport::SocketIo),
-            st.connections(Transport::GraphQl),
-        );
         Json(serde_json::json!({
             "node": hub.node(),
-            "connections": {"total": ws + sio + gql, "ws": ws, "socketio": sio, "graphql": gql},
+            "connections": st.connections_json(),
             "users_online": hub.users_online().len(),
             "rooms": hub.rooms().len(),
             "messages_in": st.messages_in_total(),

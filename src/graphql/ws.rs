@@ -216,7 +216,12 @@ pub(super) async fn run<S>(
             );
             continue;
         }
-        match codec::decode(protocol, &frame.into_payload()) {
+        let payload = frame.into_payload();
+        // Invalid UTF-8 in a text frame closes with 1007, as on every WebSocket front end.
+        if !crate::ws::is_utf8(&conn, &payload) {
+            continue;
+        }
+        match codec::decode(protocol, &payload) {
             Ok(m) => session.handle(m),
             Err(e) => bad_message(protocol, conn.outbox(), &e.message),
         }
@@ -248,8 +253,9 @@ fn truncate(s: &str) -> String {
     s[..end].to_string()
 }
 
-/// Who `connection_init` says the connection is: credentials from the upgrade stand; else
-/// the payload's `token` is verified; in auth mode `none`, `user` names the user.
+/// Who `connection_init` says the connection is. With authentication on, a `token` in
+/// the payload is verified and counts; without one, the upgrade's credentials do. In auth
+/// mode `none`, the upgrade's user or the payload's `user` names it.
 fn admit(
     state: &GraphqlState,
     payload: Map<String, Value>,
@@ -257,42 +263,41 @@ fn admit(
     upgrade_creds: Option<Credentials>,
 ) -> Result<Admitted, HubError> {
     let auth = &state.inner.auth;
-    if let Some(token) = payload.get("token").and_then(Value::as_str) {
-        if auth.required() {
+    if auth.required() {
+        if let Some(token) = payload.get("token").and_then(Value::as_str) {
             let p = auth.verify(token)?;
+            let creds = p.credentials();
             return Ok(Admitted {
                 user: Some(p.user),
-                creds: Some(Credentials {
-                    expires_at_ms: p.expires_at_ms,
-                    grants: crate::hub::Grants::from_claims(&p.claims),
-                }),
+                creds: Some(creds),
             });
         }
+        return match upgrade_user {
+            Some(user) => Ok(Admitted {
+                user: Some(user),
+                creds: upgrade_creds,
+            }),
+            None => Err(auth.missing()),
+        };
     }
-    if upgrade_user.is_some() || !auth.required() {
-        let user = upgrade_user.or_else(|| {
-            (!auth.required())
-                .then(|| {
-                    payload
-                        .get("user")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
-                .flatten()
-        });
-        if let Some(u) = &user {
-            if !crate::protocol::v1::is_user_name(u) {
-                return Err(HubError::bad_request(
-                    "a user name is 1 to 200 bytes, without control characters",
-                ));
-            }
-        }
-        return Ok(Admitted {
-            user,
-            creds: upgrade_creds,
-        });
+    let user = upgrade_user.or_else(|| {
+        payload
+            .get("user")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    if user
+        .as_deref()
+        .is_some_and(|u| !crate::protocol::v1::is_user_name(u))
+    {
+        return Err(HubError::bad_request(
+            "a user name is 1 to 200 bytes, without control characters",
+        ));
     }
-    Err(auth.missing())
+    Ok(Admitted {
+        user,
+        creds: upgrade_creds,
+    })
 }
 
 /// The operations of one connection.

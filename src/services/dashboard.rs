@@ -11,7 +11,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::hub::Hub;
-use crate::stats::Transport;
 
 /// The room the figures go to.
 pub const ROOM: &str = "hubbub:stats";
@@ -22,10 +21,6 @@ const TOP: usize = 5;
 /// The figures as the dashboard reads them.
 pub fn snapshot(hub: &Hub) -> Value {
     let st = hub.stats();
-    let (ws, sio) = (
-        st.connections(Transport::Ws),
-        st.connections(Transport::SocketIo),
-    );
     let mut rooms = hub.room_traffic();
     rooms.retain(|(name, _, _)| name != ROOM);
     let top = |rooms: &mut Vec<(String, usize, u64)>, by_members: bool| -> Value {
@@ -45,7 +40,7 @@ pub fn snapshot(hub: &Hub) -> Value {
     json!({
         "node": hub.node(),
         "ts": crate::hub::now_ms(),
-        "connections": {"total": ws + sio, "ws": ws, "socketio": sio},
+        "connections": st.connections_json(),
         "users_online": hub.online_users().len(),
         "rooms": rooms.len(),
         "messages_in": st.messages_in_total(),

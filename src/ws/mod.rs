@@ -361,7 +361,7 @@ where
 }
 
 /// Checks a text message; invalid UTF-8 closes the connection with 1007 (RFC 6455 §8.1).
-fn is_utf8(conn: &Conn, payload: &[u8]) -> bool {
+pub(crate) fn is_utf8(conn: &Conn, payload: &[u8]) -> bool {
     if std::str::from_utf8(payload).is_ok() {
         return true;
     }
