@@ -264,3 +264,136 @@ async fn shutdown_closes_socketio_websockets_with_1001() {
     assert_eq!(code, Some(1001));
     assert_eq!(*reasons.lock().unwrap(), vec!["server shutting down"]);
 }
+
+/// The JSON of a packet's arguments (`42["e",...]`, `43n[...]`, `42/ns,[...]`).
+fn args_of(packet: &str) -> Value {
+    let at = packet.find('[').expect("arguments");
+    serde_json::from_str(&packet[at..]).unwrap()
+}
+
+#[tokio::test]
+async fn mapped_events_forward_data_as_sent_and_fall_back_for_anything_unusual() {
+    let s = TestServer::start().await;
+    let mut a = Sio::connect(&s, "").await;
+    let mut b = Sio::connect(&s, "").await;
+    let to_b = format!("anon-{}", b.sid);
+    let data = r#"{"s":"é\"\u00e9","n":[1,2.5e-3]}"#;
+    // The raw path: `data` reaches the recipient as the bytes the sender wrote.
+    a.send(&format!(
+        r#"421["send",{{"to":"{to_b}","event":"dm","data":{data}}}]"#
+    ))
+    .await;
+    let got = b.next().await;
+    assert!(
+        got.starts_with(&format!(r#"42["dm",{data},{{"from":"anon-"#)),
+        "{got}"
+    );
+    assert_eq!(
+        args_of(&a.next().await),
+        json!([{"ok": true, "delivered": 1}])
+    );
+    // Anything unusual takes the general path (the data is parsed and written again), and
+    // still works: an escaped event name, an escaped recipient, a second argument.
+    let escaped_to = format!("\\u0061{}", &to_b[1..]);
+    for (n, packet) in [
+        format!(r#"["s\u0065nd",{{"to":"{to_b}","event":"dm","data":{data}}}]"#),
+        format!(r#"["send",{{"to":"{escaped_to}","event":"dm","data":{data}}}]"#),
+        format!(r#"["send",{{"to":"{to_b}","event":"dm","data":{data}}},"more"]"#),
+    ]
+    .iter()
+    .enumerate()
+    {
+        a.send(&format!("42{}{packet}", n + 2)).await;
+        let got = b.next().await;
+        assert_eq!(
+            args_of(&got)[1],
+            json!({"s": "é\"é", "n": [1, 0.0025]}),
+            "{got}"
+        );
+        assert!(got.contains(r#""s":"é\"é""#), "written again: {got}");
+        let ack = a.next().await;
+        assert!(ack.starts_with(&format!("43{}", n + 2)), "{ack}");
+        assert_eq!(args_of(&ack), json!([{"ok": true, "delivered": 1}]));
+    }
+    // A malformed field is answered as before.
+    a.send(r#"427["send",{"to":5,"event":"e"}]"#).await;
+    let ack = args_of(&a.next().await);
+    assert_eq!(ack[0]["code"], "bad_request", "{ack}");
+
+    // publish: flags read on the raw path; a flag that is not a boolean falls back (and
+    // counts as false, as it always did).
+    for c in [&mut a, &mut b] {
+        c.send(r#"428["join",{"room":"r"}]"#).await;
+        assert_eq!(args_of(&c.next().await)[0]["ok"], true);
+    }
+    a.send(r#"429["publish",{"room":"r","event":"e","data":{"k":"\u00e9"},"exclude_self":true}]"#)
+        .await;
+    let got = b.next().await;
+    assert!(got.starts_with(r#"42["e",{"k":"\u00e9"},"#), "{got}");
+    assert_eq!(args_of(&a.next().await), json!([{"ok": true, "seq": 1}]));
+    a.send(r#"4210["publish",{"room":"r","event":"e","data":{"k":"\u00e9"},"exclude_self":1}]"#)
+        .await;
+    for c in [&mut a, &mut b] {
+        let got = c.next().await;
+        assert!(got.starts_with(r#"42["e",{"k":"é"},"#), "{got}");
+    }
+    assert_eq!(args_of(&a.next().await), json!([{"ok": true, "seq": 2}]));
+    b.expect_nothing(Duration::from_millis(100)).await;
+
+    // Another namespace, with an ack id.
+    a.send("40/chat,").await;
+    assert!(a.next().await.starts_with("40/chat,"));
+    a.send(r#"42/chat,11["publish",{"room":"q","event":"e","data":1}]"#)
+        .await;
+    let ack = a.next().await;
+    assert!(ack.starts_with("43/chat,11["), "{ack}");
+    assert_eq!(args_of(&ack), json!([{"ok": true, "seq": 1}]));
+
+    // A placeholder in a plain event breaks the protocol, on either path: closed.
+    a.send(&format!(
+        r#"42["send",{{"to":"{to_b}","event":"e","data":{{"_placeholder":true,"num":0}}}}]"#
+    ))
+    .await;
+    let end = tokio::time::timeout(common::WAIT, async {
+        loop {
+            match a.ws.next().await {
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the session was not closed");
+    b.expect_nothing(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn an_application_handler_replaces_the_raw_path_of_a_mapped_event() {
+    let (s, _io) = server(|io| {
+        let ns = io.ns("/", |socket: SocketRef| {
+            // A socket's own handler comes first.
+            socket.on("publish", |s, args, _| {
+                s.emit("own", args.values[0].clone())
+            });
+        });
+        hubbub::sio::install_hub_events(&ns);
+        // A namespace handler given later replaces the mapped one, raw path included.
+        ns.on("send", |s, args, _| {
+            s.emit("custom", args.values[0].clone())
+        });
+    })
+    .await;
+    let mut a = Sio::connect(&s, "").await;
+    a.send(r#"42["send",{"to":"nobody","event":"e","data":1}]"#)
+        .await;
+    assert_eq!(
+        a.next().await,
+        r#"42["custom",{"data":1,"event":"e","to":"nobody"}]"#
+    );
+    a.send(r#"42["publish",{"room":"r","event":"e","data":1}]"#)
+        .await;
+    assert_eq!(
+        a.next().await,
+        r#"42["own",{"data":1,"event":"e","room":"r"}]"#
+    );
+}

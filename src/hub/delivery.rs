@@ -215,7 +215,29 @@ impl Message {
         if data.windows(9).any(|w| w == b"\"_binary\"") {
             return None;
         }
-        let mut meta = ObjectWriter::with_capacity(64);
+        let len = |s: Option<&str>| s.map_or(0, |s| s.len() + 10);
+        let cap = 64
+            + self.ns.len()
+            + self.event.len()
+            + data.len()
+            + len(self.from.as_deref())
+            + len(self.shown_room())
+            + len(self.to.as_deref())
+            + len(self.offset.as_deref());
+        // One buffer: `4` (the Engine.IO message type), the Socket.IO event header, then
+        // the arguments, the meta object written in place.
+        let mut out = Vec::with_capacity(cap);
+        out.extend_from_slice(b"42");
+        if &*self.ns != "/" {
+            out.extend_from_slice(self.ns.as_bytes());
+            out.push(b',');
+        }
+        out.push(b'[');
+        serde_json::to_writer(&mut out, self.event.as_ref()).ok()?;
+        out.push(b',');
+        out.extend_from_slice(data);
+        out.push(b',');
+        let mut meta = ObjectWriter::within(out);
         if let Some(from) = &self.from {
             meta.str("from", from);
         }
@@ -229,18 +251,7 @@ impl Message {
             meta.str("to", to);
         }
         meta.u64("ts", self.ts);
-        let meta = meta.finish();
-        let header = socketio::encode_header(socketio::Kind::Event, 0, &self.ns, None);
-        let mut out =
-            Vec::with_capacity(4 + header.len() + self.event.len() + data.len() + meta.len());
-        out.push(b'4'); // the Engine.IO message type
-        out.extend_from_slice(header.as_bytes());
-        out.push(b'[');
-        serde_json::to_writer(&mut out, self.event.as_ref()).ok()?;
-        out.push(b',');
-        out.extend_from_slice(data);
-        out.push(b',');
-        out.extend_from_slice(&meta);
+        let mut out = meta.finish_vec();
         if let Some(off) = &self.offset {
             out.push(b',');
             serde_json::to_writer(&mut out, off.as_ref()).ok()?;
@@ -328,13 +339,29 @@ pub struct Delivery {
     /// What is delivered.
     pub body: Body,
     v1: OnceLock<Bytes>,
-    sio: OnceLock<Box<[OutFrame]>>,
+    sio: OnceLock<SioFrames>,
     /// The rooms it was addressed to when its message names none (an emit to several rooms,
     /// a broadcast from another server): how a recipient tells which of its rooms it came
     /// through.
     via: OnceLock<Box<[Arc<str>]>>,
     /// Encodings of other front ends, by a key of theirs (a GraphQL selection's shape).
     shaped: OnceLock<std::sync::Mutex<Shaped>>,
+}
+
+/// A delivery's Socket.IO frames: almost always one (no attachments), then kept unboxed.
+#[derive(Debug)]
+enum SioFrames {
+    One(OutFrame),
+    Many(Box<[OutFrame]>),
+}
+
+impl SioFrames {
+    fn as_slice(&self) -> &[OutFrame] {
+        match self {
+            Self::One(f) => std::slice::from_ref(f),
+            Self::Many(fs) => fs,
+        }
+    }
 }
 
 /// Encodings kept per delivery at most (see [`Delivery::shared`]).
@@ -406,7 +433,7 @@ impl Delivery {
     /// The Engine.IO frames for Socket.IO clients (an event packet, then any binary
     /// attachments), encoded on first use.
     pub fn sio_frames(&self) -> &[OutFrame] {
-        self.sio.get_or_init(|| self.encode_sio())
+        self.sio.get_or_init(|| self.encode_sio()).as_slice()
     }
 
     fn encode_v1(&self) -> Bytes {
@@ -434,11 +461,11 @@ impl Delivery {
         }
     }
 
-    fn encode_sio(&self) -> Box<[OutFrame]> {
+    fn encode_sio(&self) -> SioFrames {
         let (ns, event, args) = match &self.body {
             Body::Message(m) => {
                 if let Some(frame) = m.encode_sio_direct() {
-                    return Box::new([frame]);
+                    return SioFrames::One(frame);
                 }
                 let mut args = m.sio_args();
                 if let Some(off) = &m.offset {
@@ -468,7 +495,7 @@ impl Delivery {
                 (ns.clone(), name.clone(), SioArgs::one(fields.to_value()))
             }
         };
-        encode_event(&ns, &event, &args, None)
+        SioFrames::Many(encode_event(&ns, &event, &args, None))
     }
 
     /// The v1 `message` object without `op`, as the history API returns it.

@@ -72,7 +72,7 @@ impl BroadcastOptions {
     /// Options for `target` in namespace `/`, with no exclusions.
     pub fn to(target: Target) -> Self {
         Self {
-            ns: "/".into(),
+            ns: root_ns(),
             target,
             except_rooms: Vec::new(),
             except: Vec::new(),
@@ -313,4 +313,10 @@ impl Emitter<'_> {
         self.hub
             .dispatch(&self.opts, event.into(), MessageBody::Hub(data.into()))
     }
+}
+
+/// The namespace `/`, shared (an emit does not allocate a name for it).
+fn root_ns() -> Arc<str> {
+    static ROOT: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "/".into());
+    ROOT.clone()
 }

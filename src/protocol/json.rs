@@ -30,6 +30,18 @@ impl ObjectWriter {
         Self { buf, first: true }
     }
 
+    /// Starts an object at the end of `buf` (a frame that carries the object inside).
+    pub fn within(mut buf: Vec<u8>) -> Self {
+        buf.push(b'{');
+        Self { buf, first: true }
+    }
+
+    /// Closes the object and gives back the whole buffer.
+    pub fn finish_vec(mut self) -> Vec<u8> {
+        self.buf.push(b'}');
+        self.buf
+    }
+
     fn key(&mut self, key: &str) {
         if !self.first {
             self.buf.push(b',');

@@ -120,6 +120,11 @@ pub(crate) trait App: Send + Sync + 'static {
         Box::new(())
     }
     fn on_open(&self, engine: &Arc<Engine>, session: &Arc<Session>);
+    /// Handles a text message at once when it can, with no future to box: `None` hands it
+    /// to [`Self::on_message`]; otherwise `false` when it breaks the protocol.
+    fn on_text_now(&self, _session: &Arc<Session>, _text: &Bytes) -> Option<bool> {
+        None
+    }
     /// `false` when the message breaks the protocol: the session is closed.
     fn on_message<'a>(
         &'a self,
@@ -490,6 +495,16 @@ impl Engine {
         }
     }
 
+    /// Counts a text message and handles it at once when the rate allows and the app can
+    /// (see [`App::on_text_now`]); `None` when it must go to [`App::on_message`].
+    fn message_now(&self, s: &Arc<Session>, m: &Bytes) -> Option<bool> {
+        self.hub.stats().message_in();
+        if !self.within_rate(s, m.len()) {
+            return Some(true);
+        }
+        self.app.on_text_now(s, m)
+    }
+
     /// Handles one packet from either transport; `false` ends the session.
     async fn handle_packet(self: &Arc<Self>, s: &Arc<Session>, p: Packet) -> bool {
         match p {
@@ -502,13 +517,10 @@ impl Engine {
                     .push(OutFrame::Text(engineio::encode_text(3, &payload)), false);
                 true
             }
-            Packet::Message(m) => {
-                self.hub.stats().message_in();
-                if !self.within_rate(s, m.len()) {
-                    return true;
-                }
-                self.app.on_message(self, s, Msg::Text(m)).await
-            }
+            Packet::Message(m) => match self.message_now(s, &m) {
+                Some(ok) => ok,
+                None => self.app.on_message(self, s, Msg::Text(m)).await,
+            },
             Packet::Binary(b) => {
                 self.hub.stats().message_in();
                 if !self.within_rate(s, b.len()) {
@@ -950,7 +962,15 @@ where
                 }
             },
         };
-        if !Box::pin(engine.handle_packet(&s, packet)).await {
+        // A message the app handles at once needs no boxed future.
+        let ok = match packet {
+            Packet::Message(m) => match engine.message_now(&s, &m) {
+                Some(ok) => ok,
+                None => engine.app.on_message(&engine, &s, Msg::Text(m)).await,
+            },
+            packet => Box::pin(engine.handle_packet(&s, packet)).await,
+        };
+        if !ok {
             engine.close(&s, DisconnectReason::ParseError);
         }
     }

@@ -9,11 +9,15 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::socket::{AckSender, Args, Namespace, SocketRef};
 use crate::error::{ErrorCode, HubError};
 use crate::hub::{Emitted, Payload, ReplayFrom, Right, SioArgs};
+use crate::protocol::v1::RawJson;
 
 /// Answers an acknowledgement with `{ok: true, ...fields}` or `{ok: false, code, message}`;
 /// nothing when the client asked for none.
@@ -131,29 +135,86 @@ pub fn leave(s: &SocketRef, args: Args, ack: Option<AckSender>) {
     ack_result(ack, res);
 }
 
+/// How a `publish` is delivered: its optional flags.
+struct PublishFlags {
+    volatile: bool,
+    exclude_self: bool,
+    transient: bool,
+}
+
 /// `publish` `{room, event, data, volatile?, exclude_self?, transient?}` → `{seq?}`.
 pub fn publish(s: &SocketRef, args: Args, ack: Option<AckSender>) {
-    let res = (|| {
-        let room = str_field(&args, "room")?;
+    let flag = |name| field(&args, name) == Some(&Value::Bool(true));
+    let flags = PublishFlags {
+        volatile: flag("volatile"),
+        exclude_self: flag("exclude_self"),
+        transient: flag("transient"),
+    };
+    let res = str_field(&args, "room").and_then(|room| {
         let event = str_field(&args, "event")?;
-        let hub = s.ns.hub();
-        hub.authorize(s.conn(), room, Right::Publish)?;
-        let mut em = hub
-            .to_room(room)
-            .ns(s.ns.name_arc())
-            .from(s.conn().user_arc())
-            .sent_by(s.conn().id());
-        if field(&args, "exclude_self") == Some(&Value::Bool(true)) {
-            em = em.except(s.conn().id());
-        }
-        if field(&args, "volatile") == Some(&Value::Bool(true)) {
-            em = em.volatile();
-        }
-        if field(&args, "transient") == Some(&Value::Bool(true)) {
-            em = em.transient();
-        }
-        em.publish(event, data_of(&args))
-    })();
+        publish_to(s, room, event, data_of(&args), &flags)
+    });
+    ack_publish(s, ack, res);
+}
+
+/// `publish` from its raw JSON (see [`super::fast`]).
+fn publish_raw(s: &SocketRef, frame: &Bytes, arg: &RawValue, ack: Option<AckSender>) -> bool {
+    #[derive(Deserialize)]
+    struct Fields<'a> {
+        room: &'a str,
+        event: &'a str,
+        #[serde(borrow)]
+        data: Option<&'a RawValue>,
+        #[serde(default)]
+        volatile: bool,
+        #[serde(default)]
+        exclude_self: bool,
+        #[serde(default)]
+        transient: bool,
+    }
+    let Ok(f) = serde_json::from_str::<Fields<'_>>(arg.get()) else {
+        return false;
+    };
+    let Some(data) = raw_data(frame, f.data) else {
+        return false;
+    };
+    let flags = PublishFlags {
+        volatile: f.volatile,
+        exclude_self: f.exclude_self,
+        transient: f.transient,
+    };
+    let res = publish_to(s, f.room, f.event, data, &flags);
+    ack_publish(s, ack, res);
+    true
+}
+
+fn publish_to(
+    s: &SocketRef,
+    room: &str,
+    event: &str,
+    data: Payload,
+    flags: &PublishFlags,
+) -> Result<Emitted, HubError> {
+    let hub = s.ns.hub();
+    hub.authorize(s.conn(), room, Right::Publish)?;
+    let mut em = hub
+        .to_room(room)
+        .ns(s.ns.name_arc())
+        .from(s.conn().user_arc())
+        .sent_by(s.conn().id());
+    if flags.exclude_self {
+        em = em.except(s.conn().id());
+    }
+    if flags.volatile {
+        em = em.volatile();
+    }
+    if flags.transient {
+        em = em.transient();
+    }
+    em.publish(event, data)
+}
+
+fn ack_publish(s: &SocketRef, ack: Option<AckSender>, res: Result<Emitted, HubError>) {
     ack_when_committed(s, ack, res, |out| match out.seq {
         Some(seq) => serde_json::json!({ "seq": seq }),
         None => serde_json::json!({}),
@@ -163,24 +224,51 @@ pub fn publish(s: &SocketRef, args: Args, ack: Option<AckSender>) {
 /// `send` `{to, event, data}` → `{delivered, seq?}`; `user_offline` when the user has no
 /// connection and the message is not kept for them.
 pub fn send(s: &SocketRef, args: Args, ack: Option<AckSender>) {
-    let res = (|| {
-        let to = str_field(&args, "to")?;
-        if !crate::protocol::v1::is_user_name(to) {
-            return Err(HubError::bad_request(
-                "`to` must be a user name: 1 to 200 bytes, no control characters",
-            ));
-        }
+    let res = str_field(&args, "to").and_then(|to| {
         let event = str_field(&args, "event")?;
-        let out =
-            s.ns.hub()
-                .to_user(to)
-                .ns(s.ns.name_arc())
-                .from(s.conn().user_arc())
-                .sent_by(s.conn().id())
-                .counted()
-                .publish(event, data_of(&args))?;
-        out.require_online(to)
-    })();
+        send_to(s, to, event, data_of(&args))
+    });
+    ack_send(s, ack, res);
+}
+
+/// `send` from its raw JSON (see [`super::fast`]).
+fn send_raw(s: &SocketRef, frame: &Bytes, arg: &RawValue, ack: Option<AckSender>) -> bool {
+    #[derive(Deserialize)]
+    struct Fields<'a> {
+        to: &'a str,
+        event: &'a str,
+        #[serde(borrow)]
+        data: Option<&'a RawValue>,
+    }
+    let Ok(f) = serde_json::from_str::<Fields<'_>>(arg.get()) else {
+        return false;
+    };
+    let Some(data) = raw_data(frame, f.data) else {
+        return false;
+    };
+    let res = send_to(s, f.to, f.event, data);
+    ack_send(s, ack, res);
+    true
+}
+
+fn send_to(s: &SocketRef, to: &str, event: &str, data: Payload) -> Result<Emitted, HubError> {
+    if !crate::protocol::v1::is_user_name(to) {
+        return Err(HubError::bad_request(
+            "`to` must be a user name: 1 to 200 bytes, no control characters",
+        ));
+    }
+    let out =
+        s.ns.hub()
+            .to_user(to)
+            .ns(s.ns.name_arc())
+            .from(s.conn().user_arc())
+            .sent_by(s.conn().id())
+            .counted()
+            .publish(event, data)?;
+    out.require_online(to)
+}
+
+fn ack_send(s: &SocketRef, ack: Option<AckSender>, res: Result<Emitted, HubError>) {
     ack_when_committed(s, ack, res, |out| {
         let mut v = serde_json::json!({ "delivered": out.delivered });
         if let Some(seq) = out.seq {
@@ -188,6 +276,17 @@ pub fn send(s: &SocketRef, args: Args, ack: Option<AckSender>) {
         }
         v
     });
+}
+
+/// A raw `data` argument as a payload sharing the frame's bytes; `None` when its numbers
+/// do not all fit a double (the general path reads them as `Value` does).
+fn raw_data(frame: &Bytes, data: Option<&RawValue>) -> Option<Payload> {
+    match data {
+        None => Some(Payload::null()),
+        Some(raw) => RawJson::parse(frame.slice_ref(raw.get().as_bytes()))
+            .ok()
+            .map(Payload::Json),
+    }
 }
 
 /// `request` `{to, event, data, timeout_ms?}`: asks every socket of user `to` in this
@@ -264,7 +363,9 @@ pub fn install_hub_events(ns: &Namespace) {
     ns.on("join", join);
     ns.on("leave", leave);
     ns.on("publish", publish);
+    ns.on_raw("publish", publish_raw);
     ns.on("send", send);
+    ns.on_raw("send", send_raw);
     ns.on("request", request);
     ns.on("broadcast", broadcast);
 }

@@ -6,6 +6,7 @@
 //! `timeout` and acks. Mount [`SocketIo::routes`] into an axum router.
 
 pub mod engine;
+mod fast;
 pub mod mapped;
 mod recovery;
 pub mod socket;

@@ -33,6 +33,8 @@ pub type SocketRef = Arc<Socket>;
 
 type EventHandler = Arc<dyn Fn(&SocketRef, Args, Option<AckSender>) + Send + Sync>;
 type AnyHandler = Arc<dyn Fn(&SocketRef, &str, Args, Option<AckSender>) + Send + Sync>;
+/// A handler that reads an event's first argument as raw JSON (see [`super::fast`]).
+pub(super) type RawHandler = super::fast::RawHandler;
 type DisconnectHandler = Arc<dyn Fn(&SocketRef, DisconnectReason) + Send + Sync>;
 type ConnectHandler = Arc<dyn Fn(SocketRef) + Send + Sync>;
 type Middleware =
@@ -378,11 +380,7 @@ impl Socket {
             other => other.to_string(),
         };
         let args = Args { values, bin };
-        let ack = ack.map(|id| AckSender {
-            outbox_conn: self.conn.clone(),
-            ns: self.ns.name.clone(),
-            id,
-        });
+        let ack = self.ack_sender(ack);
         let (handler, any) = {
             let h = self.handlers.read().unwrap_or_else(|p| p.into_inner());
             let own = h.events.get(&name).cloned();
@@ -401,6 +399,30 @@ impl Socket {
             (None, Some(any)) => any(self, &name, args, ack),
             (None, None) => {}
         }
+    }
+
+    /// The raw handler of `event`, unless this socket has a handler of its own for it.
+    pub(super) fn raw_handler(&self, event: &str) -> Option<RawHandler> {
+        let own = self.handlers.read().unwrap_or_else(|p| p.into_inner());
+        if own.events.contains_key(event) {
+            return None;
+        }
+        drop(own);
+        self.ns
+            .raw_events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(event)
+            .copied()
+    }
+
+    /// An acknowledgement sender for ack id `id`, when the client asked for one.
+    pub(super) fn ack_sender(&self, id: Option<u64>) -> Option<AckSender> {
+        id.map(|id| AckSender {
+            outbox_conn: self.conn.clone(),
+            ns: self.ns.name.clone(),
+            id,
+        })
     }
 
     fn receive_ack(&self, id: u64, args: Args) {
@@ -428,6 +450,8 @@ pub struct Namespace {
     middlewares: RwLock<Vec<Middleware>>,
     /// Event handlers every socket of the namespace has (held once, not per socket).
     events: RwLock<HashMap<String, EventHandler>>,
+    /// Handlers of the same events that read the raw JSON, tried first (see [`super::fast`]).
+    raw_events: RwLock<HashMap<String, RawHandler>>,
     on_connect: ConnectHandler,
     pub(super) recovery: Option<Arc<Recovery>>,
 }
@@ -458,6 +482,7 @@ impl Namespace {
             sockets: RwLock::new(HashMap::new()),
             middlewares: RwLock::new(Vec::new()),
             events: RwLock::new(HashMap::new()),
+            raw_events: RwLock::new(HashMap::new()),
             on_connect,
         })
     }
@@ -503,6 +528,12 @@ impl Namespace {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         *self.events.write().unwrap_or_else(|p| p.into_inner()) = events;
+        let raw = other
+            .raw_events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        *self.raw_events.write().unwrap_or_else(|p| p.into_inner()) = raw;
     }
 
     /// Handles `event` on every socket of this namespace (a socket's own handler for the
@@ -516,6 +547,20 @@ impl Namespace {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(event.to_string(), Arc::new(f));
+        // A handler given later replaces the event's raw fast path too.
+        self.raw_events
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(event);
+    }
+
+    /// Also handles `event` from its raw JSON: `raw` answers `false` when the arguments
+    /// need the general path (which then runs the handler given to [`Self::on`]).
+    pub(super) fn on_raw(&self, event: &str, raw: RawHandler) {
+        self.raw_events
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(event.to_string(), raw);
     }
 
     /// How many sockets are connected to this namespace.
@@ -727,9 +772,9 @@ impl BroadcastOp {
 /// Per-session Socket.IO state.
 #[derive(Default)]
 pub(crate) struct ClientState {
-    sockets: HashMap<Arc<str>, SocketRef>,
+    pub(super) sockets: HashMap<Arc<str>, SocketRef>,
     /// A binary packet waiting for its attachments.
-    partial: Option<(Packet, Vec<Bytes>)>,
+    pub(super) partial: Option<(Packet, Vec<Bytes>)>,
 }
 
 /// Finds or creates the namespace a CONNECT asks for.
@@ -756,7 +801,7 @@ pub(crate) struct Observers {
 }
 
 /// The Socket.IO state of an Engine.IO session (made by [`SioApp::new_state`]).
-fn client_of(session: &Session) -> MutexGuard<'_, ClientState> {
+pub(super) fn client_of(session: &Session) -> MutexGuard<'_, ClientState> {
     let state: &Mutex<ClientState> = session
         .app_state()
         .expect("sessions of the Socket.IO engine carry Socket.IO state");
@@ -771,6 +816,10 @@ impl App for SioApp {
     fn on_open(&self, engine: &Arc<Engine>, session: &Arc<Session>) {
         // The engine's heartbeat task enforces it; no timer per session.
         session.expect_handshake(engine, self.connect_timeout);
+    }
+
+    fn on_text_now(&self, session: &Arc<Session>, text: &Bytes) -> Option<bool> {
+        super::fast::event_now(session, text)
     }
 
     fn on_message<'a>(
