@@ -30,7 +30,19 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+def target_dir():
+    """Cargo's target directory (CARGO_TARGET_DIR, a config's `build.target-dir`, or ./target)."""
+    if os.environ.get("CARGO_TARGET_DIR"):
+        return os.environ["CARGO_TARGET_DIR"]
+    try:
+        meta = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"],
+                              cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        return json.loads(meta)["target_directory"]
+    except (OSError, subprocess.CalledProcessError, ValueError, KeyError):
+        return os.path.join(ROOT, "target")
+
+
+TARGET = target_dir()
 BIN = os.path.join(TARGET, "release", "hubbub")
 GEN = os.path.join(TARGET, "release", "hubbub-bench")
 PEERS = os.path.join(ROOT, "bench", "peers")
@@ -44,7 +56,12 @@ SERVERS = {
     "node ws": (["node", "ws-broadcast.js"], 3101),
     "node socket.io": (["node", "socketio-server.js"], 3102),
     "socketioxide": ([SIOX], 3103),
+    # The same servers with permessage-deflate offered to every client (Hubbub compresses
+    # messages of 1 KiB or more by default; Node `ws` with its perMessageDeflate defaults).
+    "node ws deflate": (["node", "ws-broadcast.js"], 3104),
 }
+# Extra environment per server.
+SERVER_ENV = {"node ws deflate": {"DEFLATE": "1"}}
 
 # An endpoint: (label, server, generator protocol, URL path).
 WS = ("hubbub /ws", "hubbub", "v1", "/ws")
@@ -54,7 +71,11 @@ NWS = ("node ws", "node ws", "raw", "/")
 NWS_ECHO = ("node ws", "node ws", "raw", "/echo")
 NSIO = ("node socket.io", "node socket.io", "sio", SIO_PATH)
 SIOX_EP = ("socketioxide", "socketioxide", "sio", SIO_PATH)
+NWS_DEFLATE = ("node ws deflate", "node ws deflate", "raw", "/")
 ALL = [WS, NWS, HSIO, NSIO, SIOX_EP]
+
+# How a scenario runs when it is not the default (server on CPU 0, one generator on CPU 1).
+ON_BOTH_CORES = {"server_cpus": "0,1", "gen_cpus": "0,1", "gen_procs": 2}
 
 
 def scenarios(a):
@@ -69,12 +90,24 @@ def scenarios(a):
          ["connect", "--conns", str(a.handshakes)], 1),
         ("fanout", f"Fan-out to {a.subs:,} subscribers at maximal rate (~100-byte JSON)", ALL,
          fan, 1),
+        ("fanout_w8", f"Fan-out to {a.subs:,} subscribers with 8 messages in flight "
+                      "(~100-byte JSON)", ALL, fan + ["--window", "8"], 1),
         ("fanout_fixed", f"Fan-out to {a.subs:,} subscribers at an equal fixed rate "
                          f"({a.fixed_rate} msg/s = {a.fixed_rate * a.subs:,} deliveries/s)", ALL,
          fan + ["--rate", str(a.fixed_rate)], 1),
         ("echo", f"Echo with {a.echo_conns:,} connections (closed loop, ~100-byte JSON)",
          [WS_ECHO, NWS_ECHO, WS, HSIO, NSIO, SIOX_EP],
          ["echo", "--conns", str(a.echo_conns), "--secs", str(a.secs)], 1),
+        ("echo_mc", f"Echo with {a.echo_conns:,} connections, server and two generator "
+                    "processes on both cores (fairness)", [WS_ECHO, WS, HSIO, SIOX_EP],
+         ["echo", "--conns", str(a.echo_conns // 2), "--secs", str(a.secs)], 1, ON_BOTH_CORES),
+        ("deflate", f"Compressed fan-out: 4 KB JSON text to {a.deflate_subs:,} subscribers that "
+                    "negotiated permessage-deflate, maximal rate", [WS, NWS_DEFLATE],
+         ["--deflate", "fanout", "--subs", str(a.deflate_subs), "--size", "4000", "--words",
+          "--secs", str(a.secs)], 1),
+        ("idle_burst", f"Idle memory after traffic: {a.conns:,} connections, then 20 messages "
+                       "of 100 bytes to each, then idle again", [WS, NWS, HSIO],
+         ["idle", "--conns", str(a.conns), "--burst", "20", "--burst-size", "100"], 1),
         ("slow", f"Slow consumers: {a.slow_subs} subscribers, 20 % never read, "
                  f"{a.slow_rate} msg/s of 2 KB", ALL,
          ["fanout", "--subs", str(a.slow_subs), "--rate", str(a.slow_rate), "--size", "2000",
@@ -106,11 +139,11 @@ def post(port, path, body):
     urllib.request.urlopen(req, timeout=5).read()
 
 
-def start(server):
+def start(server, cpus="0"):
     cmd, port = SERVERS[server]
-    env = dict(os.environ, PORT=str(port), RUST_LOG="warn")
+    env = dict(os.environ, PORT=str(port), RUST_LOG="warn", **SERVER_ENV.get(server, {}))
     cwd = PEERS if cmd[0] == "node" else tempfile.mkdtemp()
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=cwd, env=env,
+    proc = subprocess.Popen(["taskset", "-c", cpus, *cmd], cwd=cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not wait_port(port, time.time() + 15):
         proc.kill()
@@ -133,17 +166,44 @@ def stop(proc):
     time.sleep(1)
 
 
-def generate(endpoint, proc, args, source_ips):
+def generate(endpoint, proc, args, source_ips, how=None):
+    """Runs the generator (or several at once, `how["gen_procs"]`) and parses its RESULT
+    line. Several generators' results are merged: rates add up, latencies take the worst
+    of the processes (p50 their mean), CPU figures add up."""
+    how = how or {}
     _, server, proto, path = endpoint
     url = f"ws://127.0.0.1:{SERVERS[server][1]}{path}"
-    cmd = ["taskset", "-c", "1", GEN, "--proto", proto, "--url", url, "--server-pid",
-           str(proc.pid), "--source-ips", str(source_ips), *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    line = next((l for l in res.stdout.splitlines() if l.startswith("RESULT")), None)
-    if not line:
-        print(f"  {endpoint[0]}: no result\n{res.stdout}\n{res.stderr}", flush=True)
-        return None
-    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
+    cmd = ["taskset", "-c", how.get("gen_cpus", "1"), GEN, "--proto", proto, "--url", url,
+           "--server-pid", str(proc.pid), "--source-ips", str(source_ips)]
+    # Global generator flags (before the scenario's name) stay in front.
+    flags = [x for x in args[:1] if x.startswith("--")]
+    cmd += flags + args[len(flags):]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(how.get("gen_procs", 1))]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=900)
+        line = next((l for l in out.splitlines() if l.startswith("RESULT")), None)
+        if not line:
+            print(f"  {endpoint[0]}: no result\n{out}\n{err}", flush=True)
+            return None
+        results.append({k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)})
+    if len(results) == 1:
+        return results[0]
+    merged = {}
+    for k in results[0]:
+        xs = [r[k] for r in results if k in r]
+        if k.startswith("p") and k.endswith("_ms") and k != "p50_ms":
+            merged[k] = max(xs)
+        elif k == "p50_ms":
+            merged[k] = sum(xs) / len(xs)
+        elif k == "server_cpu":
+            merged[k] = xs[0]
+        else:
+            merged[k] = sum(xs)
+    if "p50_ms" in merged and "p99_ms" in merged and merged["p50_ms"]:
+        merged["p99_over_p50"] = merged["p99_ms"] / merged["p50_ms"]
+    return merged
 
 
 def med(xs):
@@ -166,6 +226,15 @@ COLUMNS = {
              ("lost", "lost", "{:,.0f}")],
     "echo": [("round_trips_per_s", "round trips/s", "{:,.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),
              ("p99_ms", "p99 ms", "{:.2f}")],
+    "echo_mc": [("round_trips_per_s", "round trips/s", "{:,.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),
+                ("p99_ms", "p99 ms", "{:.2f}"), ("p99_over_p50", "p99 / p50", "{:.1f}")],
+    "fanout_w8": [("deliveries_per_s", "deliveries/s", "{:,.0f}"), ("p50_ms", "p50 ms", "{:.1f}"),
+                  ("p99_ms", "p99 ms", "{:.1f}"), ("lost", "lost", "{:,.0f}")],
+    "deflate": [("deliveries_per_s", "deliveries/s", "{:,.0f}"), ("p50_ms", "p50 ms", "{:.1f}"),
+                ("p99_ms", "p99 ms", "{:.1f}"), ("lost", "lost", "{:,.0f}")],
+    "idle_burst": [("bytes_per_conn", "idle bytes per connection", "{:,.0f}"),
+                   ("after_burst_per_conn", "after the burst", "{:,.0f}"),
+                   ("after_burst_pct", "after / idle %", "{:.1f}")],
     "slow": [("rss_growth_kib", "server RSS growth KiB", "{:,.0f}"),
              ("slow_cut", "slow ones cut off", "{:.0f}"), ("p99_ms", "others' p99 ms", "{:.1f}"),
              ("lost", "others' losses", "{:,.0f}")],
@@ -183,6 +252,7 @@ def main():
     ap.add_argument("--subs", type=int, default=10000)
     ap.add_argument("--fixed-rate", type=int, default=5)
     ap.add_argument("--echo-conns", type=int, default=1000)
+    ap.add_argument("--deflate-subs", type=int, default=1000)
     ap.add_argument("--slow-subs", type=int, default=200)
     ap.add_argument("--slow-rate", type=int, default=500)
     ap.add_argument("--slow-secs", type=int, default=15)
@@ -218,11 +288,12 @@ def main():
     results = {}  # (scenario key, endpoint label) -> [result dicts]
     started = time.time()
     for rep in range(a.repeats):
-        for key, _, endpoints, gargs, ips in plan:
+        for key, _, endpoints, gargs, ips, *how in plan:
+            how = how[0] if how else {}
             for ep in endpoints:
-                proc = start(ep[1])
+                proc = start(ep[1], how.get("server_cpus", "0"))
                 try:
-                    r = generate(ep, proc, gargs, ips)
+                    r = generate(ep, proc, gargs, ips, how)
                 finally:
                     stop(proc)
                 if r is not None:
@@ -297,7 +368,7 @@ def write_report(a, plan, results, took):
                        f"| {adv:.2f}x | {need:g}x | {'met' if met else '**not met**'} |")
         chart.append((f"{title.split(' (')[0]} vs {peer}", adv, need))
 
-    lines += ["## Targets (issue 3)", "",
+    lines += ["## Targets (issues 3 and 14)", "",
               "Advantage: how many times better Hubbub is (higher deliveries or round trips, "
               "lower memory or latency).", "",
               "| target | Hubbub | peer | advantage | needed | |", "| --- | --- | --- | --- | --- | --- |"]
@@ -314,7 +385,29 @@ def write_report(a, plan, results, took):
     ratio_row("handshakes/s (Socket.IO)", "connect", "handshakes_per_s", HSIO[0], "socketioxide",
               True, 1)
     ratio_row("handshakes/s (/ws)", "connect", "handshakes_per_s", WS[0], "socketioxide", True, 1)
+    ratio_row(f"fan-out, 8 in flight, deliveries/s ({WS[0]})", "fanout_w8", "deliveries_per_s",
+              WS[0], "socketioxide", True, 2)
+    ratio_row(f"fan-out, 8 in flight, deliveries/s ({HSIO[0]})", "fanout_w8", "deliveries_per_s",
+              HSIO[0], "socketioxide", True, 2)
+    ratio_row("echo on both cores, round trips/s", "echo_mc", "round_trips_per_s", HSIO[0],
+              "socketioxide", True, 1.3)
+    ratio_row("compressed 4 KB fan-out, deliveries/s", "deflate", "deliveries_per_s", WS[0],
+              NWS_DEFLATE[0], True, 3)
     lines += targets
+    for ep, limit in ((WS, 2048), (HSIO, 4096)):
+        s = stat(results, "idle", ep[0], "bytes_per_conn")
+        if s:
+            lines.append(f"| idle memory per connection ({ep[0]}, issue 14) | {s[0]:,.0f} B | "
+                         f"limit {limit:,} B | | | {'met' if s[0] <= limit else '**not met**'} |")
+        s = stat(results, "idle_burst", ep[0], "after_burst_pct")
+        if s:
+            lines.append(f"| idle memory after a burst ({ep[0]}) | {s[0]:.1f} % of idle | "
+                         f"limit 110 % | | | {'met' if s[0] <= 110 else '**not met**'} |")
+    for ep in (WS, HSIO):
+        s = stat(results, "echo_mc", ep[0], "p99_over_p50")
+        if s:
+            lines.append(f"| echo on both cores, p99 / p50 ({ep[0]}) | {s[0]:.1f} | limit 3 | | "
+                         f"| {'met' if s[0] <= 3 else '**not met**'} |")
     for key, limit in (("idle", 6144), ("idle19k", 6144)):
         s = stat(results, key, HSIO[0], "bytes_per_conn")
         if s:
@@ -332,7 +425,7 @@ def write_report(a, plan, results, took):
                          f"| 100 % | | | {'met' if s[1] >= 100 else '**not met**'} |")
     lines += ["", "![Hubbub's advantage over each peer](benchmarks.svg)", ""]
 
-    for key, title, endpoints, gargs, ips in plan + [("half", "Fan-out at half of Hubbub's own "
+    for key, title, endpoints, gargs, ips, *how in plan + [("half", "Fan-out at half of Hubbub's own "
                                                       "saturation rate (measured in each repeat)",
                                                       [WS, HSIO], None, 1)]:
         cols = COLUMNS[key]
@@ -357,7 +450,13 @@ def write_report(a, plan, results, took):
             continue
         lines += [f"## {title}", ""]
         if gargs:
-            lines += [f"`hubbub-bench --source-ips {ips} {' '.join(gargs)}`", ""]
+            how = how[0] if how else {}
+            if how:
+                lines += [f"Server on CPUs {how['server_cpus']}, {how['gen_procs']} generator "
+                          f"processes on CPUs {how['gen_cpus']}, each: "
+                          f"`hubbub-bench --source-ips {ips} {' '.join(gargs)}`", ""]
+            else:
+                lines += [f"`hubbub-bench --source-ips {ips} {' '.join(gargs)}`", ""]
         lines += ["| server | " + " | ".join(c[1] for c in cols) + " | generator CPU | server CPU |",
                   "| --- " * (len(cols) + 3) + "|"] + rows + [""]
 

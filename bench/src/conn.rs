@@ -39,6 +39,8 @@ pub(crate) struct Target {
     /// Connections are spread over 127.0.0.1 .. 127.0.0.N as source addresses, so more
     /// than one address's ephemeral ports are available.
     pub(crate) source_ips: u8,
+    /// Offer permessage-deflate.
+    pub(crate) deflate: bool,
 }
 
 /// A connected client and what the server told it about itself.
@@ -61,10 +63,13 @@ impl Target {
     pub(crate) async fn connect(&self, index: usize) -> Result<Client, String> {
         let parsed = self.url.parse().map_err(|e| format!("{e}"))?;
         let mut builder = WebSocket::connect(parsed).with_options(
-            Options::default()
-                .without_compression()
-                .with_read_buffer_capacity(64 * 1024)
-                .with_max_payload_read(16 << 20),
+            if self.deflate {
+                Options::default().with_low_latency_compression()
+            } else {
+                Options::default().without_compression()
+            }
+            .with_read_buffer_capacity(64 * 1024)
+            .with_max_payload_read(16 << 20),
         );
         if let Some(ip) = self.source(index) {
             builder = builder.with_local_address(ip);
@@ -175,6 +180,15 @@ impl Target {
                 r#"{{"type":"subscribe","id":"{id}","payload":{{"query":"subscription {{ messages(room: \"{room}\") {{ data }} }}"}}}}"#
             ),
             Proto::Raw => String::new(),
+        }
+    }
+
+    /// A `leave` request for `room` (empty for protocols without one).
+    pub(crate) fn leave(&self, room: &str) -> String {
+        match self.proto {
+            Proto::V1 => format!(r#"{{"op":"leave","room":"{room}"}}"#),
+            Proto::Sio => format!(r#"42["leave",{{"room":"{room}"}}]"#),
+            Proto::Gql | Proto::Raw => String::new(),
         }
     }
 

@@ -65,6 +65,9 @@ struct Args {
     /// example v1 publishing on `/ws` to GraphQL subscribers on `/graphql`.
     #[arg(long, value_enum)]
     sub_proto: Option<Proto>,
+    /// Offer permessage-deflate (yawc's low-latency setting) on every connection.
+    #[arg(long)]
+    deflate: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -78,6 +81,13 @@ enum Scenario {
         /// Time to let the server settle before reading its RSS.
         #[arg(long, default_value = "3")]
         settle_secs: u64,
+        /// After the idle reading: every connection joins a room and reads, one more
+        /// publishes this many messages of `--burst-size` bytes, then all idle again and
+        /// the RSS is read once more (memory after traffic).
+        #[arg(long, default_value_t = 0)]
+        burst: u64,
+        #[arg(long, default_value_t = 1000)]
+        burst_size: usize,
     },
     /// Handshakes per second: open N connections as fast as the window allows.
     Connect {
@@ -102,6 +112,10 @@ enum Scenario {
         /// Share of subscribers (0 to 1) that never read: the `slow` scenario.
         #[arg(long, default_value_t = 0.0)]
         slow_share: f64,
+        /// Pad with varied words rather than one repeated letter (what compression meets
+        /// in real text).
+        #[arg(long)]
+        words: bool,
     },
     /// N connections each send a message to themselves and wait for it, in a loop.
     Echo {
@@ -152,6 +166,7 @@ fn main() {
         url: args.url.clone(),
         proto: args.proto,
         source_ips: args.source_ips.max(1),
+        deflate: args.deflate,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -162,8 +177,14 @@ fn main() {
     let window = args.connect_concurrency;
     local.block_on(&rt, async move {
         match args.scenario {
-            Scenario::Idle { conns, settle_secs } => {
-                scenarios::idle(&target, pid, window, conns, settle_secs).await
+            Scenario::Idle {
+                conns,
+                settle_secs,
+                burst,
+                burst_size,
+            } => {
+                let burst = (burst > 0).then_some((burst, burst_size));
+                scenarios::idle(&target, pid, window, conns, settle_secs, burst).await
             }
             Scenario::Connect { conns } => scenarios::connect(&target, pid, window, conns).await,
             Scenario::Fanout {
@@ -173,6 +194,7 @@ fn main() {
                 secs,
                 size,
                 slow_share,
+                words,
             } => {
                 let plan = scenarios::FanoutPlan {
                     subs,
@@ -181,6 +203,7 @@ fn main() {
                     secs,
                     size,
                     slow_share,
+                    words,
                     sub_urls: args.sub_url.clone(),
                     sub_proto: args.sub_proto,
                 };

@@ -19,7 +19,14 @@ fn quantiles_ms(hist: &Histogram) -> [f64; 3] {
 }
 
 /// Holds N idle connections and reports the server's RSS per connection.
-pub(crate) async fn idle(t: &Target, pid: Option<u32>, window: usize, conns: usize, settle: u64) {
+pub(crate) async fn idle(
+    t: &Target,
+    pid: Option<u32>,
+    window: usize,
+    conns: usize,
+    settle: u64,
+    burst: Option<(u64, usize)>,
+) {
     let before = pid.and_then(rss_kib);
     let start = Instant::now();
     let (clients, _) = t.connect_many(conns, window).await;
@@ -38,9 +45,109 @@ pub(crate) async fn idle(t: &Target, pid: Option<u32>, window: usize, conns: usi
             "idle: server RSS {b} KiB -> {a} KiB: {per:.0} bytes ({:.2} KiB) per connection",
             per / 1024.0
         );
-        println!("RESULT idle conns={held} bytes_per_conn={per:.0}");
+        match burst {
+            None => println!("RESULT idle conns={held} bytes_per_conn={per:.0}"),
+            Some((messages, size)) => {
+                let after = burst_then_idle(t, pid, window, clients, messages, size, settle).await;
+                let after = (after.saturating_sub(b)) as f64 * 1024.0 / held.max(1) as f64;
+                println!(
+                    "idle: after a burst of {messages} messages of {size} bytes to each: {after:.0} bytes per connection ({:.1} % of idle)",
+                    after / per * 100.0
+                );
+                println!(
+                    "RESULT idle conns={held} bytes_per_conn={per:.0} after_burst_per_conn={after:.0} after_burst_pct={:.1}",
+                    after / per * 100.0
+                );
+            }
+        }
+        return;
     }
     drop(clients);
+}
+
+/// Every client joins `bench` and reads; one more publishes `messages` messages of `size`
+/// bytes (8 in flight) until each is back; then all leave the room (so they hold what they
+/// held before) and idle for `settle` seconds. Returns the server's RSS (KiB) then, with
+/// the clients still connected.
+async fn burst_then_idle(
+    t: &Target,
+    pid: Option<u32>,
+    window: usize,
+    mut clients: Vec<Client>,
+    messages: u64,
+    size: usize,
+    settle: u64,
+) -> u64 {
+    let Client {
+        ws: mut publisher, ..
+    } = t
+        .connect_many(1, window)
+        .await
+        .0
+        .pop()
+        .expect("a publisher");
+    if t.proto != Proto::Raw {
+        let join = t.join("bench", None, 1);
+        for c in &mut clients {
+            c.ws.send(Frame::text(join.clone())).await.expect("join");
+        }
+        publisher.send(Frame::text(join)).await.expect("join");
+        tokio::time::sleep(SETTLE).await;
+    }
+    let received = Rc::new(Cell::new(0u64));
+    let done = Rc::new(tokio::sync::Notify::new());
+    let leave = t.leave("bench");
+    let mut readers = Vec::new();
+    for Client { mut ws, .. } in clients {
+        let (received, done, leave) = (received.clone(), done.clone(), leave.clone());
+        readers.push(tokio::task::spawn_local(async move {
+            let mut left = false;
+            loop {
+                tokio::select! {
+                    f = ws.next_frame() => {
+                        let Ok(f) = f else { return };
+                        if f.opcode() == OpCode::Text && !answer_ping(&mut ws, &f).await {
+                            received.set(received.get() + 1);
+                        }
+                    }
+                    _ = done.notified(), if !left => {
+                        left = true;
+                        if !leave.is_empty() && ws.send(Frame::text(leave.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let pad = "x".repeat(size.saturating_sub(60));
+    let (mut sent, mut echoed) = (0u64, 0u64);
+    while echoed < messages {
+        while sent < messages && sent - echoed < 8 {
+            let frame = t.publish("bench", 0, sent, &pad, None);
+            publisher.send(Frame::text(frame)).await.expect("send");
+            sent += 1;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), publisher.next_frame()).await {
+            Ok(Ok(f)) if number_field(f.payload(), b"\"s\":").is_some() => echoed += 1,
+            Ok(Ok(f)) => {
+                answer_ping(&mut publisher, &f).await;
+            }
+            _ => break,
+        }
+    }
+    done.notify_waiters();
+    if !leave.is_empty() {
+        publisher.send(Frame::text(leave)).await.expect("leave");
+    }
+    tokio::time::sleep(Duration::from_secs(settle)).await;
+    println!("idle: burst delivered {} frames", received.get());
+    let rss = pid.and_then(rss_kib).unwrap_or(0);
+    for r in readers {
+        r.abort();
+    }
+    drop(publisher);
+    rss
 }
 
 /// Handshakes per second with `window` in flight.
@@ -73,6 +180,29 @@ pub(crate) struct FanoutPlan {
     pub(crate) sub_urls: Vec<String>,
     /// The subscribers' protocol, when it differs from the publisher's.
     pub(crate) sub_proto: Option<Proto>,
+    /// Pad with varied words (see [`words`]).
+    pub(crate) words: bool,
+}
+
+/// About `len` bytes of lowercase words, varied (a fixed pseudo-random sequence), for
+/// messages that compress as text does rather than as one repeated letter.
+pub(crate) fn words(len: usize) -> String {
+    const WORDS: [&str; 24] = [
+        "alpha", "bravo", "quiet", "river", "stone", "lamp", "orbit", "maple", "delta", "ember",
+        "fjord", "glyph", "harbor", "ivory", "jungle", "karma", "lunar", "mosaic", "nectar",
+        "opal", "prism", "quartz", "saffron", "tundra",
+    ];
+    let mut out = String::with_capacity(len + 16);
+    let mut x: u32 = 2_463_534_242;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        out.push_str(WORDS[x as usize % WORDS.len()]);
+        out.push(if x % 7 == 0 { '.' } else { ' ' });
+    }
+    out.truncate(len);
+    out
 }
 
 struct Totals {
@@ -163,7 +293,11 @@ pub(crate) async fn fanout(t: &Target, pid: Option<u32>, window: usize, plan: Fa
             }
         });
     }
-    let pad = "x".repeat(plan.size.saturating_sub(60));
+    let pad = if plan.words {
+        words(plan.size.saturating_sub(60))
+    } else {
+        "x".repeat(plan.size.saturating_sub(60))
+    };
     let cpu = CpuMeter::start(pid);
     measuring.set(true);
     let end = Instant::now() + Duration::from_secs(plan.secs);

@@ -192,7 +192,12 @@ impl Hub {
 
     pub(super) fn leave_room(&self, conn: &Arc<Conn>, room: &str, update_conn: bool) {
         if update_conn {
-            lock(&conn.rooms).retain(|r| **r != *room);
+            let mut rooms = lock(&conn.rooms);
+            rooms.retain(|r| **r != *room);
+            if rooms.is_empty() {
+                // A connection in no room holds no list (idle memory after traffic).
+                *rooms = Vec::new();
+            }
         }
         let Some(r) = self.room_in(&conn.ns, room) else {
             return;
@@ -213,6 +218,12 @@ impl Hub {
         };
         if last_of_user && !st.members.is_empty() && st.settings.presence {
             self.announce(conn, &r.name, &st, false);
+        }
+        if st.members.is_empty() {
+            // An emptied room gives back the tables its members grew (a room that stays,
+            // made through the API or keeping history, would hold them idle otherwise).
+            st.members.shrink_to_fit();
+            st.users.shrink_to_fit();
         }
         let removable = st.removable();
         drop(st);
