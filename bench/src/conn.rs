@@ -346,6 +346,7 @@ mod tests {
             url: String::new(),
             proto,
             source_ips: 1,
+            deflate: false,
         };
         assert_eq!(
             t(Proto::V1).join("r", Some(5), 1),

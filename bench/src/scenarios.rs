@@ -199,7 +199,7 @@ pub(crate) fn words(len: usize) -> String {
         x ^= x >> 17;
         x ^= x << 5;
         out.push_str(WORDS[x as usize % WORDS.len()]);
-        out.push(if x % 7 == 0 { '.' } else { ' ' });
+        out.push(if x.is_multiple_of(7) { '.' } else { ' ' });
     }
     out.truncate(len);
     out
