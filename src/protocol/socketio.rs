@@ -174,6 +174,65 @@ pub fn decode(s: &str) -> Result<Packet, DecodeError> {
     })
 }
 
+/// A plain EVENT packet's head read in place: `2[/ns,][id]["name", argument]` with exactly
+/// one argument, both borrowed from the text.
+#[derive(Debug)]
+pub struct EventHead<'a> {
+    /// The namespace (`/` when the packet names none).
+    pub ns: &'a str,
+    /// The ack id, when the client asked for an acknowledgement.
+    pub id: Option<u64>,
+    /// The event name (one with an escape does not fit).
+    pub name: &'a str,
+    /// The one argument, as raw JSON whose numbers all fit a double.
+    pub arg: &'a serde_json::value::RawValue,
+}
+
+/// Reads `text` as a plain EVENT with one argument without building a `Value` tree; `None`
+/// for anything else (other packet types, attachments, several arguments, an escaped or
+/// reserved event name, numbers no double holds), which [`decode`] then handles. Whatever
+/// this accepts, [`decode`] decodes to the same namespace, id, name and argument.
+pub fn event_head(text: &[u8]) -> Option<EventHead<'_>> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a>(
+        #[serde(borrow)] &'a str,
+        #[serde(borrow)] &'a serde_json::value::RawValue,
+    );
+    if text.first() != Some(&b'2') {
+        return None;
+    }
+    let mut i = 1;
+    let ns = if text.get(i) == Some(&b'/') {
+        let end = i + text[i..].iter().position(|&c| c == b',')?;
+        let ns = std::str::from_utf8(&text[i..end]).ok()?;
+        i = end + 1;
+        ns
+    } else {
+        "/"
+    };
+    let digits = text[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let id = match digits {
+        0 => None,
+        // Longer ids may overflow: `decode` answers them.
+        1..=18 => Some(
+            std::str::from_utf8(&text[i..i + digits])
+                .ok()?
+                .parse()
+                .ok()?,
+        ),
+        _ => return None,
+    };
+    let json = &text[i + digits..];
+    if json.first() != Some(&b'[') {
+        return None;
+    }
+    let Head(name, arg) = serde_json::from_slice(json).ok()?;
+    if RESERVED_EVENTS.contains(&name) || super::json::check(arg.get().as_bytes()).is_err() {
+        return None;
+    }
+    Some(EventHead { ns, id, name, arg })
+}
+
 fn payload_fits(kind: Kind, v: &Value) -> bool {
     match kind {
         Kind::Connect => v.is_object(),
@@ -324,5 +383,31 @@ mod tests {
             placeholder_num(&json!({"_placeholder": false, "num": 1})),
             None
         );
+    }
+
+    #[test]
+    fn event_head_reads_plain_events_in_place_and_leaves_the_rest() {
+        let h = event_head(br#"2/chat,12["send",{"to":"a","data":[1,"\u00e9"]}]"#).unwrap();
+        assert_eq!((h.ns, h.id, h.name), ("/chat", Some(12), "send"));
+        assert_eq!(h.arg.get(), r#"{"to":"a","data":[1,"\u00e9"]}"#);
+        let h = event_head(br#"2["e",null]"#).unwrap();
+        assert_eq!((h.ns, h.id, h.arg.get()), ("/", None, "null"));
+        for other in [
+            &br#"2["e"]"#[..],                            // no argument
+            br#"2["e",1,2]"#,                             // two
+            br#"2["\u0065",1]"#,                          // an escaped name
+            br#"2["connect",1]"#,                         // a reserved name
+            br#"2["e",1e400]"#,                           // a number no double holds
+            br#"51-["e",{"_placeholder":true,"num":0}]"#, // attachments
+            br#"3["e",1]"#,                               // an ack
+            br#"21234567890123456789["e",1]"#,            // an id that may overflow
+            br#"2["e",1] x"#,                             // trailing text
+        ] {
+            assert!(
+                event_head(other).is_none(),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
     }
 }

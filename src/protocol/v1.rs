@@ -48,6 +48,11 @@ impl RawJson {
         Ok(Self(bytes))
     }
 
+    /// Wraps `bytes` already known to pass [`super::json::check`].
+    pub(crate) fn checked(bytes: Bytes) -> Self {
+        Self(bytes)
+    }
+
     /// The JSON text.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

@@ -175,9 +175,7 @@ fn publish_raw(s: &SocketRef, frame: &Bytes, arg: &RawValue, ack: Option<AckSend
     let Ok(f) = serde_json::from_str::<Fields<'_>>(arg.get()) else {
         return false;
     };
-    let Some(data) = raw_data(frame, f.data) else {
-        return false;
-    };
+    let data = raw_data(frame, f.data);
     let flags = PublishFlags {
         volatile: f.volatile,
         exclude_self: f.exclude_self,
@@ -243,9 +241,7 @@ fn send_raw(s: &SocketRef, frame: &Bytes, arg: &RawValue, ack: Option<AckSender>
     let Ok(f) = serde_json::from_str::<Fields<'_>>(arg.get()) else {
         return false;
     };
-    let Some(data) = raw_data(frame, f.data) else {
-        return false;
-    };
+    let data = raw_data(frame, f.data);
     let res = send_to(s, f.to, f.event, data);
     ack_send(s, ack, res);
     true
@@ -278,14 +274,12 @@ fn ack_send(s: &SocketRef, ack: Option<AckSender>, res: Result<Emitted, HubError
     });
 }
 
-/// A raw `data` argument as a payload sharing the frame's bytes; `None` when its numbers
-/// do not all fit a double (the general path reads them as `Value` does).
-fn raw_data(frame: &Bytes, data: Option<&RawValue>) -> Option<Payload> {
+/// A raw `data` argument as a payload sharing the frame's bytes (its numbers were checked
+/// with the whole argument, [`crate::protocol::socketio::event_head`]).
+fn raw_data(frame: &Bytes, data: Option<&RawValue>) -> Payload {
     match data {
-        None => Some(Payload::null()),
-        Some(raw) => RawJson::parse(frame.slice_ref(raw.get().as_bytes()))
-            .ok()
-            .map(Payload::Json),
+        None => Payload::null(),
+        Some(raw) => Payload::Json(RawJson::checked(frame.slice_ref(raw.get().as_bytes()))),
     }
 }
 
