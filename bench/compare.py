@@ -174,10 +174,7 @@ def generate(endpoint, proc, args, source_ips, how=None):
     _, server, proto, path = endpoint
     url = f"ws://127.0.0.1:{SERVERS[server][1]}{path}"
     cmd = ["taskset", "-c", how.get("gen_cpus", "1"), GEN, "--proto", proto, "--url", url,
-           "--server-pid", str(proc.pid), "--source-ips", str(source_ips)]
-    # Global generator flags (before the scenario's name) stay in front.
-    flags = [x for x in args[:1] if x.startswith("--")]
-    cmd += flags + args[len(flags):]
+           "--server-pid", str(proc.pid), "--source-ips", str(source_ips), *args]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(how.get("gen_procs", 1))]
     results = []

@@ -90,11 +90,12 @@ impl WsState {
             // UTF-8 is checked by the front end, which can then close with 1007 itself
             // (yawc's own check ends the stream without a close frame).
             .with_no_delay()
-            // Small buffers that grow with traffic and shrink back after it: an idle
-            // connection holds 256 bytes of them, not the usual 8-128 KiB (a larger start
-            // saves a reallocation per message above it: about 7 % of v1 echo throughput
-            // at 1,000 connections for 0.35 KiB per idle connection). The write buffer is
-            // flushed once it holds 8 KiB, and given back after any batch above that.
+            // Small buffers that grow with traffic: configured at 256 bytes in all, not the
+            // usual 8-128 KiB (a larger start saves a reallocation per message above it:
+            // about 7 % of v1 echo throughput at 1,000 connections for 0.35 KiB per idle
+            // connection). The write buffer is flushed once it holds 8 KiB; yawc gives back
+            // only growth past that, so the first flush (welcome and unread count, about
+            // 135 bytes) leaves it at 256 (docs/benchmarks.md, idle memory byte by byte).
             .with_read_buffer_capacity(128)
             .with_write_buffer_capacity(128)
             .with_backpressure_boundary(8 * 1024);
