@@ -839,7 +839,7 @@ impl Engine {
         tokio::spawn(async move {
             if let Ok(ws) = fut.await {
                 let s = engine.open(Tp::WebSocket, handshake, permit);
-                let driver = Driver::new(ws, CLOSE_GRACE).with_text_pings(Bytes::from_static(b"2"));
+                let driver = Driver::new(ws, CLOSE_GRACE).with_text_pings("2");
                 tokio::spawn(run_ws(engine, s, driver));
             }
         });
@@ -872,7 +872,7 @@ impl Engine {
                 s.state().ws_pending = false;
                 return;
             };
-            let mut driver = Driver::new(ws, CLOSE_GRACE).with_text_pings(Bytes::from_static(b"2"));
+            let mut driver = Driver::new(ws, CLOSE_GRACE).with_text_pings("2");
             driver.set_draining(false);
             let upgraded = tokio::time::timeout(UPGRADE_TIMEOUT, probe(&s, &mut driver, &engine))
                 .await
@@ -943,43 +943,80 @@ where
     false
 }
 
-/// Reads packets from a WebSocket session until it ends; the driver writes the outbox.
-async fn run_ws<S>(engine: Arc<Engine>, s: Arc<Session>, mut driver: Driver<S>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
-{
-    while let Some(frame) = driver.next_message(&*s, engine.hub.stats()).await {
+/// What one WebSocket frame of a session comes to.
+enum Step<'a> {
+    /// Nothing to do: the session is closing, or the frame was not a packet (the session
+    /// is closed for that already).
+    Skip,
+    /// Handled at once; `false` when it broke the protocol.
+    Done(bool),
+    /// Handled by this future.
+    Wait(BoxFuture<'a, bool>),
+}
+
+impl<'a> Step<'a> {
+    fn of(engine: &'a Arc<Engine>, s: &'a Arc<Session>, frame: Frame) -> Self {
         if s.is_closed() {
-            continue;
+            return Step::Skip;
         }
         let packet = match frame.opcode() {
             OpCode::Binary => Packet::Binary(frame.into_payload()),
             _ => match engineio::decode_text(frame.into_payload()) {
                 Ok(p) => p,
                 Err(_) => {
-                    engine.close(&s, DisconnectReason::ParseError);
-                    continue;
+                    engine.close(s, DisconnectReason::ParseError);
+                    return Step::Skip;
                 }
             },
         };
-        // A message the app handles at once needs no boxed future.
-        let ok = match packet {
-            Packet::Message(m) => match engine.message_now(&s, &m) {
-                Some(ok) => ok,
-                None => engine.app.on_message(&engine, &s, Msg::Text(m)).await,
+        match packet {
+            // A message the app handles at once needs no boxed future.
+            Packet::Message(m) => match engine.message_now(s, &m) {
+                Some(ok) => Step::Done(ok),
+                None => Step::Wait(engine.app.on_message(engine, s, Msg::Text(m))),
             },
-            packet => Box::pin(engine.handle_packet(&s, packet)).await,
-        };
-        if !ok {
-            engine.close(&s, DisconnectReason::ParseError);
+            packet => Step::Wait(Box::pin(engine.handle_packet(s, packet))),
         }
     }
-    let reason = if s.outbox.is_closing() {
-        DisconnectReason::SlowConsumer
-    } else {
-        DisconnectReason::TransportClose
-    };
-    engine.close(&s, reason);
+}
+
+/// Reads packets from a WebSocket session until it ends; the driver writes the outbox.
+///
+/// A plain function returning an `async move` block, not an `async fn`: an `async fn` keeps
+/// its arguments and their moved copies side by side in the task, which held the driver
+/// twice (768 bytes more per idle connection).
+#[allow(clippy::manual_async_fn)] // deliberate, as said above
+fn run_ws<S>(
+    engine: Arc<Engine>,
+    s: Arc<Session>,
+    mut driver: Driver<S>,
+) -> impl std::future::Future<Output = ()> + Send
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    async move {
+        // The frame is handed over, not borrowed, so that nothing of it stays in the task
+        // while a handler runs.
+        loop {
+            let Some(frame) = driver.next_message(&*s, engine.hub.stats()).await else {
+                break;
+            };
+            let ok = match Step::of(&engine, &s, frame) {
+                Step::Skip => continue,
+                Step::Done(ok) => ok,
+                Step::Wait(handler) => handler.await,
+            };
+            if !ok {
+                engine.close(&s, DisconnectReason::ParseError);
+            }
+        }
+        let reason = if s.outbox.is_closing() {
+            DisconnectReason::SlowConsumer
+        } else {
+            DisconnectReason::TransportClose
+        };
+        engine.close(&s, reason);
+    }
 }
 
 fn parse_query(q: &str) -> Option<HashMap<String, String>> {

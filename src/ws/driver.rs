@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt};
@@ -56,22 +56,42 @@ enum Event {
     Terminated,
 }
 
+/// How a connection ends once [`Driver::next_message`] has no more messages for it.
+enum Ending {
+    /// The client closed, or broke the protocol: write what yawc still owes it (the close
+    /// reply, or the close frame for the error), within the grace period.
+    Flush,
+    /// Our close frame is written: wait briefly for the client's reply.
+    AwaitReply,
+    /// Nothing more to do: the peer is gone, or the connection was terminated.
+    Now,
+}
+
+/// A close the driver is carrying out: what to send, and when to give up on the peer.
+struct Closing {
+    code: u16,
+    reason: String,
+    /// When it fires the connection is dropped even if the peer never reads our close
+    /// frame (a consumer that stopped reading altogether).
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
 /// Drives one WebSocket on behalf of one hub connection.
+///
+/// It lives inline in every connection's task for as long as the connection is open, so it
+/// keeps only what an open connection needs; a close's state is allocated when one starts.
 pub(crate) struct Driver<S> {
     pub(crate) ws: WebSocket<S>,
     pending: VecDeque<OutFrame>,
-    ping_due: bool,
-    closing: Option<(u16, String)>,
-    close_sent: bool,
-    unflushed: bool,
-    /// Started when a close is first requested: when it fires the connection is dropped even
-    /// if the peer never reads our close frame (a consumer that stopped reading altogether).
-    /// Allocated only then, so an open connection carries no timer.
-    close_timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    grace: Duration,
+    closing: Option<Box<Closing>>,
     /// What a heartbeat ping becomes: a WebSocket ping (v1), or a text frame such as
     /// Engine.IO's `2`.
-    ping_text: Option<bytes::Bytes>,
+    ping_text: Option<&'static str>,
+    /// The grace period of a close, in milliseconds.
+    grace_ms: u32,
+    ping_due: bool,
+    close_sent: bool,
+    unflushed: bool,
     /// Whether this driver drains the outbox; off while an Engine.IO upgrade is probing,
     /// because the polling transport still owns the outbox then.
     draining: bool,
@@ -81,25 +101,41 @@ impl<S> Driver<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    /// A driver for `ws` that waits up to `grace` for the peer's part of a close.
     pub(crate) fn new(ws: WebSocket<S>, grace: Duration) -> Self {
         Self {
             ws,
             pending: VecDeque::new(),
-            ping_due: false,
             closing: None,
+            ping_text: None,
+            grace_ms: u32::try_from(grace.as_millis()).unwrap_or(u32::MAX),
+            ping_due: false,
             close_sent: false,
             unflushed: false,
-            close_timer: None,
-            grace,
-            ping_text: None,
             draining: true,
         }
     }
 
     /// Heartbeat pings are sent as this text frame instead of WebSocket pings.
-    pub(crate) fn with_text_pings(mut self, ping: bytes::Bytes) -> Self {
+    pub(crate) fn with_text_pings(mut self, ping: &'static str) -> Self {
         self.ping_text = Some(ping);
         self
+    }
+
+    fn grace(&self) -> Duration {
+        Duration::from_millis(u64::from(self.grace_ms))
+    }
+
+    /// Starts carrying out a close, unless one is under way already.
+    fn start_close(&mut self, code: u16, reason: String) {
+        if self.closing.is_none() {
+            let timer = Box::pin(tokio::time::sleep(self.grace()));
+            self.closing = Some(Box::new(Closing {
+                code,
+                reason,
+                timer,
+            }));
+        }
     }
 
     /// Starts or stops draining the outbox.
@@ -112,22 +148,14 @@ where
         self.ws.send(frame).await.is_ok()
     }
 
-    /// Waits for the next event, writing queued frames meanwhile. Once a close has been
-    /// requested and the grace period has passed, yields [`Event::Terminated`].
-    async fn next(&mut self, conn: &dyn Link, stats: &Stats) -> Event {
-        poll_fn(|cx| self.poll_event(cx, conn, stats)).await
-    }
-
+    /// The next event, writing queued frames meanwhile. Once a close has been requested and
+    /// the grace period has passed, yields [`Event::Terminated`].
     fn poll_event(&mut self, cx: &mut Context<'_>, conn: &dyn Link, stats: &Stats) -> Poll<Event> {
         if let Poll::Ready(ev) = self.poll_write(cx, conn, stats) {
             return Poll::Ready(ev);
         }
-        if self.closing.is_some() {
-            let grace = self.grace;
-            let timer = self
-                .close_timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(grace)));
-            if timer.as_mut().poll(cx).is_ready() {
+        if let Some(closing) = &mut self.closing {
+            if closing.timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::Terminated);
             }
         }
@@ -158,11 +186,9 @@ where
                 Some(CloseRequest::Abort(code, reason)) => {
                     let dropped: usize = self.pending.drain(..).map(|f| f.len()).sum();
                     conn.outbox().written(dropped);
-                    self.closing.get_or_insert((code, reason));
+                    self.start_close(code, reason);
                 }
-                Some(CloseRequest::Close(code, reason)) => {
-                    self.closing.get_or_insert((code, reason));
-                }
+                Some(CloseRequest::Close(code, reason)) => self.start_close(code, reason),
             }
         }
         let mut written = 0usize;
@@ -180,8 +206,8 @@ where
             }
             let frame = if self.ping_due {
                 self.ping_due = false;
-                match &self.ping_text {
-                    Some(text) => Frame::text(text.clone()),
+                match self.ping_text {
+                    Some(text) => Frame::text(text),
                     None => Frame::ping(bytes::Bytes::new()),
                 }
             } else if let Some(f) = self.pending.pop_front() {
@@ -191,9 +217,11 @@ where
                     OutFrame::Binary(b) => Frame::binary(b),
                 }
             } else {
-                let (code, reason) = self.closing.clone().unwrap_or((1000, String::new()));
                 self.close_sent = true;
-                Frame::close(CloseCode::from(code), reason)
+                match &self.closing {
+                    Some(c) => Frame::close(CloseCode::from(c.code), &c.reason),
+                    None => Frame::close(CloseCode::Normal, b""),
+                }
             };
             if Pin::new(&mut self.ws).start_send(frame).is_err() {
                 return Poll::Ready(Event::WriteError);
@@ -224,31 +252,58 @@ where
     /// The next text or binary message, handling everything else on the way: pongs are
     /// recorded, a client close is answered, protocol errors get their close frame, a
     /// requested close is carried out. `None` when the connection is over.
-    pub(crate) async fn next_message(&mut self, conn: &dyn Link, stats: &Stats) -> Option<Frame> {
+    ///
+    /// The future is small while it waits (the connection task holds it for as long as
+    /// the connection idles): the closing paths run in a boxed future of their own.
+    #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+    pub(crate) fn next_message<'a>(
+        &'a mut self,
+        conn: &'a dyn Link,
+        stats: &'a Stats,
+    ) -> impl Future<Output = Option<Frame>> + 'a {
+        async move {
+            let ending = match poll_fn(|cx| self.poll_message(cx, conn, stats)).await {
+                Ok(frame) => return Some(frame),
+                Err(Ending::Now) => return None,
+                Err(ending) => ending,
+            };
+            Box::pin(self.end(ending)).await;
+            None
+        }
+    }
+
+    fn poll_message(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &dyn Link,
+        stats: &Stats,
+    ) -> Poll<Result<Frame, Ending>> {
         loop {
-            match self.next(conn, stats).await {
-                Event::Frame(frame) => match frame.opcode() {
-                    yawc::OpCode::Text | yawc::OpCode::Binary => return Some(frame),
-                    yawc::OpCode::Pong => conn.pong(),
-                    yawc::OpCode::Close => {
-                        // Boxed, like the other closing paths: rare, and kept out of the
-                        // connection task's resident size.
-                        Box::pin(self.finish(self.grace)).await;
-                        return None;
-                    }
-                    yawc::OpCode::Ping | yawc::OpCode::Continuation => {}
-                },
+            let frame = match ready!(self.poll_event(cx, conn, stats)) {
+                Event::Frame(frame) => frame,
                 Event::ReadError(e) => {
                     tracing::debug!(conn = conn.name(), "closing on read error: {e}");
-                    Box::pin(self.finish(self.grace)).await;
-                    return None;
+                    return Poll::Ready(Err(Ending::Flush));
                 }
-                Event::CloseSent => {
-                    Box::pin(self.await_close_reply(self.grace)).await;
-                    return None;
-                }
-                Event::WriteError | Event::Terminated => return None,
+                Event::CloseSent => return Poll::Ready(Err(Ending::AwaitReply)),
+                Event::WriteError | Event::Terminated => return Poll::Ready(Err(Ending::Now)),
+            };
+            match frame.opcode() {
+                yawc::OpCode::Text | yawc::OpCode::Binary => return Poll::Ready(Ok(frame)),
+                yawc::OpCode::Pong => conn.pong(),
+                yawc::OpCode::Close => return Poll::Ready(Err(Ending::Flush)),
+                yawc::OpCode::Ping | yawc::OpCode::Continuation => {}
             }
+        }
+    }
+
+    /// Carries out the end of a connection, within the grace period.
+    async fn end(&mut self, ending: Ending) {
+        let grace = self.grace();
+        match ending {
+            Ending::Flush => self.finish(grace).await,
+            Ending::AwaitReply => self.await_close_reply(grace).await,
+            Ending::Now => {}
         }
     }
 

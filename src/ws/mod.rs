@@ -21,7 +21,7 @@ use axum::{
 };
 use bytes::Bytes;
 use serde::Deserialize;
-use yawc::{DeflatePool, IncomingUpgrade, OpCode, Options};
+use yawc::{DeflatePool, Frame, IncomingUpgrade, OpCode, Options};
 
 use crate::error::{ApiError, ErrorCode, HubError};
 use crate::hub::now_ms;
@@ -277,8 +277,10 @@ fn accept_v1(
     tokio::spawn(async move {
         match fut.await {
             Ok(ws) => {
-                let task = run_v1(state, Driver::new(ws, CLOSE_GRACE), user, creds, permit);
-                tokio::spawn(task);
+                let conn = open_v1(&state, user.as_deref(), creds, permit.address());
+                let rate = state.inner.config.rate;
+                let driver = Driver::new(ws, CLOSE_GRACE);
+                tokio::spawn(run_v1(state.inner.hub.clone(), conn, driver, rate, permit));
             }
             Err(e) => tracing::debug!("upgrade failed: {e}"),
         }
@@ -286,79 +288,108 @@ fn accept_v1(
     response.into_response()
 }
 
-/// The life of one v1 connection. A plain function returning an `async move` block (not an
-/// `async fn`): the block captures `driver` once, where an `async fn` would keep the argument
-/// and its moved copy side by side in the task, doubling its size.
+/// Registers a v1 connection with the hub, its welcome queued first.
+fn open_v1(
+    state: &WsState,
+    user: Option<&str>,
+    creds: Option<Box<Credentials>>,
+    address: Option<IpAddr>,
+) -> Arc<Conn> {
+    let hub = &state.inner.hub;
+    let config = &state.inner.config;
+    let spec = ConnSpec::new(user, Transport::Ws).from_address(address);
+    let conn = hub.register_with(spec, |conn| {
+        Some(OutFrame::Text(v1::encode_welcome(
+            conn.wire_id(),
+            conn.user(),
+            config.heartbeat_interval.as_millis() as u64,
+            config.max_payload as u64,
+        )))
+    });
+    if let Some(c) = creds {
+        hub.set_expiry(&conn, c.expires_at_ms);
+        hub.set_grants(&conn, c.grants);
+    }
+    conn
+}
+
+/// The life of one v1 connection, once registered. A plain function returning an `async
+/// move` block (not an `async fn`): the block captures `driver` once, where an `async fn`
+/// would keep the argument and its moved copy side by side in the task, doubling its size.
+/// The task holds only what an open connection needs: the registration happened before.
 #[allow(clippy::manual_async_fn)] // deliberate, as said above
 fn run_v1<S>(
-    state: WsState,
+    hub: Hub,
+    conn: Arc<Conn>,
     mut driver: Driver<S>,
-    user: Option<String>,
-    creds: Option<Box<Credentials>>,
+    rate: RatePolicy,
     permit: ConnPermit,
 ) -> impl std::future::Future<Output = ()> + Send
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     async move {
-        let hub = state.inner.hub.clone();
-        let spec = ConnSpec::new(user.as_deref(), Transport::Ws).from_address(permit.address());
-        let _permit = permit;
-        let conn = hub.register_with(spec, |conn| {
-            Some(OutFrame::Text(v1::encode_welcome(
-                conn.wire_id(),
-                conn.user(),
-                state.inner.config.heartbeat_interval.as_millis() as u64,
-                state.inner.config.max_payload as u64,
-            )))
-        });
-        if let Some(c) = creds {
-            hub.set_expiry(&conn, c.expires_at_ms);
-            hub.set_grants(&conn, c.grants);
-        }
-        let rate = state.inner.config.rate;
         let mut limiter = rate.is_on().then(|| Limiter::new(&rate, now_ms()));
-        while let Some(frame) = driver.next_message(&*conn, hub.stats()).await {
-            hub.stats().message_in();
-            if conn.outbox().is_closing() {
-                continue;
-            }
-            let (opcode, payload) = (frame.opcode(), frame.into_payload());
-            if let Some(l) = &mut limiter {
-                match l.check(&rate, payload.len(), now_ms) {
-                    Verdict::Allow => {}
-                    Verdict::Refuse => {
-                        let msg = "too many messages; slow down";
-                        reply(
-                            &hub,
-                            &conn,
-                            v1::encode_error(None, ErrorCode::RateLimited, msg),
-                        );
-                        continue;
-                    }
-                    Verdict::Close => {
-                        conn.close(RATE_LIMIT_CLOSE, "rate limit exceeded");
-                        continue;
-                    }
-                }
-            }
-            if opcode == OpCode::Binary {
-                reply(
-                    &hub,
-                    &conn,
-                    v1::encode_error(
-                        None,
-                        ErrorCode::BadRequest,
-                        "binary frames are not accepted on /ws; send JSON text",
-                    ),
-                );
-            } else if is_utf8(&conn, &payload) {
+        // The frame is handed over, not borrowed, so that nothing of it stays in the task
+        // while a request is handled.
+        loop {
+            let Some(frame) = driver.next_message(&*conn, hub.stats()).await else {
+                break;
+            };
+            if let Some(text) = admit_text(&hub, &conn, &rate, &mut limiter, frame) {
                 // Boxed: the task's own future stays small while the connection idles.
-                Box::pin(handle_text(&hub, &conn, payload)).await;
+                Box::pin(handle_text(&hub, &conn, text)).await;
             }
         }
         hub.unregister(&conn);
+        // Held until here, in the block's own capture: binding it to a local would keep a
+        // second copy in the task.
+        drop(permit);
     }
+}
+
+/// Checks one message of a v1 connection (closing, rate, binary, UTF-8) and answers what
+/// it refuses; the text to handle when it passes.
+fn admit_text(
+    hub: &Hub,
+    conn: &Conn,
+    rate: &RatePolicy,
+    limiter: &mut Option<Limiter>,
+    frame: Frame,
+) -> Option<Bytes> {
+    hub.stats().message_in();
+    if conn.outbox().is_closing() {
+        return None;
+    }
+    let (opcode, payload) = (frame.opcode(), frame.into_payload());
+    if let Some(l) = limiter {
+        match l.check(rate, payload.len(), now_ms) {
+            Verdict::Allow => {}
+            Verdict::Refuse => {
+                let msg = "too many messages; slow down";
+                reply(
+                    hub,
+                    conn,
+                    v1::encode_error(None, ErrorCode::RateLimited, msg),
+                );
+                return None;
+            }
+            Verdict::Close => {
+                conn.close(RATE_LIMIT_CLOSE, "rate limit exceeded");
+                return None;
+            }
+        }
+    }
+    if opcode == OpCode::Binary {
+        let msg = "binary frames are not accepted on /ws; send JSON text";
+        reply(
+            hub,
+            conn,
+            v1::encode_error(None, ErrorCode::BadRequest, msg),
+        );
+        return None;
+    }
+    is_utf8(conn, &payload).then_some(payload)
 }
 
 /// Checks a text message; invalid UTF-8 closes the connection with 1007 (RFC 6455 §8.1).
@@ -596,7 +627,6 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     async move {
-        let _permit = permit;
         // A namespace of its own: an echo connection is nobody's device and hears no
         // broadcast, presence or notification.
         let spec = ConnSpec::new(None, Transport::Ws).in_ns(ECHO_NS.into());
@@ -619,5 +649,8 @@ where
             }
         }
         hub.unregister(&conn);
+        // Held until here, in the block's own capture: binding it to a local would keep a
+        // second copy in the task.
+        drop(permit);
     }
 }
