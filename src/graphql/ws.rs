@@ -95,141 +95,152 @@ struct Admitted {
 }
 
 /// Runs one connection until it ends.
-pub(super) async fn run<S>(
+///
+/// A plain function returning an `async move` block, not an `async fn`: an `async fn` keeps
+/// its arguments and their moved copies side by side in the task, which held the driver
+/// twice.
+#[allow(clippy::manual_async_fn)] // deliberate, as said above
+pub(super) fn run<S>(
     state: GraphqlState,
     mut driver: Driver<S>,
     protocol: Protocol,
     upgrade_user: Option<String>,
     upgrade_creds: Option<Credentials>,
     permit: ConnPermit,
-) where
+) -> impl std::future::Future<Output = ()> + Send
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
-    let hub = state.inner.hub.clone();
-    let outbox = Arc::new(Outbox::new(hub.queue_limit()));
-    let waiting = Waiting(outbox.clone());
-    let deadline = tokio::time::Instant::now() + state.inner.config.init_timeout;
-    // Until `connection_init`: nothing but pings.
-    let admitted = loop {
-        let next = tokio::time::timeout_at(deadline, driver.next_message(&waiting, hub.stats()));
-        let frame = match next.await {
-            Ok(Some(f)) => f,
-            Ok(None) => return,
-            Err(_) => {
-                close(&outbox, 4408, "Connection initialisation timeout");
-                while driver.next_message(&waiting, hub.stats()).await.is_some() {}
-                return;
+    async move {
+        let hub = state.inner.hub.clone();
+        let outbox = Arc::new(Outbox::new(hub.queue_limit()));
+        let waiting = Waiting(outbox.clone());
+        let deadline = tokio::time::Instant::now() + state.inner.config.init_timeout;
+        // Until `connection_init`: nothing but pings.
+        let admitted = loop {
+            let next =
+                tokio::time::timeout_at(deadline, driver.next_message(&waiting, hub.stats()));
+            let frame = match next.await {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(_) => {
+                    close(&outbox, 4408, "Connection initialisation timeout");
+                    while driver.next_message(&waiting, hub.stats()).await.is_some() {}
+                    return;
+                }
+            };
+            hub.stats().message_in();
+            if outbox.is_closing() {
+                continue;
+            }
+            match codec::decode(protocol, &frame.into_payload()) {
+                Ok(ClientMessage::Init(payload)) => {
+                    match admit(&state, payload, upgrade_user.clone(), upgrade_creds.clone()) {
+                        Ok(a) => break a,
+                        Err(e) => {
+                            if let Some(b) = protocol.connection_error(&e.message) {
+                                send(&outbox, b);
+                            }
+                            close(&outbox, 4403, "Forbidden");
+                        }
+                    }
+                }
+                Ok(ClientMessage::Ping) => send(&outbox, protocol.pong()),
+                Ok(ClientMessage::Pong) => {}
+                Ok(ClientMessage::Terminate) => close(&outbox, 1000, "terminated"),
+                Ok(ClientMessage::Subscribe { id, .. }) => match protocol {
+                    Protocol::TransportWs => close(&outbox, 4401, "Unauthorized"),
+                    Protocol::Legacy => send(
+                        &outbox,
+                        protocol.error(
+                            &id,
+                            &[GqlError::new("unauthorized", "send connection_init first")],
+                        ),
+                    ),
+                },
+                Ok(ClientMessage::Complete { .. }) => {}
+                Err(e) => bad_message(protocol, &outbox, &e.message),
             }
         };
-        hub.stats().message_in();
-        if outbox.is_closing() {
-            continue;
+        let conn = hub.register_with(
+            ConnSpec::new(admitted.user.as_deref(), Transport::GraphQl)
+                .with_outbox(outbox.clone())
+                .from_address(permit.address()),
+            |_| Some(OutFrame::Text(protocol.ack())),
+        );
+        if let Some(c) = admitted.creds {
+            hub.set_expiry(&conn, c.expires_at_ms);
+            hub.set_grants(&conn, c.grants);
         }
-        match codec::decode(protocol, &frame.into_payload()) {
-            Ok(ClientMessage::Init(payload)) => {
-                match admit(&state, payload, upgrade_user.clone(), upgrade_creds.clone()) {
-                    Ok(a) => break a,
-                    Err(e) => {
-                        if let Some(b) = protocol.connection_error(&e.message) {
-                            send(&outbox, b);
+        let subs = Arc::new(Subscriptions {
+            me: conn.wire_id().into(),
+            live: Mutex::new(Vec::new()),
+        });
+        conn.set_frames(subs.clone());
+        let mut session = Session {
+            state: &state,
+            conn: &conn,
+            protocol,
+            subs: &subs,
+            rooms: HashMap::new(),
+            running: HashMap::new(),
+        };
+        let rate = state.inner.ws.rate();
+        let mut limiter = rate.is_on().then(|| Limiter::new(&rate, now_ms()));
+        while let Some(frame) = driver.next_message(&*conn, hub.stats()).await {
+            hub.stats().message_in();
+            if conn.outbox().is_closing() {
+                continue;
+            }
+            if let Some(l) = &mut limiter {
+                match l.check(&rate, frame.payload().len(), now_ms) {
+                    Verdict::Allow => {}
+                    Verdict::Refuse => {
+                        // The message is dropped (an operation it would start is answered), but
+                        // ending an operation is always heard.
+                        let payload = frame.into_payload();
+                        match codec::decode(protocol, &payload) {
+                            Ok(ClientMessage::Subscribe { id, .. }) => {
+                                let e =
+                                    GqlError::new("rate_limited", "too many messages; slow down");
+                                send(conn.outbox(), protocol.error(&id, &[e]));
+                            }
+                            Ok(m @ ClientMessage::Complete { .. }) => session.handle(m),
+                            _ => {}
                         }
-                        close(&outbox, 4403, "Forbidden");
+                        continue;
+                    }
+                    Verdict::Close => {
+                        conn.close(RATE_LIMIT_CLOSE, "rate limit exceeded");
+                        continue;
                     }
                 }
             }
-            Ok(ClientMessage::Ping) => send(&outbox, protocol.pong()),
-            Ok(ClientMessage::Pong) => {}
-            Ok(ClientMessage::Terminate) => close(&outbox, 1000, "terminated"),
-            Ok(ClientMessage::Subscribe { id, .. }) => match protocol {
-                Protocol::TransportWs => close(&outbox, 4401, "Unauthorized"),
-                Protocol::Legacy => send(
-                    &outbox,
-                    protocol.error(
-                        &id,
-                        &[GqlError::new("unauthorized", "send connection_init first")],
-                    ),
-                ),
-            },
-            Ok(ClientMessage::Complete { .. }) => {}
-            Err(e) => bad_message(protocol, &outbox, &e.message),
-        }
-    };
-    let conn = hub.register_with(
-        ConnSpec::new(admitted.user.as_deref(), Transport::GraphQl)
-            .with_outbox(outbox.clone())
-            .from_address(permit.address()),
-        |_| Some(OutFrame::Text(protocol.ack())),
-    );
-    let _permit = permit;
-    if let Some(c) = admitted.creds {
-        hub.set_expiry(&conn, c.expires_at_ms);
-        hub.set_grants(&conn, c.grants);
-    }
-    let subs = Arc::new(Subscriptions {
-        me: conn.wire_id().into(),
-        live: Mutex::new(Vec::new()),
-    });
-    conn.set_frames(subs.clone());
-    let mut session = Session {
-        state: &state,
-        conn: &conn,
-        protocol,
-        subs: &subs,
-        rooms: HashMap::new(),
-        running: HashMap::new(),
-    };
-    let rate = state.inner.ws.rate();
-    let mut limiter = rate.is_on().then(|| Limiter::new(&rate, now_ms()));
-    while let Some(frame) = driver.next_message(&*conn, hub.stats()).await {
-        hub.stats().message_in();
-        if conn.outbox().is_closing() {
-            continue;
-        }
-        if let Some(l) = &mut limiter {
-            match l.check(&rate, frame.payload().len(), now_ms) {
-                Verdict::Allow => {}
-                Verdict::Refuse => {
-                    // The message is dropped (an operation it would start is answered), but
-                    // ending an operation is always heard.
-                    let payload = frame.into_payload();
-                    match codec::decode(protocol, &payload) {
-                        Ok(ClientMessage::Subscribe { id, .. }) => {
-                            let e = GqlError::new("rate_limited", "too many messages; slow down");
-                            send(conn.outbox(), protocol.error(&id, &[e]));
-                        }
-                        Ok(m @ ClientMessage::Complete { .. }) => session.handle(m),
-                        _ => {}
-                    }
-                    continue;
-                }
-                Verdict::Close => {
-                    conn.close(RATE_LIMIT_CLOSE, "rate limit exceeded");
-                    continue;
-                }
+            if frame.opcode() == yawc::OpCode::Binary {
+                bad_message(
+                    protocol,
+                    conn.outbox(),
+                    "binary frames are not GraphQL messages",
+                );
+                continue;
+            }
+            let payload = frame.into_payload();
+            // Invalid UTF-8 in a text frame closes with 1007, as on every WebSocket front end.
+            if !crate::ws::is_utf8(&conn, &payload) {
+                continue;
+            }
+            match codec::decode(protocol, &payload) {
+                Ok(m) => session.handle(m),
+                Err(e) => bad_message(protocol, conn.outbox(), &e.message),
             }
         }
-        if frame.opcode() == yawc::OpCode::Binary {
-            bad_message(
-                protocol,
-                conn.outbox(),
-                "binary frames are not GraphQL messages",
-            );
-            continue;
+        for (_, task) in session.running.drain() {
+            task.abort();
         }
-        let payload = frame.into_payload();
-        // Invalid UTF-8 in a text frame closes with 1007, as on every WebSocket front end.
-        if !crate::ws::is_utf8(&conn, &payload) {
-            continue;
-        }
-        match codec::decode(protocol, &payload) {
-            Ok(m) => session.handle(m),
-            Err(e) => bad_message(protocol, conn.outbox(), &e.message),
-        }
+        hub.unregister(&conn);
+        // Held until here in the block's own capture (a local would be a second copy).
+        drop(permit);
     }
-    for (_, task) in session.running.drain() {
-        task.abort();
-    }
-    hub.unregister(&conn);
 }
 
 /// A message that cannot be read: `graphql-transport-ws` closes with 4400, the legacy

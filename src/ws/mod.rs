@@ -90,14 +90,15 @@ impl WsState {
             // UTF-8 is checked by the front end, which can then close with 1007 itself
             // (yawc's own check ends the stream without a close frame).
             .with_no_delay()
-            // Small buffers that grow with traffic: configured at 256 bytes in all, not the
-            // usual 8-128 KiB (a larger start saves a reallocation per message above it:
-            // about 7 % of v1 echo throughput at 1,000 connections for 0.35 KiB per idle
-            // connection). The write buffer is flushed once it holds 8 KiB; yawc gives back
-            // only growth past that, so the first flush (welcome and unread count, about
-            // 135 bytes) leaves it at 256 (docs/benchmarks.md, idle memory byte by byte).
+            // Small buffers that grow with traffic: 288 bytes in all, not the usual 8-128 KiB
+            // (a larger start saves a reallocation per message above it: about 7 % of v1
+            // echo throughput at 1,000 connections for 0.35 KiB per idle connection). The
+            // write buffer is flushed once it holds 8 KiB, and yawc gives back only growth
+            // past that, so it is sized for the first flush, which every connection makes:
+            // welcome and unread count, 145 bytes as yawc reserves them for an anonymous
+            // user (or a user name of up to 20 bytes). At 128 that flush grew it to 256.
             .with_read_buffer_capacity(128)
-            .with_write_buffer_capacity(128)
+            .with_write_buffer_capacity(160)
             .with_backpressure_boundary(8 * 1024);
         options = match config.compression {
             Some(threshold) => options
@@ -652,5 +653,40 @@ where
         // Held until here, in the block's own capture: binding it to a local would keep a
         // second copy in the task.
         drop(permit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::HubConfig;
+
+    /// An idle connection's task is the largest part of its memory: it must hold the
+    /// WebSocket once and little else (it held the driver's state and the setup's values
+    /// besides, 536 bytes more than the WebSocket).
+    #[tokio::test]
+    async fn a_v1_connection_task_holds_its_websocket_and_little_else() {
+        let hub = Hub::new(HubConfig::default());
+        let state = WsState::new(hub.clone(), WsConfig::default());
+        let (io, _peer) = tokio::io::duplex(64);
+        let ws = yawc::WebSocket::from_stream(io, yawc::Role::Server, state.options().clone())
+            .expect("a WebSocket over a duplex stream");
+        let websocket = std::mem::size_of_val(&ws);
+        let permit = hub.try_reserve_from(None).expect("a connection slot");
+        let conn = open_v1(&state, None, None, None);
+        let task = run_v1(
+            hub.clone(),
+            conn.clone(),
+            Driver::new(ws, CLOSE_GRACE),
+            state.rate(),
+            permit,
+        );
+        let rest = std::mem::size_of_val(&task) - websocket;
+        assert!(
+            rest <= 320,
+            "the v1 task holds {rest} bytes besides its WebSocket"
+        );
+        drop(task);
+        hub.unregister(&conn);
     }
 }
