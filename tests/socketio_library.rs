@@ -115,7 +115,7 @@ async fn catch_all_and_sender_exclusion() {
 async fn broadcast_acks_collect_every_answer_and_except_skips_a_room() {
     let (s, io) = server(|io| {
         io.ns("/", |socket: SocketRef| {
-            let room = socket.handshake().unwrap().query.get("room").cloned();
+            let room = socket.handshake().unwrap().query().get("room").cloned();
             if let Some(room) = room {
                 let _ = socket.join(&room);
             }
@@ -189,7 +189,7 @@ async fn fetch_and_disconnect_sockets_and_the_handshake() {
     assert_eq!(ids, want);
     let first = ns.socket(&a.sid).unwrap();
     let hs = first.handshake().unwrap();
-    assert_eq!(hs.query.get("tag").map(String::as_str), Some("first"));
+    assert_eq!(hs.query().get("tag").map(String::as_str), Some("first"));
     // The request's headers, without those that only negotiated the upgrade.
     assert!(hs.headers.contains_key("host"));
     assert!(!hs.headers.contains_key("sec-websocket-key"));

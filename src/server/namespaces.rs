@@ -70,7 +70,7 @@ async fn authenticate_socket(
     } else {
         let token = match req.auth.get("token") {
             Some(serde_json::Value::String(t)) => Some(t.clone()),
-            _ => auth::request_token(&req.handshake.headers, &req.handshake.query, cookie)
+            _ => auth::request_token(&req.handshake.headers, &req.handshake.query(), cookie)
                 .map(|(t, _)| t),
         };
         let Some(token) = token else {

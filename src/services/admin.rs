@@ -281,7 +281,7 @@ impl Admin {
                     json!({
                         "address": address,
                         "headers": headers,
-                        "query": hs.as_ref().map(|h| json!(h.query)).unwrap_or(json!({})),
+                        "query": hs.as_ref().map(|h| json!(h.query())).unwrap_or(json!({})),
                         "issued": hs.as_ref().map_or(conn.since(), |h| h.issued),
                         "secure": false,
                         "time": date_string(),

@@ -56,14 +56,24 @@ pub(crate) struct EngineConfig {
 pub struct Handshake {
     /// Request headers.
     pub headers: HeaderMap,
-    /// Query parameters.
-    pub query: HashMap<String, String>,
     /// The client's address.
     pub address: Option<SocketAddr>,
     /// Milliseconds since the epoch.
     pub issued: u64,
     /// The request URL (path and query).
     pub url: String,
+}
+
+impl Handshake {
+    /// The request's query parameters, read from [`Handshake::url`] on each call: a session
+    /// keeps the URL only, not a second copy of its query as a map (about 400 bytes per
+    /// session). A parameter given twice keeps its last value.
+    pub fn query(&self) -> HashMap<String, String> {
+        self.url
+            .split_once('?')
+            .and_then(|(_, q)| parse_query(q))
+            .unwrap_or_default()
+    }
 }
 
 /// Why a session or socket ended (the reasons socket.io reports).
@@ -622,7 +632,7 @@ impl Engine {
                 let Ok(upgrade) = upgrade else {
                     return error(StatusCode::BAD_REQUEST, 3, "Bad request");
                 };
-                let handshake = self.handshake_of(&parts, query);
+                let handshake = self.handshake_of(&parts);
                 match sid {
                     None => self.accept_ws(upgrade, handshake),
                     Some(sid) => self.accept_upgrade(upgrade, &sid),
@@ -630,7 +640,7 @@ impl Engine {
             }
             Some("polling") if self.config.allow_polling => match sid {
                 None if parts.method == Method::GET => {
-                    let handshake = self.handshake_of(&parts, query);
+                    let handshake = self.handshake_of(&parts);
                     let permit = match self.hub.try_reserve_from(handshake.address.map(|a| a.ip()))
                     {
                         Ok(p) => p,
@@ -655,11 +665,7 @@ impl Engine {
         }
     }
 
-    fn handshake_of(
-        &self,
-        parts: &axum::http::request::Parts,
-        query: HashMap<String, String>,
-    ) -> Handshake {
+    fn handshake_of(&self, parts: &axum::http::request::Parts) -> Handshake {
         // Header values are slices of hyper's read buffer (8-16 KiB); copying them out
         // lets that buffer go, instead of pinning it for the whole session. The headers that
         // only negotiate the WebSocket upgrade say nothing about the client and are not
@@ -687,13 +693,16 @@ impl Engine {
         }
         Handshake {
             headers,
-            query,
             address: parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0),
             issued: crate::hub::now_ms(),
-            url: parts.uri.to_string(),
+            // The request target as the client sent it (origin-form), in a string of its size.
+            url: match parts.uri.path_and_query() {
+                Some(pq) => pq.as_str().to_owned(),
+                None => parts.uri.to_string(),
+            },
         }
     }
 
@@ -1044,6 +1053,24 @@ mod tests {
         fn on_close(&self, _: &Arc<Session>, _: DisconnectReason) {}
     }
 
+    /// The query is read from the kept URL: decoded, and empty when there is none.
+    #[test]
+    fn the_handshake_query_is_read_from_its_url() {
+        let mut hs = Handshake {
+            headers: HeaderMap::new(),
+            address: None,
+            issued: 0,
+            url: "/socket.io/?EIO=4&transport=polling&room=a%20b&tag=x&tag=y".into(),
+        };
+        let q = hs.query();
+        assert_eq!(q.get("EIO").map(String::as_str), Some("4"));
+        assert_eq!(q.get("room").map(String::as_str), Some("a b"));
+        assert_eq!(q.get("tag").map(String::as_str), Some("y"));
+        assert_eq!(q.len(), 4);
+        hs.url = "/socket.io/".into();
+        assert!(hs.query().is_empty());
+    }
+
     /// The Socket.IO connection's task must hold its WebSocket once: as an `async fn` it
     /// held the driver twice, 1,184 bytes more than the WebSocket.
     #[tokio::test]
@@ -1062,7 +1089,6 @@ mod tests {
         let engine = Engine::new(hub.clone(), config, Options::default(), Arc::new(Quiet));
         let handshake = Handshake {
             headers: HeaderMap::new(),
-            query: HashMap::new(),
             address: None,
             issued: 0,
             url: "/socket.io/?EIO=4&transport=websocket".into(),
