@@ -134,6 +134,11 @@ impl Conn {
         &self.wire_id
     }
 
+    /// The connection id, shared: a map keyed by it holds a reference, not a copy.
+    pub(crate) fn wire_id_shared(&self) -> Arc<str> {
+        self.wire_id.clone()
+    }
+
     /// The user this connection belongs to.
     pub fn user(&self) -> &str {
         &self.user

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use super::client::client_of;
 use super::engine::Session;
-use super::socket::{client_of, AckSender, SocketRef};
+use super::socket::{AckSender, SocketRef};
 use crate::protocol::socketio;
 
 /// Handles an event from its frame and its first argument (raw JSON, a slice of `frame`).

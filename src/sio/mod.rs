@@ -5,6 +5,7 @@
 //! middleware, handle events on each socket, and broadcast with `to`, `except`, `volatile`,
 //! `timeout` and acks. Mount [`SocketIo::routes`] into an axum router.
 
+mod client;
 pub mod engine;
 mod fast;
 pub mod mapped;

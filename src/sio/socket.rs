@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
+use super::client::{client_of, ClientState};
 use super::engine::{App, DisconnectReason, Engine, Handshake, Msg, Session};
 use super::recovery::Recovery;
 use crate::error::HubError;
@@ -156,7 +157,9 @@ pub struct Socket {
     engine: Weak<Engine>,
     /// The CONNECT payload.
     auth: Value,
-    handlers: RwLock<Handlers>,
+    /// The socket's own handlers, made by the first `on*` call (most sockets have none:
+    /// their namespace's handlers serve them).
+    handlers: RwLock<Option<Box<Handlers>>>,
     acks: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Args>>>,
     next_ack: AtomicU64,
     connected: AtomicBool,
@@ -245,11 +248,10 @@ impl Socket {
         event: &str,
         f: impl Fn(&SocketRef, Args, Option<AckSender>) + Send + Sync + 'static,
     ) {
-        self.handlers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .events
-            .insert(event.to_string(), Arc::new(f));
+        let f: EventHandler = Arc::new(f);
+        self.with_own_handlers(|h| {
+            h.events.insert(event.to_string(), f);
+        });
     }
 
     /// Handles every event that has no handler of its own.
@@ -257,16 +259,20 @@ impl Socket {
         &self,
         f: impl Fn(&SocketRef, &str, Args, Option<AckSender>) + Send + Sync + 'static,
     ) {
-        self.handlers.write().unwrap_or_else(|p| p.into_inner()).any = Some(Arc::new(f));
+        let f: AnyHandler = Arc::new(f);
+        self.with_own_handlers(|h| h.any = Some(f));
     }
 
     /// Runs `f` when the socket disconnects, with the reason.
     pub fn on_disconnect(&self, f: impl Fn(&SocketRef, DisconnectReason) + Send + Sync + 'static) {
-        self.handlers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .disconnect
-            .push(Arc::new(f));
+        let f: DisconnectHandler = Arc::new(f);
+        self.with_own_handlers(|h| h.disconnect.push(f));
+    }
+
+    /// Runs `f` on the socket's own handlers, made on first use.
+    fn with_own_handlers(&self, f: impl FnOnce(&mut Handlers)) {
+        let mut own = self.handlers.write().unwrap_or_else(|p| p.into_inner());
+        f(own.get_or_insert_with(Box::default));
     }
 
     /// Sends `event` with one argument to this socket only.
@@ -383,7 +389,8 @@ impl Socket {
         let ack = self.ack_sender(ack);
         let (handler, any) = {
             let h = self.handlers.read().unwrap_or_else(|p| p.into_inner());
-            let own = h.events.get(&name).cloned();
+            let h = h.as_deref();
+            let own = h.and_then(|h| h.events.get(&name).cloned());
             let handler = own.or_else(|| {
                 self.ns
                     .events
@@ -392,7 +399,7 @@ impl Socket {
                     .get(&name)
                     .cloned()
             });
-            (handler, h.any.clone())
+            (handler, h.and_then(|h| h.any.clone()))
         };
         match (handler, any) {
             (Some(h), _) => h(self, args, ack),
@@ -404,7 +411,7 @@ impl Socket {
     /// The raw handler of `event`, unless this socket has a handler of its own for it.
     pub(super) fn raw_handler(&self, event: &str) -> Option<RawHandler> {
         let own = self.handlers.read().unwrap_or_else(|p| p.into_inner());
-        if own.events.contains_key(event) {
+        if own.as_ref().is_some_and(|h| h.events.contains_key(event)) {
             return None;
         }
         drop(own);
@@ -619,8 +626,9 @@ impl Namespace {
             .handlers
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .disconnect
-            .clone();
+            .as_ref()
+            .map(|h| h.disconnect.clone())
+            .unwrap_or_default();
         for h in handlers {
             h(socket, reason);
         }
@@ -769,14 +777,6 @@ impl BroadcastOp {
     }
 }
 
-/// Per-session Socket.IO state.
-#[derive(Default)]
-pub(crate) struct ClientState {
-    pub(super) sockets: HashMap<Arc<str>, SocketRef>,
-    /// A binary packet waiting for its attachments.
-    pub(super) partial: Option<(Packet, Vec<Bytes>)>,
-}
-
 /// Finds or creates the namespace a CONNECT asks for.
 pub(crate) trait NamespaceResolver: Send + Sync {
     fn resolve(&self, name: &str) -> Option<Arc<Namespace>>;
@@ -798,14 +798,6 @@ pub(crate) struct Observers {
     pub(crate) connected: Vec<ConnectHandler>,
     /// When a socket's session moves to WebSocket.
     pub(crate) upgraded: Vec<ConnectHandler>,
-}
-
-/// The Socket.IO state of an Engine.IO session (made by [`SioApp::new_state`]).
-pub(super) fn client_of(session: &Session) -> MutexGuard<'_, ClientState> {
-    let state: &Mutex<ClientState> = session
-        .app_state()
-        .expect("sessions of the Socket.IO engine carry Socket.IO state");
-    lock(state)
 }
 
 impl App for SioApp {
@@ -843,21 +835,21 @@ impl App for SioApp {
                             return false;
                         };
                         if packet.kind.is_binary() && packet.attachments > 0 {
-                            client.partial = Some((packet, Vec::new()));
+                            client.partial = Some(Box::new((packet, Vec::new())));
                             return true;
                         }
                         (packet, Vec::new())
                     }
                     Msg::Binary(b) => {
-                        let Some((packet, mut bin)) = client.partial.take() else {
+                        let Some(mut partial) = client.partial.take() else {
                             return false;
                         };
-                        bin.push(b);
-                        if bin.len() < packet.attachments {
-                            client.partial = Some((packet, bin));
+                        partial.1.push(b);
+                        if partial.1.len() < partial.0.attachments {
+                            client.partial = Some(partial);
                             return true;
                         }
-                        (packet, bin)
+                        *partial
                     }
                 }
             };
@@ -866,7 +858,7 @@ impl App for SioApp {
     }
 
     fn on_close(&self, session: &Arc<Session>, reason: DisconnectReason) {
-        let sockets: Vec<SocketRef> = client_of(session).sockets.drain().map(|(_, s)| s).collect();
+        let sockets: Vec<SocketRef> = client_of(session).sockets.take_all();
         for s in sockets {
             s.ns.remove(&s, reason);
         }
@@ -882,7 +874,7 @@ impl App for SioApp {
         if observers.is_empty() {
             return;
         }
-        let sockets: Vec<SocketRef> = client_of(session).sockets.values().cloned().collect();
+        let sockets: Vec<SocketRef> = client_of(session).sockets.all();
         for s in sockets {
             for f in &observers {
                 f(s.clone());
@@ -1032,7 +1024,7 @@ impl SioApp {
             session: Arc::downgrade(session),
             engine: Arc::downgrade(engine),
             auth,
-            handlers: RwLock::new(Handlers::default()),
+            handlers: RwLock::new(None),
             acks: Mutex::new(HashMap::new()),
             next_ack: AtomicU64::new(0),
             connected: AtomicBool::new(true),
@@ -1061,7 +1053,7 @@ impl SioApp {
         ns.sockets
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(conn.wire_id().into(), socket.clone());
+            .insert(conn.wire_id_shared(), socket.clone());
         let observers = self
             .observers
             .read()
