@@ -26,18 +26,24 @@ pub(crate) struct ClientState {
     pub(super) partial: Option<Partial>,
 }
 
-/// The sockets of one session, at most one per namespace, in the order they connected.
-#[derive(Default)]
-pub(crate) struct Sockets(Vec<(Arc<str>, SocketRef)>);
+/// The sockets of one session, at most one per namespace, in the order they connected
+/// (generic only so that its tests need no server).
+pub(crate) struct Sockets<T = SocketRef>(Vec<(Arc<str>, T)>);
 
-impl Sockets {
+impl<T> Default for Sockets<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T: Clone> Sockets<T> {
     /// The socket in namespace `ns`.
-    pub(super) fn get(&self, ns: &str) -> Option<&SocketRef> {
+    pub(super) fn get(&self, ns: &str) -> Option<&T> {
         self.0.iter().find(|(n, _)| &**n == ns).map(|(_, s)| s)
     }
 
     /// Adds (or replaces) the socket of namespace `ns`.
-    pub(super) fn insert(&mut self, ns: Arc<str>, socket: SocketRef) {
+    pub(super) fn insert(&mut self, ns: Arc<str>, socket: T) {
         match self.0.iter_mut().find(|(n, _)| *n == ns) {
             Some(slot) => slot.1 = socket,
             None => {
@@ -49,7 +55,7 @@ impl Sockets {
     }
 
     /// Takes out the socket of namespace `ns`; the list gives back its memory once empty.
-    pub(super) fn remove(&mut self, ns: &str) -> Option<SocketRef> {
+    pub(super) fn remove(&mut self, ns: &str) -> Option<T> {
         let i = self.0.iter().position(|(n, _)| &**n == ns)?;
         let (_, socket) = self.0.remove(i);
         if self.0.is_empty() {
@@ -59,7 +65,7 @@ impl Sockets {
     }
 
     /// Takes out every socket.
-    pub(super) fn take_all(&mut self) -> Vec<SocketRef> {
+    pub(super) fn take_all(&mut self) -> Vec<T> {
         std::mem::take(&mut self.0)
             .into_iter()
             .map(|(_, s)| s)
@@ -67,7 +73,7 @@ impl Sockets {
     }
 
     /// Every socket, cloned.
-    pub(super) fn all(&self) -> Vec<SocketRef> {
+    pub(super) fn all(&self) -> Vec<T> {
         self.0.iter().map(|(_, s)| s.clone()).collect()
     }
 }
@@ -79,4 +85,41 @@ pub(super) fn client_of(session: &Session) -> MutexGuard<'_, ClientState> {
         .app_state()
         .expect("sessions of the Socket.IO engine carry Socket.IO state");
     state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every session holds this state, idle or not: a list's handle and a pointer.
+    #[test]
+    fn the_state_every_session_holds_is_two_words_and_a_list() {
+        assert!(
+            std::mem::size_of::<ClientState>() <= 32,
+            "ClientState is {} bytes",
+            std::mem::size_of::<ClientState>()
+        );
+    }
+
+    #[test]
+    fn sockets_are_found_replaced_and_removed_by_namespace() {
+        let mut s: Sockets<u32> = Sockets::default();
+        s.insert("/".into(), 1);
+        // One socket takes room for one, not the four a first push would make.
+        assert_eq!(s.0.capacity(), 1);
+        s.insert("/chat".into(), 2);
+        s.insert("/".into(), 3);
+        assert_eq!(s.get("/"), Some(&3));
+        assert_eq!(s.get("/chat"), Some(&2));
+        assert_eq!(s.get("/admin"), None);
+        assert_eq!(s.all(), vec![3, 2]);
+        assert_eq!(s.remove("/admin"), None);
+        assert_eq!(s.remove("/"), Some(3));
+        assert_eq!(s.remove("/chat"), Some(2));
+        // Empty again, the list holds no memory.
+        assert_eq!(s.0.capacity(), 0);
+        s.insert("/".into(), 4);
+        assert_eq!(s.take_all(), vec![4]);
+        assert!(s.get("/").is_none());
+    }
 }

@@ -1075,3 +1075,16 @@ fn refuse(session: &Session, ns: &str, e: ConnectError) {
     let frames = encode_packet(Kind::ConnectError, ns, None, &payload, &[]);
     session.outbox.push_many(&frames, false);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connected socket holds this, idle or not; its own handlers, which most
+    /// sockets never have, live behind a pointer (they were 96 bytes inline).
+    #[test]
+    fn a_socket_keeps_its_own_handlers_out_of_line() {
+        let size = std::mem::size_of::<Socket>();
+        assert!(size <= 200, "Socket is {size} bytes");
+    }
+}
