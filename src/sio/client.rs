@@ -5,30 +5,38 @@
 //! or a few, so its sockets are a short list searched in order rather than a hash map
 //! (a map's smallest table is 4 buckets and a control group, about 130 bytes for one
 //! socket), and the rare partial binary packet lives behind a pointer.
+//!
+//! The state is generic over the socket type so that this module depends on nothing above
+//! it: [`super::socket`] names the concrete state and reaches it from a session.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::engine::Session;
-use super::socket::SocketRef;
 use crate::protocol::socketio::Packet;
 
 /// A binary packet and the attachments received so far.
 pub(crate) type Partial = Box<(Packet, Vec<Bytes>)>;
 
-/// Per-session Socket.IO state.
-#[derive(Default)]
-pub(crate) struct ClientState {
+/// Per-session Socket.IO state, `S` being the socket type.
+pub(crate) struct ClientState<S> {
     /// The session's sockets, by namespace name.
-    pub(super) sockets: Sockets,
+    pub(super) sockets: Sockets<S>,
     /// A binary packet waiting for its attachments.
     pub(super) partial: Option<Partial>,
 }
 
-/// The sockets of one session, at most one per namespace, in the order they connected
-/// (generic only so that its tests need no server).
-pub(crate) struct Sockets<T = SocketRef>(Vec<(Arc<str>, T)>);
+impl<S> Default for ClientState<S> {
+    fn default() -> Self {
+        Self {
+            sockets: Sockets::default(),
+            partial: None,
+        }
+    }
+}
+
+/// The sockets of one session, at most one per namespace, in the order they connected.
+pub(crate) struct Sockets<T>(Vec<(Arc<str>, T)>);
 
 impl<T> Default for Sockets<T> {
     fn default() -> Self {
@@ -36,7 +44,7 @@ impl<T> Default for Sockets<T> {
     }
 }
 
-impl<T: Clone> Sockets<T> {
+impl<T> Sockets<T> {
     /// The socket in namespace `ns`.
     pub(super) fn get(&self, ns: &str) -> Option<&T> {
         self.0.iter().find(|(n, _)| &**n == ns).map(|(_, s)| s)
@@ -73,18 +81,12 @@ impl<T: Clone> Sockets<T> {
     }
 
     /// Every socket, cloned.
-    pub(super) fn all(&self) -> Vec<T> {
+    pub(super) fn all(&self) -> Vec<T>
+    where
+        T: Clone,
+    {
         self.0.iter().map(|(_, s)| s.clone()).collect()
     }
-}
-
-/// The Socket.IO state of an Engine.IO session (made by the Socket.IO application's
-/// `new_state`).
-pub(super) fn client_of(session: &Session) -> MutexGuard<'_, ClientState> {
-    let state: &Mutex<ClientState> = session
-        .app_state()
-        .expect("sessions of the Socket.IO engine carry Socket.IO state");
-    state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -95,9 +97,9 @@ mod tests {
     #[test]
     fn the_state_every_session_holds_is_two_words_and_a_list() {
         assert!(
-            std::mem::size_of::<ClientState>() <= 32,
+            std::mem::size_of::<ClientState<Arc<()>>>() <= 32,
             "ClientState is {} bytes",
-            std::mem::size_of::<ClientState>()
+            std::mem::size_of::<ClientState<Arc<()>>>()
         );
     }
 

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use super::client::client_of;
 use super::engine::Session;
-use super::socket::{AckSender, SocketRef};
+use super::socket::{client_of, AckSender, SocketRef};
 use crate::protocol::socketio;
 
 /// Handles an event from its frame and its first argument (raw JSON, a slice of `frame`).

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use super::client::{client_of, ClientState};
+use super::client;
 use super::engine::{App, DisconnectReason, Engine, Handshake, Msg, Session};
 use super::recovery::Recovery;
 use crate::error::HubError;
@@ -798,6 +798,17 @@ pub(crate) struct Observers {
     pub(crate) connected: Vec<ConnectHandler>,
     /// When a socket's session moves to WebSocket.
     pub(crate) upgraded: Vec<ConnectHandler>,
+}
+
+/// Per-session Socket.IO state ([`client::ClientState`] of this layer's sockets).
+pub(crate) type ClientState = client::ClientState<SocketRef>;
+
+/// The Socket.IO state of an Engine.IO session (made by [`SioApp::new_state`]).
+pub(super) fn client_of(session: &Session) -> MutexGuard<'_, ClientState> {
+    let state: &Mutex<ClientState> = session
+        .app_state()
+        .expect("sessions of the Socket.IO engine carry Socket.IO state");
+    lock(state)
 }
 
 impl App for SioApp {
