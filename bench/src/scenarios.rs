@@ -451,6 +451,15 @@ pub(crate) async fn echo(
                     if answer_ping(&mut ws, &f).await {
                         continue;
                     }
+                    if find(f.payload(), b"\"rate_limited\"").is_some() {
+                        // A refused message gets no reply: waiting for one would hang.
+                        eprintln!(
+                            "echo: the server refused a message (rate_limited): each connection \
+                             is over its message rate; use more connections or raise the \
+                             server's --rate-messages"
+                        );
+                        std::process::exit(3);
+                    }
                     if let Some(sent) = number_field(f.payload(), b"\"t\":") {
                         let mut tot = totals.borrow_mut();
                         tot.delivered += 1;
