@@ -532,3 +532,68 @@ async fn a_node_that_catches_up_does_not_bring_deleted_rooms_back() {
         assert!(!rooms.to_string().contains("temp"), "{name}: {rooms}");
     }
 }
+
+/// The adapter connects in the background, so on a loaded machine its catch-up can finish
+/// before the notification service registers for it (a node then started with none of the
+/// cluster's notifications, and said it was ready). A handler registered after the
+/// catch-up still gets the cluster's notifications: the catch-up runs again for it.
+#[tokio::test]
+async fn a_notice_handler_registered_after_the_catch_up_gets_the_notifications() {
+    use hubbub::cluster::wire::Flavour;
+    use hubbub::cluster::{ClusterConfig, RedisAdapter, Replicated};
+    use hubbub::hub::{Adapter, Hub, HubConfig};
+
+    let Some(redis) = Redis::start() else { return };
+    let (n, _dir) = nodes_with(&redis, 1, "redis", &[]).await;
+    let (st, made) = n[0]
+        .post(
+            "/api/notify",
+            json!({"to": "bob", "event": "mention", "data": 1}),
+        )
+        .await;
+    assert_eq!(st, 201, "{made}");
+    let id = made["id"].as_u64().unwrap();
+
+    let hub = Hub::new(HubConfig::default());
+    let adapter = RedisAdapter::start(
+        &hub,
+        ClusterConfig {
+            redis_url: redis.url(),
+            namespaces: vec!["/".into()],
+            request_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(1),
+            keep_history: true,
+            key: "socket.io".into(),
+            flavour: Flavour::Classic,
+        },
+    )
+    .unwrap();
+    eventually("the adapter caught up with the cluster", || {
+        let ready = adapter.health().is_ok();
+        async move { ready }
+    })
+    .await;
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    adapter.on_notices(move |r| {
+        let _ = tx.send(r);
+    });
+    let loaded = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rx.recv().await {
+                Some(Replicated::Loaded { snapshot, .. }) => break snapshot,
+                Some(_) => continue,
+                None => panic!("the adapter dropped the handler"),
+            }
+        }
+    })
+    .await
+    .expect("the catch-up never reached a handler registered after it");
+    let ids: Vec<u64> = loaded.notifications.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![id]);
+    eventually("ready again after the second catch-up", || {
+        let ready = adapter.health().is_ok();
+        async move { ready }
+    })
+    .await;
+}

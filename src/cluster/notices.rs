@@ -110,8 +110,9 @@ impl std::fmt::Debug for Handler {
 }
 
 impl Handler {
-    fn set(&self, f: NoticeHandler) {
-        let _ = self.0.set(f);
+    /// True when `f` is the handler now (the first one set).
+    fn set(&self, f: NoticeHandler) -> bool {
+        self.0.set(f).is_ok()
     }
 
     fn get(&self) -> Option<&NoticeHandler> {
@@ -152,8 +153,14 @@ fn ids_of(v: Option<&Value>) -> Vec<u64> {
 impl RedisAdapter {
     /// Hands what other nodes do to the notifications (and the catch-up) to `f`. Only the
     /// first call counts.
+    ///
+    /// The connection is made in the background from [`RedisAdapter::start`], so a
+    /// catch-up may already have run without anyone to hand the notifications to. If so,
+    /// it runs again, and the node is not ready (`/readyz`) until that one is done.
     pub fn on_notices(&self, f: impl Fn(Replicated) + Send + Sync + 'static) {
-        self.notices.set(Box::new(f));
+        if self.notices.set(Box::new(f)) && self.config.keep_history && self.link.health().is_ok() {
+            self.on_listening(true);
+        }
     }
 
     /// Keeps a notification in the cluster and publishes it; `done` hears when Redis has it.
