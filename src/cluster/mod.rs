@@ -83,6 +83,10 @@ pub struct RedisAdapter {
     notices: notices::Handler,
     /// While notifications are read back: what other nodes published meanwhile.
     notices_waiting: std::sync::Mutex<Option<Vec<Replicated>>>,
+    /// Held for a whole catch-up of the notifications, so that two never overlap (one
+    /// would take the notices the other holds back, and its older snapshot could then
+    /// overwrite them).
+    notices_loading: tokio::sync::Mutex<()>,
     /// This node's slot in notification ids, once given.
     slot: std::sync::OnceLock<u64>,
     /// How a Node server's `broadcastWithAck` reaches this node's Socket.IO sockets.
@@ -178,6 +182,7 @@ impl RedisAdapter {
             generation: std::sync::atomic::AtomicU64::new(0),
             notices: notices::Handler::default(),
             notices_waiting: std::sync::Mutex::new(None),
+            notices_loading: tokio::sync::Mutex::new(()),
             slot: std::sync::OnceLock::new(),
             acked: AckedHook::default(),
             landings: Arc::default(),

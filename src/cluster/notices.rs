@@ -271,6 +271,7 @@ impl RedisAdapter {
         if self.notices.get().is_none() {
             return Ok(());
         }
+        let _one_at_a_time = self.notices_loading.lock().await;
         *super::lock(&self.notices_waiting) = Some(Vec::new());
         let loaded = match self.read_notices().await {
             Ok(l) => l,
