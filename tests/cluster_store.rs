@@ -568,11 +568,11 @@ async fn a_notice_handler_registered_after_the_catch_up_gets_the_notifications()
         },
     )
     .unwrap();
-    eventually("the adapter caught up with the cluster", || {
+    let caught_up = || {
         let ready = adapter.health().is_ok();
         async move { ready }
-    })
-    .await;
+    };
+    eventually("the adapter caught up with the cluster", caught_up).await;
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     adapter.on_notices(move |r| {
@@ -591,9 +591,5 @@ async fn a_notice_handler_registered_after_the_catch_up_gets_the_notifications()
     .expect("the catch-up never reached a handler registered after it");
     let ids: Vec<u64> = loaded.notifications.iter().map(|r| r.id).collect();
     assert_eq!(ids, vec![id]);
-    eventually("ready again after the second catch-up", || {
-        let ready = adapter.health().is_ok();
-        async move { ready }
-    })
-    .await;
+    eventually("ready again after the second catch-up", caught_up).await;
 }
